@@ -1,0 +1,61 @@
+// Python bindings of the CPU module. Each kernel family registers its own
+// functions (csrc/cpu/<family>_cpu.cpp), so families grow without touching this file.
+#include <pybind11/pybind11.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace py = pybind11;
+
+namespace uwe {
+void register_embed_cpu(py::module_& m);
+void register_select_cpu(py::module_& m);
+}  // namespace uwe
+
+namespace {
+
+int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+py::dict build_info() {
+  py::dict info;
+  info["module"] = "_ext_cpu";
+  info["compiler"] = UWE_BUILD_COMPILER;
+  info["build_type"] = UWE_BUILD_TYPE;
+  info["native"] = static_cast<bool>(UWE_BUILD_NATIVE);
+#ifdef _OPENMP
+  info["openmp"] = true;
+  info["openmp_version"] = _OPENMP;
+#else
+  info["openmp"] = false;
+  info["openmp_version"] = 0;
+#endif
+  info["max_threads"] = max_threads();
+  info["cxx_standard"] = __cplusplus;
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_ext_cpu, m) {
+  m.doc() = "uwe_kernels CPU kernels (C++17, OpenMP when built with it)";
+  m.def("build_info", &build_info, "Compiler, OpenMP and vectorisation settings of this build.");
+  m.def("get_num_threads", &max_threads, "Threads an OpenMP region will use (1 without OpenMP).");
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
+#ifdef _OPENMP
+        omp_set_num_threads(n);
+#endif
+      },
+      py::arg("n"), "Threads for later calls (no effect without OpenMP).");
+  uwe::register_embed_cpu(m);
+  uwe::register_select_cpu(m);
+}

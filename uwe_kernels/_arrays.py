@@ -1,0 +1,161 @@
+"""Array interoperability: the caller's array -> what a backend takes -> back again.
+
+numpy (np.memmap included) and torch tensors (CPU or CUDA) are accepted; other objects with
+``__array__`` are read through numpy. torch is never imported here unless the caller passed
+a tensor (then it is already imported).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+FLOAT_DTYPES = (np.dtype(np.float16), BFLOAT16, np.dtype(np.float32), np.dtype(np.float64))
+FLOAT_NAMES = "float16, bfloat16, float32 or float64"
+
+
+def _torch() -> Any:
+    return sys.modules.get("torch")
+
+
+def is_torch(x: Any) -> bool:
+    torch = _torch()
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def torch_dtype(dtype: np.dtype) -> Any:
+    """The torch dtype for a numpy (or ml_dtypes) dtype."""
+    torch = _torch()
+    return {
+        np.dtype(np.float16): torch.float16,
+        BFLOAT16: torch.bfloat16,
+        np.dtype(np.float32): torch.float32,
+        np.dtype(np.float64): torch.float64,
+        np.dtype(np.int64): torch.int64,
+        np.dtype(np.int32): torch.int32,
+        np.dtype(np.bool_): torch.bool,
+    }[np.dtype(dtype)]
+
+
+def numpy_dtype(tdtype: Any) -> np.dtype:
+    """The numpy dtype for a torch dtype (bfloat16 -> ml_dtypes.bfloat16); object for others."""
+    torch = _torch()
+    table = {
+        torch.float16: np.dtype(np.float16),
+        torch.bfloat16: BFLOAT16,
+        torch.float32: np.dtype(np.float32),
+        torch.float64: np.dtype(np.float64),
+    }
+    if tdtype in table:
+        return table[tdtype]
+    try:
+        return np.dtype(str(tdtype).replace("torch.", ""))
+    except TypeError:
+        return np.dtype(object)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An input as a backend takes it.
+
+    data: numpy array for CPU inputs (torch CPU tensors as zero-copy views), a torch tensor
+    for CUDA inputs. lib: the caller's library ("numpy" or "torch"). device: "cpu" or e.g.
+    "cuda:0". dtype: numpy dtype of the elements (bfloat16 as ml_dtypes.bfloat16).
+    """
+
+    data: Any
+    lib: str
+    device: str
+    dtype: np.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.data.shape)
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.device == "cpu"
+
+
+def prepare(x: Any, name: str) -> Prepared:
+    """Wrap `x` without copying it (the dtype is checked by validation)."""
+    if isinstance(x, Prepared):
+        return x
+    if is_torch(x):
+        t = x.detach()
+        if t.device.type == "cpu":
+            if t.dtype == _torch().bfloat16:  # numpy has no bfloat16: view the bits
+                arr = t.view(_torch().int16).numpy().view(BFLOAT16)
+            else:
+                arr = t.resolve_conj().resolve_neg().numpy()
+            return Prepared(arr, "torch", "cpu", arr.dtype)
+        return Prepared(t, "torch", str(t.device), numpy_dtype(t.dtype))
+    if isinstance(x, np.ndarray):
+        return Prepared(x, "numpy", "cpu", x.dtype)
+    if hasattr(x, "__cuda_array_interface__") and not hasattr(x, "__array__"):
+        raise TypeError(
+            f"{name}: device arrays other than torch tensors are not supported yet; "
+            "pass a torch tensor (torch.as_tensor(x, device='cuda'))"
+        )
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:
+        raise TypeError(f"{name}: cannot read a {type(x).__name__} as an array ({exc})") from None
+    return Prepared(arr, "numpy", "cpu", arr.dtype)
+
+
+def cast_hint(p: Prepared, name: str) -> str:
+    if p.lib == "torch":
+        return f"{name}.float()"
+    return f"{name}.astype(np.float32)"
+
+
+def result_dtype(*dtypes: np.dtype) -> np.dtype:
+    """Output dtype for float inputs: the common one, or the widest when they differ
+    (float16 with bfloat16 gives float32)."""
+    unique = {np.dtype(d) for d in dtypes}
+    if len(unique) == 1:
+        return unique.pop()
+    if np.dtype(np.float64) in unique:
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def accum_dtype(*dtypes: np.dtype) -> np.dtype:
+    """float64 when any input is float64, else float32."""
+    return np.dtype(np.float64) if np.dtype(np.float64) in {np.dtype(d) for d in dtypes} else np.dtype(np.float32)
+
+
+def restore(result: Any, like: Prepared) -> Any:
+    """Return `result` (numpy, or torch on the input's device) in the caller's library."""
+    if like.lib == "numpy":
+        if is_torch(result):  # a device backend never answers a numpy call; kept for safety
+            return result.cpu().numpy()
+        return result
+    torch = _torch()
+    if is_torch(result):
+        return result
+    arr = np.asarray(result)
+    if arr.dtype == BFLOAT16:
+        return torch.from_numpy(np.ascontiguousarray(arr).view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(arr)
+
+
+def to_numpy(p: Prepared) -> np.ndarray:
+    """Host view of a CPU input (no copy); device tensors are refused."""
+    if not p.on_cpu:
+        raise RuntimeError("to_numpy() is for CPU inputs only")
+    return p.data
+
+
+def is_torch_dtype(x: Any) -> bool:
+    torch = _torch()
+    return torch is not None and isinstance(x, torch.dtype)

@@ -1,0 +1,1 @@
+"""The cpp backend: op modules embed.py and select.py (see docs/internals.md)."""

@@ -1,0 +1,1 @@
+"""The cuda backend: op modules embed.py and select.py (see docs/internals.md)."""

@@ -1,0 +1,303 @@
+"""Public embedding functions: uncertainty, UWE, BADGE gradient embeddings, segmentation
+and detection aggregation (API.md, "Uncertainty and embeddings")."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _arrays
+from ._arrays import FLOAT_DTYPES, FLOAT_NAMES, Prepared, prepare
+from ._dispatch import run
+from .factored import FactoredEmbedding
+from .validation import (
+    check_float,
+    check_int,
+    check_kind,
+    check_ndim,
+    check_tau,
+    features_2d,
+    scores_2d,
+)
+
+AGGREGATIONS = ("max", "mean")
+
+
+def _out_dtype(out_dtype: Any, *inputs: Prepared) -> np.dtype:
+    if out_dtype is None:
+        return _arrays.result_dtype(*(p.dtype for p in inputs))
+    dt = np.dtype(_arrays.numpy_dtype(out_dtype) if _arrays.is_torch_dtype(out_dtype) else out_dtype)
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"out_dtype must be {FLOAT_NAMES}, got {dt}")
+    return dt
+
+
+def _score_checks(p: Prepared, from_logits: bool, name: str = "scores") -> list[tuple[str, Prepared, bool]]:
+    return [(name, p, not from_logits)]
+
+
+def uncertainty(
+    scores: Any,  # [n, K]
+    kind: str = "entropy",
+    *,
+    from_logits: bool = True,
+    out_dtype: Any = None,
+    backend: str = "auto",
+) -> Any:
+    """Per-row uncertainty of class scores.
+
+    Args:
+        scores: [n, K] logits (from_logits=True) or probabilities / per-class scores >= 0.
+        kind: "entropy" (natural log), "bvsb" (p_second / p_best, 1 = most uncertain),
+            "margin" (1 - (p_best - p_second)) or "least_confidence" (1 - p_best).
+    Returns:
+        [n] in the scores' dtype (or out_dtype), in the caller's library and device.
+    Raises:
+        TypeError for non-float scores; ValueError for K < 2, NaN/inf (naming the row),
+        negative probabilities, an unknown kind. BackendUnavailable when no backend can run.
+    """
+    p = scores_2d(scores)
+    kind = check_kind(kind)
+    out = _out_dtype(out_dtype, p)
+    acc = _arrays.accum_dtype(p.dtype)
+    _, result = run(
+        "uncertainty", backend, [("scores", p)],
+        lambda fn: fn(p.data, kind, bool(from_logits), out_dtype=out, accum_dtype=acc),
+        value_checks=_score_checks(p, from_logits),
+    )
+    return _arrays.restore(result, p)
+
+
+def _scores_and_features(scores: Any, features: Any) -> tuple[Prepared, Prepared]:
+    ps = scores_2d(scores)
+    pf = features_2d(features, ps.shape[0])
+    return ps, pf
+
+
+def uwe(
+    scores: Any,  # [n, K]
+    features: Any,  # [n, d]
+    kind: str = "entropy",
+    tau: float = 1.0,
+    *,
+    from_logits: bool = True,
+    out_dtype: Any = None,
+    backend: str = "auto",
+) -> Any:
+    """Uncertainty-weighted embedding (paper Eq. 4 with Section 5.2's power):
+    row i = u_i ** tau * features[i], in one fused pass.
+
+    Returns:
+        [n, d] in the common dtype of scores and features (or out_dtype).
+    Raises:
+        as `uncertainty`, plus ValueError for mismatched rows and tau < 0.
+    """
+    ps, pf = _scores_and_features(scores, features)
+    kind, tau = check_kind(kind), check_tau(tau)
+    out = _out_dtype(out_dtype, ps, pf)
+    acc = _arrays.accum_dtype(ps.dtype, pf.dtype)
+    _, result = run(
+        "uwe", backend, [("scores", ps), ("features", pf)],
+        lambda fn: fn(ps.data, pf.data, kind, tau, bool(from_logits), out_dtype=out, accum_dtype=acc),
+        value_checks=_score_checks(ps, from_logits) + [("features", pf, False)],
+    )
+    return _arrays.restore(result, pf)
+
+
+def badge_embedding(
+    scores: Any,  # [n, K]
+    features: Any,  # [n, d]
+    *,
+    from_logits: bool = True,
+    out_dtype: Any = None,
+    backend: str = "auto",
+) -> Any:
+    """BADGE's gradient embedding (paper Eq. 1), class-major: block c of row i is
+    (p_ic - [c == yhat_i]) * features[i], yhat_i = argmax (lowest class on ties).
+
+    Memory: n * K * d values. Prefer `badge_factored` (n * (K + d)) for selection.
+    """
+    ps, pf = _scores_and_features(scores, features)
+    out = _out_dtype(out_dtype, ps, pf)
+    acc = _arrays.accum_dtype(ps.dtype, pf.dtype)
+    _, result = run(
+        "badge_embedding", backend, [("scores", ps), ("features", pf)],
+        lambda fn: fn(ps.data, pf.data, bool(from_logits), out_dtype=out, accum_dtype=acc),
+        value_checks=_score_checks(ps, from_logits) + [("features", pf, False)],
+    )
+    return _arrays.restore(result, pf)
+
+
+def uwe_factored(
+    scores: Any,  # [n, K]
+    features: Any,  # [n, d]
+    kind: str = "entropy",
+    tau: float = 1.0,
+    *,
+    from_logits: bool = True,
+    backend: str = "auto",
+) -> FactoredEmbedding:
+    """UWE kept as factors: weights u ** tau ([n], accumulation precision) and the features
+    as given (not copied). `.materialize()` equals `uwe(...)`. Memory: n extra values."""
+    ps, pf = _scores_and_features(scores, features)
+    kind, tau = check_kind(kind), check_tau(tau)
+    acc = _arrays.accum_dtype(ps.dtype, pf.dtype)
+    u = uncertainty(scores, kind, from_logits=from_logits, out_dtype=acc, backend=backend)
+    weights = u ** tau if tau != 1.0 else u
+    return FactoredEmbedding(weights, features)
+
+
+def badge_factored(
+    scores: Any,  # [n, K]
+    features: Any,  # [n, d]
+    *,
+    from_logits: bool = True,
+    backend: str = "auto",
+) -> FactoredEmbedding:
+    """BADGE's gradient embedding kept as factors: weights p - onehot ([n, K], accumulation
+    precision) and the features as given. `.materialize()` equals `badge_embedding(...)`.
+    Memory: n * K extra values instead of n * K * d."""
+    ps, pf = _scores_and_features(scores, features)
+    acc = _arrays.accum_dtype(ps.dtype, pf.dtype)
+    _, weights = run(
+        "badge_weights", backend, [("scores", ps)],
+        lambda fn: fn(ps.data, bool(from_logits), out_dtype=acc, accum_dtype=acc),
+        value_checks=_score_checks(ps, from_logits),
+    )
+    return FactoredEmbedding(_arrays.restore(weights, ps), features)
+
+
+def _resolve_region(region: Any, H: int, W: int, stride: int) -> tuple[int, int]:
+    if region is None:
+        return H, W
+    try:
+        rh, rw = (check_int(v, "region") for v in region)
+    except TypeError:
+        raise TypeError(f"region must be None or a pair of ints (rh, rw), got {region!r}") from None
+    problems = []
+    if rh <= 0 or rw <= 0:
+        problems.append("both sizes must be positive")
+    else:
+        if H % rh or W % rw:
+            problems.append(f"it must divide the {H}x{W} score map")
+        if rh % stride or rw % stride:
+            problems.append(f"both sizes must be multiples of the feature stride {stride}")
+    if problems:
+        raise ValueError(f"region {rh}x{rw} does not fit: " + "; ".join(problems))
+    return rh, rw
+
+
+def uwe_segmentation(
+    scores: Any,  # [N, K, H, W]
+    features: Any,  # [N, C, h, w]
+    *,
+    region: tuple[int, int] | None = None,
+    kind: str = "entropy",
+    tau: float = 1.0,
+    from_logits: bool = True,
+    out_dtype: Any = None,
+    backend: str = "auto",
+) -> Any:
+    """Per-image or per-region UWE for segmentation (paper Eq. 6-7).
+
+    Mean pixel uncertainty over each region times the mean feature over the region's cells
+    at feature resolution, to the power tau. H = s*h, W = s*w for an integer stride s.
+    Returns:
+        [N*R, C]; sample n*R + i*(W//rw) + j covers rows [i*rh, (i+1)*rh), cols [j*rw, (j+1)*rw).
+    """
+    ps, pf = prepare(scores, "scores"), prepare(features, "features")
+    check_float(ps, "scores")
+    check_float(pf, "features")
+    check_ndim(ps, "scores", 4, "[N, K, H, W]")
+    check_ndim(pf, "features", 4, "[N, C, h, w]")
+    N, K, H, W = ps.shape
+    Nf, _, h, w = pf.shape
+    if K < 2:
+        raise ValueError(f"scores must have K >= 2 classes (got shape {ps.shape})")
+    if Nf != N:
+        raise ValueError(f"features has {Nf} images but scores has {N}; they must match")
+    if h == 0 or w == 0 or H % h or W % w or H // h != W // w:
+        raise ValueError(
+            f"features of size {h}x{w} must tile the {H}x{W} score map at one integer stride "
+            "(H = s*h and W = s*w)"
+        )
+    stride = H // h
+    rh, rw = _resolve_region(region, H, W, stride)
+    kind, tau = check_kind(kind), check_tau(tau)
+    out = _out_dtype(out_dtype, ps, pf)
+    acc = _arrays.accum_dtype(ps.dtype, pf.dtype)
+    _, result = run(
+        "uwe_segmentation", backend, [("scores", ps), ("features", pf)],
+        lambda fn: fn(ps.data, pf.data, (rh, rw), kind, tau, bool(from_logits), out_dtype=out, accum_dtype=acc),
+        value_checks=_score_checks(ps, from_logits) + [("features", pf, False)],
+        options={"region": (rh, rw), "stride": stride},
+    )
+    return _arrays.restore(result, pf)
+
+
+def _image_ids(image_ids: Any, n_boxes: int, num_images: int, like: Prepared) -> Any:
+    p = prepare(image_ids, "image_ids")
+    if p.ndim != 1 or p.shape[0] != n_boxes:
+        raise ValueError(f"image_ids must be [B] with B = {n_boxes} boxes, got shape {p.shape}")
+    if p.device != like.device:
+        raise ValueError(f"image_ids is on {p.device} but box_scores is on {like.device}")
+    if p.on_cpu:
+        ids = np.asarray(p.data)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"image_ids must hold integers, got dtype {ids.dtype}")
+        bad = np.flatnonzero((ids < 0) | (ids >= num_images))
+        if bad.size:
+            raise ValueError(
+                f"image_ids[{int(bad[0])}] = {int(ids[bad[0]])} is out of range for num_images={num_images}"
+            )
+        return ids.astype(np.int64, copy=False)
+    torch = __import__("torch")
+    t = p.data
+    if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"image_ids must hold integers, got dtype {t.dtype}")
+    bad = torch.nonzero((t < 0) | (t >= num_images))
+    if bad.numel():
+        i = int(bad[0, 0])
+        raise ValueError(f"image_ids[{i}] = {int(t[i])} is out of range for num_images={num_images}")
+    return t.to(torch.int64)
+
+
+def uwe_detection(
+    box_scores: Any,  # [B, K]
+    box_features: Any,  # [B, d]
+    image_ids: Any,  # [B] ints in [0, num_images)
+    num_images: int,
+    *,
+    kind: str = "bvsb",
+    tau: float = 1.0,
+    agg: str = "max",
+    from_logits: bool = False,
+    out_dtype: Any = None,
+    backend: str = "auto",
+) -> Any:
+    """Class-wise aggregated box UWEs per image (paper Eq. 9; agg="mean" is Appendix 7.2).
+
+    Returns:
+        [num_images, K*d]: block c of image m is u_b**tau * f_b for the box of class c with the
+        largest u (agg="max", lowest box index on ties) or the mean over those boxes
+        (agg="mean"); zeros when the image has no box of class c.
+    """
+    ps = scores_2d(box_scores, "box_scores")
+    pf = features_2d(box_features, ps.shape[0], "box_features")
+    num_images = check_int(num_images, "num_images")
+    if num_images < 0:
+        raise ValueError(f"num_images must be >= 0, got {num_images}")
+    if agg not in AGGREGATIONS:
+        raise ValueError(f"unknown agg {agg!r}; choose from {', '.join(AGGREGATIONS)}")
+    ids = _image_ids(image_ids, ps.shape[0], num_images, ps)
+    kind, tau = check_kind(kind), check_tau(tau)
+    out = _out_dtype(out_dtype, ps, pf)
+    acc = _arrays.accum_dtype(ps.dtype, pf.dtype)
+    _, result = run(
+        "uwe_detection", backend, [("box_scores", ps), ("box_features", pf)],
+        lambda fn: fn(ps.data, pf.data, ids, num_images, kind, tau, agg, bool(from_logits),
+                      out_dtype=out, accum_dtype=acc),
+        value_checks=_score_checks(ps, from_logits, "box_scores") + [("box_features", pf, False)],
+        options={"agg": agg},
+    )
+    return _arrays.restore(result, pf)

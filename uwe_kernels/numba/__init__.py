@@ -1,0 +1,1 @@
+"""The numba backend: op modules embed.py and select.py (see docs/internals.md)."""

@@ -1,0 +1,1 @@
+"""The triton backend: op modules embed.py and select.py (see docs/internals.md)."""
