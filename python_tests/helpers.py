@@ -58,10 +58,5 @@ def clustered_pool(n: int, d: int, clusters: int = 10, seed: int = 0, dtype: Any
     return (centres[labels] + spread * rng.standard_normal((n, d))).astype(dtype)
 
 
-def tie_free(x: np.ndarray) -> np.ndarray:
-    """Round-trip through the storage dtype so every backend sees the same values."""
-    return x
-
-
 def logits(n: int, k: int, seed: int = 0, scale: float = 3.0, dtype: Any = np.float32) -> np.ndarray:
     return (scale * np.random.default_rng(seed).standard_normal((n, k))).astype(dtype)
