@@ -2,7 +2,7 @@
 
 Environment knobs, each turned into a CMake -D option:
   UWE_KERNELS_CUDA=auto|on|off      build _ext_cuda when nvcc is found (auto), always (on), never (off)
-  UWE_KERNELS_CUDA_ARCHS="80;90"    CMAKE_CUDA_ARCHITECTURES (default 80;86;89;90)
+  UWE_KERNELS_CUDA_ARCHS="80;90"    CMAKE_CUDA_ARCHITECTURES (default "80-real;90")
   UWE_KERNELS_NATIVE=1|0            -march=native for this host (default 1); 0 for portable wheels
   UWE_KERNELS_OPENMP=auto|on|off    OpenMP when found (auto)
   CMAKE_ARGS, CMAKE_BUILD_PARALLEL_LEVEL are honoured as usual.
