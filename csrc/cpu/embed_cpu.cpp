@@ -1,8 +1,582 @@
-// embed kernels of the CPU module (filled in by the embed kernel work).
+// CPU embedding kernels: uncertainty, fused UWE, BADGE weights and embeddings,
+// segmentation and detection aggregation (API.md "Uncertainty and embeddings").
+//
+// Algorithm: rows are processed in blocks of kBlock; for each block the per-row
+// uncertainty (common/uncertainty.h: max pass + softmax-sum pass, no probability matrix)
+// becomes a weight, then the feature rows are scaled and written once. OpenMP splits the
+// blocks statically; every output element depends on one thread's work only, so results
+// do not depend on the thread count.
+// Complexity: O(n (K + d)) time, O(kBlock) extra memory per thread (O(kBlock K) for BADGE).
+// Shapes: scores [n, K], features [n, d], out [n, d] (or [n, K*d], [n, K], [n]).
+// Precision: loads convert float16 / bfloat16 in registers; accumulation in A = float, or
+// double when any input is float64; region sums of the segmentation op in double.
+// Ties: argmax is the lowest class; detection "max" keeps the lowest box index.
+// Checks: the same passes record the first row holding NaN / inf (and, for probabilities,
+// a negative value); the minimum over threads is returned to the adapter, which raises.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "common/dtype.h"
+#include "common/uncertainty.h"
+#include "cpu/embed_strided.h"
 
 namespace py = pybind11;
 
 namespace uwe {
-void register_embed_cpu(py::module_& m) { (void)m; }
+namespace {
+
+constexpr int64_t kBlock = 64;
+
+// ---------------------------------------------------------------- per-row pieces
+
+template <typename S, typename A, bool Contig>
+A score_row(const char* row, int64_t step, int K, int kind, bool logits, RowSummary<A>& r) {
+  const RowReader<S, A, Contig> at{row, step};
+  return row_uncertainty<A>(at, K, kind, logits, r);
+}
+
+template <typename A>
+inline void note_score_checks(const RowSummary<A>& r, bool logits, int64_t row, int64_t& bad_nf,
+                              int64_t& bad_neg) {
+  if (!r.finite)
+    bad_nf = std::min(bad_nf, row);
+  else if (!logits && r.smallest < A(0))
+    bad_neg = std::min(bad_neg, row);
+}
+
+// w[i - r0] = u_i (or u_i ** tau when `power`) for rows [r0, r1) of scores [n, K].
+template <typename S, typename A>
+void uncertainty_rows(const HostBuf& s, int64_t r0, int64_t r1, int kind, bool logits, bool power, A tau,
+                      A* w, int64_t& bad_nf, int64_t& bad_neg) {
+  const int K = static_cast<int>(s.shape[1]);
+  const bool contig = s.stride[1] == static_cast<int64_t>(sizeof(S));
+  for (int64_t i = r0; i < r1; ++i) {
+    const char* row = s.ptr + i * s.stride[0];
+    RowSummary<A> r;
+    const A u = contig ? score_row<S, A, true>(row, s.stride[1], K, kind, logits, r)
+                       : score_row<S, A, false>(row, s.stride[1], K, kind, logits, r);
+    note_score_checks(r, logits, i, bad_nf, bad_neg);
+    w[i - r0] = power ? weight_of<A>(u, tau) : u;
+  }
+}
+
+// dst[j] = w * src[j] for one row of d features; returns NaN when the row is not finite.
+template <typename F, typename O, typename A, bool Contig>
+A scale_row(const char* src, int64_t step, int64_t d, A w, O* dst) {
+  A probe = 0;
+#pragma omp simd reduction(+ : probe)
+  for (int64_t j = 0; j < d; ++j) {
+    const A x = load<A>(read_as<F>(src + j * (Contig ? static_cast<int64_t>(sizeof(F)) : step)));
+    probe += x * A(0);
+    dst[j] = store<O>(w * x);
+  }
+  return probe;
+}
+
+template <typename F, typename O, typename A>
+A scale_any(const char* src, int64_t step, int64_t d, A w, O* dst) {
+  return step == static_cast<int64_t>(sizeof(F)) ? scale_row<F, O, A, true>(src, step, d, w, dst)
+                                                 : scale_row<F, O, A, false>(src, step, d, w, dst);
+}
+
+// out rows [r0, r1) = w[i - r0] * features[i].
+template <typename F, typename O, typename A>
+void scale_rows(const HostBuf& f, char* out, int64_t r0, int64_t r1, const A* w, int64_t& bad_f) {
+  const int64_t d = f.shape[1];
+  for (int64_t i = r0; i < r1; ++i) {
+    O* dst = reinterpret_cast<O*>(out) + i * d;
+    const A probe = scale_any<F, O, A>(f.ptr + i * f.stride[0], f.stride[1], d, w[i - r0], dst);
+    if (!(probe == A(0))) bad_f = std::min(bad_f, i);
+  }
+}
+
+// BADGE weights p_k - [k == argmax] for rows [r0, r1) into w[(i - r0) * K + k].
+template <typename S, typename A>
+void badge_rows(const HostBuf& s, int64_t r0, int64_t r1, bool logits, A* w, int64_t& bad_nf,
+                int64_t& bad_neg) {
+  const int K = static_cast<int>(s.shape[1]);
+  for (int64_t i = r0; i < r1; ++i) {
+    const RowReader<S, A, false> at{s.ptr + i * s.stride[0], s.stride[1]};
+    const RowSummary<A> r = summarize_row<A>(at, K);
+    note_score_checks(r, logits, i, bad_nf, bad_neg);
+    A inv_s = 1;
+    if (logits) {
+      A sum, t;
+      softmax_sums<A>(at, K, r.best, sum, t);
+      inv_s = A(1) / sum;
+    }
+    A* wr = w + (i - r0) * K;
+    for (int k = 0; k < K; ++k) wr[k] = badge_weight<A>(at(k), k, r, logits, inv_s);
+  }
+}
+
+template <typename O, typename A>
+void store_rows(const A* src, int64_t count, char* out, int64_t offset) {
+  O* dst = reinterpret_cast<O*>(out) + offset;
+  for (int64_t j = 0; j < count; ++j) dst[j] = store<O>(src[j]);
+}
+
+// ---------------------------------------------------------------- dispatch helpers
+
+template <typename A>
+using UncertaintyFn = void (*)(const HostBuf&, int64_t, int64_t, int, bool, bool, A, A*, int64_t&, int64_t&);
+template <typename A>
+using ScaleFn = void (*)(const HostBuf&, char*, int64_t, int64_t, const A*, int64_t&);
+template <typename A>
+using BadgeFn = void (*)(const HostBuf&, int64_t, int64_t, bool, A*, int64_t&, int64_t&);
+template <typename A>
+using StoreFn = void (*)(const A*, int64_t, char*, int64_t);
+
+template <typename A>
+UncertaintyFn<A> pick_uncertainty(int s_code) {
+  UncertaintyFn<A> fn = nullptr;
+  with_dtype(s_code, [&](auto s) { fn = &uncertainty_rows<decltype(s), A>; });
+  return fn;
+}
+
+template <typename A>
+ScaleFn<A> pick_scale(int f_code, int o_code) {
+  ScaleFn<A> fn = nullptr;
+  with_dtype(f_code, [&](auto f) { with_dtype(o_code, [&](auto o) { fn = &scale_rows<decltype(f), decltype(o), A>; }); });
+  return fn;
+}
+
+template <typename A>
+BadgeFn<A> pick_badge(int s_code) {
+  BadgeFn<A> fn = nullptr;
+  with_dtype(s_code, [&](auto s) { fn = &badge_rows<decltype(s), A>; });
+  return fn;
+}
+
+template <typename A>
+StoreFn<A> pick_store(int o_code) {
+  StoreFn<A> fn = nullptr;
+  with_dtype(o_code, [&](auto o) { fn = &store_rows<decltype(o), A>; });
+  return fn;
+}
+
+BadRows finish(int64_t nf, int64_t neg, int64_t feat) {
+  BadRows b;
+  b.nonfinite_scores = none_to_minus1(nf);
+  b.negative_scores = none_to_minus1(neg);
+  b.nonfinite_features = none_to_minus1(feat);
+  return b;
+}
+
+int64_t blocks_of(int64_t n) { return (n + kBlock - 1) / kBlock; }
+
+// ---------------------------------------------------------------- ops
+
+template <typename A>
+BadRows uncertainty_impl(const HostBuf& s, int kind, bool logits, char* out, int o_code) {
+  const auto ufn = pick_uncertainty<A>(s.dtype);
+  const auto sfn = pick_store<A>(o_code);
+  const int64_t n = s.shape[0];
+  int64_t nf = kNone, neg = kNone;
+  py::gil_scoped_release release;
+#pragma omp parallel for schedule(static) reduction(min : nf, neg)
+  for (int64_t b = 0; b < blocks_of(n); ++b) {
+    A w[kBlock];
+    const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
+    ufn(s, r0, r1, kind, logits, false, A(1), w, nf, neg);
+    sfn(w, r1 - r0, out, r0);
+  }
+  return finish(nf, neg, kNone);
+}
+
+template <typename A>
+BadRows uwe_impl(const HostBuf& s, const HostBuf& f, int kind, double tau, bool logits, char* out, int o_code) {
+  const auto ufn = pick_uncertainty<A>(s.dtype);
+  const auto sfn = pick_scale<A>(f.dtype, o_code);
+  const int64_t n = s.shape[0];
+  int64_t nf = kNone, neg = kNone, bf = kNone;
+  py::gil_scoped_release release;
+#pragma omp parallel for schedule(static) reduction(min : nf, neg, bf)
+  for (int64_t b = 0; b < blocks_of(n); ++b) {
+    A w[kBlock];
+    const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
+    ufn(s, r0, r1, kind, logits, true, static_cast<A>(tau), w, nf, neg);
+    sfn(f, out, r0, r1, w, bf);
+  }
+  return finish(nf, neg, bf);
+}
+
+template <typename A>
+BadRows badge_weights_impl(const HostBuf& s, bool logits, char* out, int o_code) {
+  const auto bfn = pick_badge<A>(s.dtype);
+  const auto sfn = pick_store<A>(o_code);
+  const int64_t n = s.shape[0], K = s.shape[1];
+  int64_t nf = kNone, neg = kNone;
+  py::gil_scoped_release release;
+#pragma omp parallel reduction(min : nf, neg)
+  {
+    std::vector<A> w(kBlock * K);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks_of(n); ++b) {
+      const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
+      bfn(s, r0, r1, logits, w.data(), nf, neg);
+      sfn(w.data(), (r1 - r0) * K, out, r0 * K);
+    }
+  }
+  return finish(nf, neg, kNone);
+}
+
+template <typename F, typename O, typename A>
+void badge_scale_rows(const HostBuf& f, char* out, int64_t r0, int64_t r1, int64_t K, const A* w, int64_t& bad_f) {
+  const int64_t d = f.shape[1];
+  for (int64_t i = r0; i < r1; ++i) {
+    const char* src = f.ptr + i * f.stride[0];
+    O* dst = reinterpret_cast<O*>(out) + i * K * d;
+    A probe = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      const A p = scale_any<F, O, A>(src, f.stride[1], d, w[(i - r0) * K + k], dst + k * d);
+      if (k == 0) probe = p;
+    }
+    if (!(probe == A(0))) bad_f = std::min(bad_f, i);
+  }
+}
+
+template <typename A>
+BadRows badge_embedding_impl(const HostBuf& s, const HostBuf& f, bool logits, char* out, int o_code) {
+  const auto bfn = pick_badge<A>(s.dtype);
+  void (*sfn)(const HostBuf&, char*, int64_t, int64_t, int64_t, const A*, int64_t&) = nullptr;
+  with_dtype(f.dtype, [&](auto ft) { with_dtype(o_code, [&](auto ot) { sfn = &badge_scale_rows<decltype(ft), decltype(ot), A>; }); });
+  const int64_t n = s.shape[0], K = s.shape[1];
+  int64_t nf = kNone, neg = kNone, bf = kNone;
+  py::gil_scoped_release release;
+#pragma omp parallel reduction(min : nf, neg, bf)
+  {
+    std::vector<A> w(kBlock * K);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks_of(n); ++b) {
+      const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
+      bfn(s, r0, r1, logits, w.data(), nf, neg);
+      sfn(f, out, r0, r1, K, w.data(), bf);
+    }
+  }
+  return finish(nf, neg, bf);
+}
+
+// ---------------------------------------------------------------- segmentation
+//
+// Pass 1 (tasks = score rows (n, y)): pixel uncertainty, summed per region column into
+// row_sums[(n * H + y) * nw + j] (double). Then, per region, the band's rows are summed in
+// order (deterministic), averaged and turned into w_r = mean_u ** tau.
+// Pass 2 (tasks = feature planes (n, c)): feature sums per region over its
+// (rh / s) x (rw / s) cells, out[(n R + r), c] = w_r * mean.
+
+template <typename S, typename A>
+void segmentation_pixels(const HostBuf& s, int64_t n, int64_t y, int64_t rw, int kind, bool logits, double* sums,
+                         int64_t& bad_nf, int64_t& bad_neg) {
+  const int K = static_cast<int>(s.shape[1]);
+  const int64_t W = s.shape[3];
+  const char* base = s.ptr + n * s.stride[0] + y * s.stride[2];
+  for (int64_t x = 0; x < W; ++x) {
+    const RowReader<S, A, false> at{base + x * s.stride[3], s.stride[1]};
+    RowSummary<A> r;
+    const A u = row_uncertainty<A>(at, K, kind, logits, r);
+    note_score_checks(r, logits, n, bad_nf, bad_neg);
+    sums[x / rw] += static_cast<double>(u);
+  }
+}
+
+template <typename F>
+void segmentation_plane(const HostBuf& f, int64_t n, int64_t c, int64_t ch, int64_t cw, int64_t nw, double* sums,
+                        int64_t& bad_f) {
+  const int64_t h = f.shape[2], w = f.shape[3];
+  const char* base = f.ptr + n * f.stride[0] + c * f.stride[1];
+  double probe = 0;
+  for (int64_t yy = 0; yy < h; ++yy) {
+    const char* row = base + yy * f.stride[2];
+    double* band = sums + (yy / ch) * nw;
+    for (int64_t xx = 0; xx < w; ++xx) {
+      const double v = load<double>(read_as<F>(row + xx * f.stride[3]));
+      probe += v * 0.0;
+      band[xx / cw] += v;
+    }
+  }
+  if (!(probe == 0.0)) bad_f = std::min(bad_f, n);
+}
+
+template <typename A>
+BadRows segmentation_impl(const HostBuf& s, const HostBuf& f, int64_t rh, int64_t rw, int kind, double tau, bool logits,
+                          char* out, int o_code) {
+  const int64_t N = s.shape[0], H = s.shape[2], W = s.shape[3];
+  const int64_t C = f.shape[1], h = f.shape[2];
+  const int64_t st = H / h, nh = H / rh, nw = W / rw, R = nh * nw;
+  const int64_t ch = rh / st, cw = rw / st;
+  void (*pixels)(const HostBuf&, int64_t, int64_t, int64_t, int, bool, double*, int64_t&, int64_t&) = nullptr;
+  with_dtype(s.dtype, [&](auto t) { pixels = &segmentation_pixels<decltype(t), A>; });
+  void (*plane)(const HostBuf&, int64_t, int64_t, int64_t, int64_t, int64_t, double*, int64_t&) = nullptr;
+  with_dtype(f.dtype, [&](auto t) { plane = &segmentation_plane<decltype(t)>; });
+  const auto store_fn = pick_store<double>(o_code);
+
+  std::vector<double> row_sums(static_cast<size_t>(N * H * nw), 0.0);
+  std::vector<double> weights(static_cast<size_t>(N * R), 0.0);
+  int64_t nf = kNone, neg = kNone, bf = kNone;
+  {
+    py::gil_scoped_release release;
+#pragma omp parallel for schedule(static) reduction(min : nf, neg)
+    for (int64_t t = 0; t < N * H; ++t)
+      pixels(s, t / H, t % H, rw, kind, logits, row_sums.data() + t * nw, nf, neg);
+
+    const double pixels_per_region = static_cast<double>(rh * rw);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < nh; ++i)
+        for (int64_t j = 0; j < nw; ++j) {
+          double sum = 0;
+          for (int64_t y = i * rh; y < (i + 1) * rh; ++y) sum += row_sums[(n * H + y) * nw + j];
+          const A mean = static_cast<A>(sum / pixels_per_region);
+          weights[n * R + i * nw + j] = static_cast<double>(weight_of<A>(mean, static_cast<A>(tau)));
+        }
+
+    const double cells = static_cast<double>(ch * cw);
+#pragma omp parallel reduction(min : bf)
+    {
+      std::vector<double> sums(static_cast<size_t>(R));
+      std::vector<double> vals(static_cast<size_t>(R));
+#pragma omp for schedule(static)
+      for (int64_t t = 0; t < N * C; ++t) {
+        const int64_t n = t / C, c = t % C;
+        std::fill(sums.begin(), sums.end(), 0.0);
+        plane(f, n, c, ch, cw, nw, sums.data(), bf);
+        for (int64_t r = 0; r < R; ++r) {
+          const double v = weights[n * R + r] * (sums[r] / cells);
+          store_fn(&v, 1, out, (n * R + r) * C + c);
+        }
+      }
+    }
+  }
+  return finish(nf, neg, bf);
+}
+
+// ---------------------------------------------------------------- detection
+//
+// Box pass (parallel): u_b, class c_b = argmax (lowest class on ties), w_b = u_b ** tau.
+// "max": one ordered scan keeps, per (image, class) slot, the box with the largest u (the
+// first one on ties); slots are then written in parallel. "mean": boxes are bucketed by
+// image in index order (counting sort) and each image sums its boxes in that order.
+
+template <typename S, typename A>
+void detection_boxes(const HostBuf& s, int64_t r0, int64_t r1, int kind, bool logits, A* u, int64_t* cls,
+                     int64_t& bad_nf, int64_t& bad_neg) {
+  const int K = static_cast<int>(s.shape[1]);
+  for (int64_t i = r0; i < r1; ++i) {
+    const RowReader<S, A, false> at{s.ptr + i * s.stride[0], s.stride[1]};
+    RowSummary<A> r;
+    u[i] = row_uncertainty<A>(at, K, kind, logits, r);
+    cls[i] = r.argmax;
+    note_score_checks(r, logits, i, bad_nf, bad_neg);
+  }
+}
+
+template <typename F>
+bool features_row_finite(const HostBuf& f, int64_t i) {
+  double probe = 0;
+  const char* row = f.ptr + i * f.stride[0];
+  for (int64_t j = 0; j < f.shape[1]; ++j) probe += load<double>(read_as<F>(row + j * f.stride[1])) * 0.0;
+  return probe == 0.0;
+}
+
+template <typename F, typename O, typename A>
+void detection_write(const HostBuf& f, const int64_t* ids, const A* u, const int64_t* cls, int64_t M, int64_t K,
+                     A tau, bool mean, char* out, int64_t& bad_f) {
+  const int64_t B = f.shape[0], d = f.shape[1];
+  O* dst = reinterpret_cast<O*>(out);
+  const O zero = store<O>(A(0));
+  int64_t bad = kNone;
+  if (!mean) {
+    std::vector<int64_t> best(static_cast<size_t>(M * K), -1);
+    for (int64_t b = 0; b < B; ++b) {
+      int64_t& slot = best[ids[b] * K + cls[b]];
+      if (slot < 0 || u[b] > u[slot]) slot = b;
+    }
+#pragma omp parallel for schedule(static) reduction(min : bad)
+    for (int64_t t = 0; t < M * K; ++t) {
+      const int64_t b = best[t];
+      O* row = dst + t * d;
+      if (b < 0) {
+        std::fill(row, row + d, zero);
+        continue;
+      }
+      const A probe = scale_any<F, O, A>(f.ptr + b * f.stride[0], f.stride[1], d, weight_of<A>(u[b], tau), row);
+      if (!(probe == A(0))) bad = std::min(bad, b);
+    }
+    // Boxes that lost their slot are still inputs: check them too.
+#pragma omp parallel for schedule(static) reduction(min : bad)
+    for (int64_t b = 0; b < B; ++b)
+      if (best[ids[b] * K + cls[b]] != b && !features_row_finite<F>(f, b)) bad = std::min(bad, b);
+    bad_f = bad;
+    return;
+  }
+  std::vector<int64_t> start(static_cast<size_t>(M + 1), 0), order(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) ++start[ids[b] + 1];
+  for (int64_t m = 0; m < M; ++m) start[m + 1] += start[m];
+  {
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t b = 0; b < B; ++b) order[fill[ids[b]]++] = b;
+  }
+#pragma omp parallel reduction(min : bad)
+  {
+    std::vector<A> acc(static_cast<size_t>(K * d));
+    std::vector<int64_t> count(static_cast<size_t>(K));
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t m = 0; m < M; ++m) {
+      std::fill(acc.begin(), acc.end(), A(0));
+      std::fill(count.begin(), count.end(), 0);
+      for (int64_t q = start[m]; q < start[m + 1]; ++q) {
+        const int64_t b = order[q];
+        const A w = weight_of<A>(u[b], tau);
+        A* a = acc.data() + cls[b] * d;
+        const char* row = f.ptr + b * f.stride[0];
+        A probe = 0;
+        for (int64_t j = 0; j < d; ++j) {
+          const A x = load<A>(read_as<F>(row + j * f.stride[1]));
+          probe += x * A(0);
+          a[j] += w * x;
+        }
+        if (!(probe == A(0))) bad = std::min(bad, b);
+        ++count[cls[b]];
+      }
+      O* orow = dst + m * K * d;
+      for (int64_t c = 0; c < K; ++c) {
+        const A inv = count[c] ? A(1) / static_cast<A>(count[c]) : A(0);
+        for (int64_t j = 0; j < d; ++j) orow[c * d + j] = count[c] ? store<O>(acc[c * d + j] * inv) : zero;
+      }
+    }
+  }
+  bad_f = bad;
+}
+
+template <typename A>
+BadRows detection_impl(const HostBuf& s, const HostBuf& f, const int64_t* ids, int64_t M, int kind, double tau,
+                       bool mean, bool logits, char* out, int o_code) {
+  const int64_t B = s.shape[0], K = s.shape[1];
+  void (*boxes)(const HostBuf&, int64_t, int64_t, int, bool, A*, int64_t*, int64_t&, int64_t&) = nullptr;
+  with_dtype(s.dtype, [&](auto t) { boxes = &detection_boxes<decltype(t), A>; });
+  void (*write)(const HostBuf&, const int64_t*, const A*, const int64_t*, int64_t, int64_t, A, bool, char*, int64_t&) =
+      nullptr;
+  with_dtype(f.dtype, [&](auto ft) { with_dtype(o_code, [&](auto ot) { write = &detection_write<decltype(ft), decltype(ot), A>; }); });
+  std::vector<A> u(static_cast<size_t>(B));
+  std::vector<int64_t> cls(static_cast<size_t>(B));
+  int64_t nf = kNone, neg = kNone, bf = kNone;
+  py::gil_scoped_release release;
+#pragma omp parallel for schedule(static) reduction(min : nf, neg)
+  for (int64_t b = 0; b < blocks_of(B); ++b)
+    boxes(s, b * kBlock, std::min(B, (b + 1) * kBlock), kind, logits, u.data(), cls.data(), nf, neg);
+  write(f, ids, u.data(), cls.data(), M, K, static_cast<A>(tau), mean, out, bf);
+  return finish(nf, neg, bf);
+}
+
+// ---------------------------------------------------------------- bindings
+
+int64_t size_of(const HostBuf& b) {
+  int64_t s = 1;
+  for (int i = 0; i < b.ndim; ++i) s *= b.shape[i];
+  return s;
+}
+
+void check_kind(int kind) {
+  if (kind < kEntropy || kind > kLeastConfidence) throw std::invalid_argument("unknown uncertainty kind code");
+}
+
+py::tuple py_uncertainty(const py::array& scores, int s_code, int kind, bool logits, py::array& out, int o_code,
+                         bool acc64) {
+  check_kind(kind);
+  const HostBuf s = host_buf(scores, s_code, 2, "scores");
+  char* o = out_ptr(out, o_code, s.shape[0], "out");
+  return (acc64 ? uncertainty_impl<double>(s, kind, logits, o, o_code)
+                : uncertainty_impl<float>(s, kind, logits, o, o_code)).to_tuple();
+}
+
+py::tuple py_uwe(const py::array& scores, int s_code, const py::array& features, int f_code, int kind, double tau,
+                 bool logits, py::array& out, int o_code, bool acc64) {
+  check_kind(kind);
+  const HostBuf s = host_buf(scores, s_code, 2, "scores");
+  const HostBuf f = host_buf(features, f_code, 2, "features");
+  if (f.shape[0] != s.shape[0]) throw std::invalid_argument("scores and features differ in rows");
+  char* o = out_ptr(out, o_code, size_of(f), "out");
+  return (acc64 ? uwe_impl<double>(s, f, kind, tau, logits, o, o_code)
+                : uwe_impl<float>(s, f, kind, tau, logits, o, o_code)).to_tuple();
+}
+
+py::tuple py_badge_weights(const py::array& scores, int s_code, bool logits, py::array& out, int o_code, bool acc64) {
+  const HostBuf s = host_buf(scores, s_code, 2, "scores");
+  char* o = out_ptr(out, o_code, size_of(s), "out");
+  return (acc64 ? badge_weights_impl<double>(s, logits, o, o_code)
+                : badge_weights_impl<float>(s, logits, o, o_code)).to_tuple();
+}
+
+py::tuple py_badge_embedding(const py::array& scores, int s_code, const py::array& features, int f_code, bool logits,
+                             py::array& out, int o_code, bool acc64) {
+  const HostBuf s = host_buf(scores, s_code, 2, "scores");
+  const HostBuf f = host_buf(features, f_code, 2, "features");
+  if (f.shape[0] != s.shape[0]) throw std::invalid_argument("scores and features differ in rows");
+  char* o = out_ptr(out, o_code, s.shape[0] * s.shape[1] * f.shape[1], "out");
+  return (acc64 ? badge_embedding_impl<double>(s, f, logits, o, o_code)
+                : badge_embedding_impl<float>(s, f, logits, o, o_code)).to_tuple();
+}
+
+py::tuple py_segmentation(const py::array& scores, int s_code, const py::array& features, int f_code, int64_t rh,
+                          int64_t rw, int kind, double tau, bool logits, py::array& out, int o_code, bool acc64) {
+  check_kind(kind);
+  const HostBuf s = host_buf(scores, s_code, 4, "scores");
+  const HostBuf f = host_buf(features, f_code, 4, "features");
+  const int64_t H = s.shape[2], W = s.shape[3], h = f.shape[2], w = f.shape[3];
+  if (f.shape[0] != s.shape[0] || h <= 0 || w <= 0 || H % h || W % w || H / h != W / w || rh <= 0 || rw <= 0 ||
+      H % rh || W % rw || rh % (H / h) || rw % (H / h))
+    throw std::invalid_argument("segmentation shapes, stride and region do not fit");
+  const int64_t R = (H / rh) * (W / rw);
+  char* o = out_ptr(out, o_code, s.shape[0] * R * f.shape[1], "out");
+  return (acc64 ? segmentation_impl<double>(s, f, rh, rw, kind, tau, logits, o, o_code)
+                : segmentation_impl<float>(s, f, rh, rw, kind, tau, logits, o, o_code)).to_tuple();
+}
+
+py::tuple py_detection(const py::array& scores, int s_code, const py::array& features, int f_code,
+                       const py::array_t<int64_t, py::array::c_style>& image_ids, int64_t num_images, int kind,
+                       double tau, bool mean, bool logits, py::array& out, int o_code, bool acc64) {
+  check_kind(kind);
+  const HostBuf s = host_buf(scores, s_code, 2, "box_scores");
+  const HostBuf f = host_buf(features, f_code, 2, "box_features");
+  const int64_t B = s.shape[0];
+  if (f.shape[0] != B || image_ids.ndim() != 1 || image_ids.shape(0) != B)
+    throw std::invalid_argument("box_scores, box_features and image_ids differ in rows");
+  const int64_t* ids = image_ids.data();
+  for (int64_t b = 0; b < B; ++b)
+    if (ids[b] < 0 || ids[b] >= num_images) throw std::invalid_argument("image id out of range");
+  char* o = out_ptr(out, o_code, num_images * s.shape[1] * f.shape[1], "out");
+  return (acc64 ? detection_impl<double>(s, f, ids, num_images, kind, tau, mean, logits, o, o_code)
+                : detection_impl<float>(s, f, ids, num_images, kind, tau, mean, logits, o, o_code)).to_tuple();
+}
+
+}  // namespace
+
+void register_embed_cpu(py::module_& m) {
+  const char* bad = " Returns (first non-finite score row, first negative score row, first non-finite feature row), -1 for none.";
+  m.def("uncertainty", &py_uncertainty, py::arg("scores"), py::arg("s_code"), py::arg("kind"), py::arg("from_logits"),
+        py::arg("out"), py::arg("o_code"), py::arg("acc64"),
+        (std::string("Per-row uncertainty of scores [n, K] into out [n].") + bad).c_str());
+  m.def("uwe", &py_uwe, py::arg("scores"), py::arg("s_code"), py::arg("features"), py::arg("f_code"), py::arg("kind"),
+        py::arg("tau"), py::arg("from_logits"), py::arg("out"), py::arg("o_code"), py::arg("acc64"),
+        (std::string("Fused u ** tau * features into out [n, d].") + bad).c_str());
+  m.def("badge_weights", &py_badge_weights, py::arg("scores"), py::arg("s_code"), py::arg("from_logits"),
+        py::arg("out"), py::arg("o_code"), py::arg("acc64"),
+        (std::string("p - onehot(argmax) into out [n, K].") + bad).c_str());
+  m.def("badge_embedding", &py_badge_embedding, py::arg("scores"), py::arg("s_code"), py::arg("features"),
+        py::arg("f_code"), py::arg("from_logits"), py::arg("out"), py::arg("o_code"), py::arg("acc64"),
+        (std::string("BADGE gradient embedding into out [n, K*d].") + bad).c_str());
+  m.def("uwe_segmentation", &py_segmentation, py::arg("scores"), py::arg("s_code"), py::arg("features"),
+        py::arg("f_code"), py::arg("rh"), py::arg("rw"), py::arg("kind"), py::arg("tau"), py::arg("from_logits"),
+        py::arg("out"), py::arg("o_code"), py::arg("acc64"),
+        (std::string("Region UWEs into out [N*R, C].") + bad).c_str());
+  m.def("uwe_detection", &py_detection, py::arg("scores"), py::arg("s_code"), py::arg("features"), py::arg("f_code"),
+        py::arg("image_ids"), py::arg("num_images"), py::arg("kind"), py::arg("tau"), py::arg("mean"),
+        py::arg("from_logits"), py::arg("out"), py::arg("o_code"), py::arg("acc64"),
+        (std::string("Class-wise aggregated box UWEs into out [num_images, K*d].") + bad).c_str());
+}
+
 }  // namespace uwe

@@ -1,0 +1,188 @@
+// Per-row uncertainty of class scores, shared by the CPU and CUDA kernels.
+//
+// Algorithm: pass 1 over the row's K scores finds the two largest values, the argmax
+// (lowest class on ties), the smallest value and whether all are finite; pass 2 (logits,
+// or entropy of probabilities) sums exp(z - max) and exp(z - max) * (z - max). No
+// probability vector is stored: with e_c = exp(z_c - m), s = sum e_c,
+//   entropy = log s - (sum e_c (z_c - m)) / s        (clamped at >= 0)
+//   p_best = 1 / s, p_second = exp(z_2 - m) / s, so bvsb = exp(z_2 - m)
+// For probabilities taken as given: entropy = -sum p log p (0 log 0 = 0), bvsb =
+// p_2 / p_1 with 0 / 0 -> 1, margin = 1 - (p_1 - p_2), least_confidence = 1 - p_1.
+// Complexity O(K) per row, two reads of the row (the second from cache).
+// Accumulator A is float (float32 inputs) or double (any float64 input).
+#pragma once
+
+#include <cmath>
+
+#include "common/hd.h"
+
+namespace uwe {
+
+enum Kind : int { kEntropy = 0, kBvsb = 1, kMargin = 2, kLeastConfidence = 3 };
+
+template <typename A>
+struct RowSummary {
+  A best;          // largest score
+  A second;        // second largest (equal to best when the argmax is tied)
+  A smallest;      // smallest score (negative probabilities are an input error)
+  int argmax;      // lowest class index holding `best`
+  bool finite;     // every score is finite
+};
+
+// exp(x) for the accumulator type; on the host float uses a vectorisable polynomial.
+UWE_HD inline double exp_acc(double x) { return exp(x); }
+
+UWE_HD inline float exp_acc(float x) {
+#if defined(__CUDA_ARCH__)
+  return expf(x);
+#else
+  // Cephes-style expf: x = n ln2 + r, |r| <= ln2 / 2, degree-6 polynomial for e^r, scaled by
+  // 2^n through the exponent bits. Max error ~1 ulp on [-87.3, 88.7]; below that the result
+  // is 0 (what the softmax needs for very negative z - max), NaN propagates.
+  const float hi = 88.3762626647949f, lo = -87.3365447504019f;
+  float xc = x > hi ? hi : x;
+  const bool under = xc < lo;
+  xc = under ? lo : xc;
+  const float n = std::nearbyint(xc * 1.44269504088896341f);
+  float r = xc - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  // 2^n in two halves so that n = 128 (x near the top of the range) does not overflow the
+  // exponent field.
+  const int ni = static_cast<int>(n);
+  const int n1 = ni >> 1, n2 = ni - n1;
+  float s1, s2;
+  const unsigned b1 = static_cast<unsigned>(n1 + 127) << 23, b2 = static_cast<unsigned>(n2 + 127) << 23;
+  __builtin_memcpy(&s1, &b1, sizeof s1);
+  __builtin_memcpy(&s2, &b2, sizeof s2);
+  const float y = p * s1 * s2;
+  return under ? 0.0f : (x != x ? x : y);
+#endif
+}
+
+UWE_HD inline double log_acc(double x) { return log(x); }
+UWE_HD inline float log_acc(float x) { return logf(x); }
+UWE_HD inline double pow_acc(double x, double y) { return pow(x, y); }
+UWE_HD inline float pow_acc(float x, float y) { return powf(x, y); }
+
+// u ** tau with 0 ** 0 = 1 (tau = 0 gives the plain features) and exact powers 0 and 1.
+template <typename A>
+UWE_HD inline A weight_of(A u, A tau) {
+  if (tau == A(0)) return A(1);
+  if (tau == A(1)) return u;
+  return pow_acc(u, tau);
+}
+
+// Pass 1. `at(k)` returns score k in the accumulator type.
+template <typename A, typename At>
+UWE_HD inline RowSummary<A> summarize_row(const At& at, int K) {
+  RowSummary<A> s;
+  A b1 = at(0);
+  A b2 = -INFINITY;
+  A lo = b1;
+  A probe = b1 * A(0);  // NaN when any score is NaN or inf
+  int arg = 0;
+  for (int k = 1; k < K; ++k) {
+    const A z = at(k);
+    probe += z * A(0);
+    lo = z < lo ? z : lo;
+    if (z > b1) {
+      b2 = b1;
+      b1 = z;
+      arg = k;
+    } else if (z > b2) {
+      b2 = z;
+    }
+  }
+  s.best = b1;
+  s.second = b2;
+  s.smallest = lo;
+  s.argmax = arg;
+  s.finite = probe == A(0);
+  return s;
+}
+
+// Pass 2 for logits: (s, t) = (sum e_c, sum e_c (z_c - m)).
+template <typename A, typename At>
+UWE_HD inline void softmax_sums(const At& at, int K, A m, A& s_out, A& t_out) {
+  A s = 0, t = 0;
+  for (int k = 0; k < K; ++k) {
+    const A e = at(k) - m;
+    const A x = exp_acc(e);
+    s += x;
+    t += x * e;
+  }
+  s_out = s;
+  t_out = t;
+}
+
+// -sum p log p over probabilities taken as given (0 log 0 = 0).
+template <typename A, typename At>
+UWE_HD inline A neg_plogp_sum(const At& at, int K) {
+  A h = 0;
+  for (int k = 0; k < K; ++k) {
+    const A p = at(k);
+    h -= p > A(0) ? p * log_acc(p) : A(0);
+  }
+  return h;
+}
+
+template <typename A>
+UWE_HD inline A clamp_nonneg(A x) { return x > A(0) ? x : A(0); }
+
+// Uncertainty of logits from the row summary and the softmax sums.
+template <typename A>
+UWE_HD inline A uncertainty_of_logits(int kind, const RowSummary<A>& r, A s, A t) {
+  switch (kind) {
+    case kEntropy:
+      return clamp_nonneg(log_acc(s) - t / s);
+    case kBvsb:
+      return exp_acc(r.second - r.best);
+    case kMargin:
+      return A(1) - (A(1) - exp_acc(r.second - r.best)) / s;
+    default:
+      return A(1) - A(1) / s;
+  }
+}
+
+// Uncertainty of probabilities taken as given; `entropy` is neg_plogp_sum for kEntropy.
+template <typename A>
+UWE_HD inline A uncertainty_of_probs(int kind, const RowSummary<A>& r, A entropy) {
+  switch (kind) {
+    case kEntropy:
+      return clamp_nonneg(entropy);
+    case kBvsb:
+      return r.best > A(0) ? r.second / r.best : A(1);
+    case kMargin:
+      return A(1) - (r.best - r.second);
+    default:
+      return A(1) - r.best;
+  }
+}
+
+// The whole row: summary (for checks and argmax) and uncertainty.
+template <typename A, typename At>
+UWE_HD inline A row_uncertainty(const At& at, int K, int kind, bool from_logits, RowSummary<A>& r) {
+  r = summarize_row<A>(at, K);
+  if (from_logits) {
+    A s, t;
+    softmax_sums<A>(at, K, r.best, s, t);
+    return uncertainty_of_logits<A>(kind, r, s, t);
+  }
+  return uncertainty_of_probs<A>(kind, r, kind == kEntropy ? neg_plogp_sum<A>(at, K) : A(0));
+}
+
+// BADGE weight of class k: p_k - [k == argmax]; `scale` is 1 / s for logits, 1 for probs.
+template <typename A>
+UWE_HD inline A badge_weight(A z, int k, const RowSummary<A>& r, bool from_logits, A inv_s) {
+  const A p = from_logits ? exp_acc(z - r.best) * inv_s : z;
+  return k == r.argmax ? p - A(1) : p;
+}
+
+}  // namespace uwe
