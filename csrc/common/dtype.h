@@ -111,22 +111,22 @@ struct Store;
 template <>
 struct Store<float> {
   template <typename A>
-  UWE_HD static float apply(A v) { return static_cast<float>(v); }
+  UWE_HD static inline float apply(A v) { return static_cast<float>(v); }
 };
 template <>
 struct Store<double> {
   template <typename A>
-  UWE_HD static double apply(A v) { return static_cast<double>(v); }
+  UWE_HD static inline double apply(A v) { return static_cast<double>(v); }
 };
 template <>
 struct Store<half_t> {
   template <typename A>
-  UWE_HD static half_t apply(A v) { return half_t{float_to_half_bits(static_cast<float>(v))}; }
+  UWE_HD static inline half_t apply(A v) { return half_t{float_to_half_bits(static_cast<float>(v))}; }
 };
 template <>
 struct Store<bf16_t> {
   template <typename A>
-  UWE_HD static bf16_t apply(A v) { return bf16_t{float_to_bf16_bits(static_cast<float>(v))}; }
+  UWE_HD static inline bf16_t apply(A v) { return bf16_t{float_to_bf16_bits(static_cast<float>(v))}; }
 };
 
 template <typename T, typename A>
