@@ -28,7 +28,7 @@ struct bf16_t {
   uint16_t bits;
 };
 
-UWE_HD inline float bits_to_float(uint32_t u) {
+UWE_HD UWE_INLINE float bits_to_float(uint32_t u) {
 #if defined(__CUDA_ARCH__)
   return __uint_as_float(u);
 #else
@@ -38,7 +38,7 @@ UWE_HD inline float bits_to_float(uint32_t u) {
 #endif
 }
 
-UWE_HD inline uint32_t float_to_bits(float f) {
+UWE_HD UWE_INLINE uint32_t float_to_bits(float f) {
 #if defined(__CUDA_ARCH__)
   return __float_as_uint(f);
 #else
@@ -49,7 +49,7 @@ UWE_HD inline uint32_t float_to_bits(float f) {
 }
 
 // IEEE binary16 -> binary32, exact; branch-free so that host loops vectorise.
-UWE_HD inline float half_bits_to_float(uint16_t h) {
+UWE_HD UWE_INLINE float half_bits_to_float(uint16_t h) {
 #if defined(__CUDA_ARCH__)
   return __half2float(__ushort_as_half(h));
 #else
@@ -67,7 +67,7 @@ UWE_HD inline float half_bits_to_float(uint16_t h) {
 #endif
 }
 
-UWE_HD inline uint16_t float_to_half_bits(float f) {
+UWE_HD UWE_INLINE uint16_t float_to_half_bits(float f) {
 #if defined(__CUDA_ARCH__)
   return __half_as_ushort(__float2half_rn(f));
 #else
@@ -88,9 +88,9 @@ UWE_HD inline uint16_t float_to_half_bits(float f) {
 #endif
 }
 
-UWE_HD inline float bf16_bits_to_float(uint16_t b) { return bits_to_float(static_cast<uint32_t>(b) << 16); }
+UWE_HD UWE_INLINE float bf16_bits_to_float(uint16_t b) { return bits_to_float(static_cast<uint32_t>(b) << 16); }
 
-UWE_HD inline uint16_t float_to_bf16_bits(float f) {
+UWE_HD UWE_INLINE uint16_t float_to_bf16_bits(float f) {
   const uint32_t x = float_to_bits(f);
   if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x0040u);  // quiet NaN
   return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
@@ -98,38 +98,38 @@ UWE_HD inline uint16_t float_to_bf16_bits(float f) {
 
 // load<A>(T): element -> accumulator type A. store<T>(A): accumulator -> element.
 template <typename A>
-UWE_HD inline A load(float v) { return static_cast<A>(v); }
+UWE_HD UWE_INLINE A load(float v) { return static_cast<A>(v); }
 template <typename A>
-UWE_HD inline A load(double v) { return static_cast<A>(v); }
+UWE_HD UWE_INLINE A load(double v) { return static_cast<A>(v); }
 template <typename A>
-UWE_HD inline A load(half_t v) { return static_cast<A>(half_bits_to_float(v.bits)); }
+UWE_HD UWE_INLINE A load(half_t v) { return static_cast<A>(half_bits_to_float(v.bits)); }
 template <typename A>
-UWE_HD inline A load(bf16_t v) { return static_cast<A>(bf16_bits_to_float(v.bits)); }
+UWE_HD UWE_INLINE A load(bf16_t v) { return static_cast<A>(bf16_bits_to_float(v.bits)); }
 
 template <typename T>
 struct Store;
 template <>
 struct Store<float> {
   template <typename A>
-  UWE_HD static inline float apply(A v) { return static_cast<float>(v); }
+  UWE_HD static UWE_INLINE float apply(A v) { return static_cast<float>(v); }
 };
 template <>
 struct Store<double> {
   template <typename A>
-  UWE_HD static inline double apply(A v) { return static_cast<double>(v); }
+  UWE_HD static UWE_INLINE double apply(A v) { return static_cast<double>(v); }
 };
 template <>
 struct Store<half_t> {
   template <typename A>
-  UWE_HD static inline half_t apply(A v) { return half_t{float_to_half_bits(static_cast<float>(v))}; }
+  UWE_HD static UWE_INLINE half_t apply(A v) { return half_t{float_to_half_bits(static_cast<float>(v))}; }
 };
 template <>
 struct Store<bf16_t> {
   template <typename A>
-  UWE_HD static inline bf16_t apply(A v) { return bf16_t{float_to_bf16_bits(static_cast<float>(v))}; }
+  UWE_HD static UWE_INLINE bf16_t apply(A v) { return bf16_t{float_to_bf16_bits(static_cast<float>(v))}; }
 };
 
 template <typename T, typename A>
-UWE_HD inline T store(A v) { return Store<T>::apply(v); }
+UWE_HD UWE_INLINE T store(A v) { return Store<T>::apply(v); }
 
 }  // namespace uwe

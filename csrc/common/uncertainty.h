@@ -29,21 +29,21 @@ struct RowSummary {
   bool finite;     // every score is finite
 };
 
-// exp(x) for the accumulator type; on the host float uses a vectorisable polynomial.
-UWE_HD inline double exp_acc(double x) { return exp(x); }
+// exp(x) for the accumulator type. Callers pass x = z - max <= 0 (or garbage from a
+// non-finite row, which is reported as an error and never used).
+UWE_HD UWE_INLINE double exp_acc(double x) { return exp(x); }
 
-UWE_HD inline float exp_acc(float x) {
+UWE_HD UWE_INLINE float exp_acc(float x) {
 #if defined(__CUDA_ARCH__)
   return expf(x);
 #else
-  // Cephes-style expf: x = n ln2 + r, |r| <= ln2 / 2, degree-6 polynomial for e^r, scaled by
-  // 2^n through the exponent bits. Max error ~1 ulp on [-87.3, 88.7]; below that the result
-  // is 0 (what the softmax needs for very negative z - max), NaN propagates.
-  const float hi = 88.3762626647949f, lo = -87.3365447504019f;
-  float xc = x > hi ? hi : x;
-  const bool under = xc < lo;
-  xc = under ? lo : xc;
-  const float n = std::nearbyint(xc * 1.44269504088896341f);
+  // Cephes-style expf, branch-free so that softmax loops vectorise: x = n ln2 + r with
+  // |r| <= ln2 / 2, a degree-6 polynomial for e^r, scaled by 2^n through the exponent
+  // bits. About 1 ulp on [-87.3, 88]; 0 below -87.3 (where e^x is subnormal).
+  const float lo = -87.3365447504019f;
+  const float xc = x > lo ? x : lo;
+  // Round to nearest with the 1.5 * 2^23 trick (vectorises, unlike nearbyint).
+  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = xc - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -53,16 +53,12 @@ UWE_HD inline float exp_acc(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  // 2^n in two halves so that n = 128 (x near the top of the range) does not overflow the
-  // exponent field.
-  const int ni = static_cast<int>(n);
-  const int n1 = ni >> 1, n2 = ni - n1;
-  float s1, s2;
-  const unsigned b1 = static_cast<unsigned>(n1 + 127) << 23, b2 = static_cast<unsigned>(n2 + 127) << 23;
-  __builtin_memcpy(&s1, &b1, sizeof s1);
-  __builtin_memcpy(&s2, &b2, sizeof s2);
-  const float y = p * s1 * s2;
-  return under ? 0.0f : (x != x ? x : y);
+  // 2^n through the exponent bits, masked to 0 below the range.
+  const int keep = -static_cast<int>(x >= lo);
+  const int bits = ((static_cast<int>(n) + 127) << 23) & keep;
+  float scale;
+  __builtin_memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
 #endif
 }
 
@@ -79,29 +75,30 @@ UWE_HD inline A weight_of(A u, A tau) {
   return pow_acc(u, tau);
 }
 
-// Pass 1. `at(k)` returns score k in the accumulator type.
+// Pass 1. `at(k)` returns score k in the accumulator type. Written as separate simple
+// reductions (max / min / sum, then the argmax scan, then the runner-up) so that each
+// loop vectorises on the host.
 template <typename A, typename At>
 UWE_HD inline RowSummary<A> summarize_row(const At& at, int K) {
-  RowSummary<A> s;
-  A b1 = at(0);
-  A b2 = -INFINITY;
-  A lo = b1;
-  A probe = b1 * A(0);  // NaN when any score is NaN or inf
-  int arg = 0;
-  for (int k = 1; k < K; ++k) {
+  A best = at(0), lo = at(0), probe = 0;
+  UWE_SIMD(reduction(max : best) reduction(min : lo) reduction(+ : probe))
+  for (int k = 0; k < K; ++k) {
     const A z = at(k);
-    probe += z * A(0);
+    best = z > best ? z : best;
     lo = z < lo ? z : lo;
-    if (z > b1) {
-      b2 = b1;
-      b1 = z;
-      arg = k;
-    } else if (z > b2) {
-      b2 = z;
-    }
+    probe += z * A(0);  // NaN when any score is NaN or inf
   }
-  s.best = b1;
-  s.second = b2;
+  int arg = 0;
+  while (arg < K - 1 && !(at(arg) == best)) ++arg;
+  A second = -INFINITY;
+  UWE_SIMD(reduction(max : second))
+  for (int k = 0; k < K; ++k) {
+    const A z = k == arg ? A(-INFINITY) : at(k);
+    second = z > second ? z : second;
+  }
+  RowSummary<A> s;
+  s.best = best;
+  s.second = second;
   s.smallest = lo;
   s.argmax = arg;
   s.finite = probe == A(0);
@@ -112,6 +109,7 @@ UWE_HD inline RowSummary<A> summarize_row(const At& at, int K) {
 template <typename A, typename At>
 UWE_HD inline void softmax_sums(const At& at, int K, A m, A& s_out, A& t_out) {
   A s = 0, t = 0;
+  UWE_SIMD(reduction(+ : s, t))
   for (int k = 0; k < K; ++k) {
     const A e = at(k) - m;
     const A x = exp_acc(e);

@@ -18,10 +18,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "common/dtype.h"
 #include "common/uncertainty.h"
+#include "cpu/embed_simd.h"
 #include "cpu/embed_strided.h"
 
 namespace py = pybind11;
@@ -68,7 +70,7 @@ void uncertainty_rows(const HostBuf& s, int64_t r0, int64_t r1, int kind, bool l
 template <typename F, typename O, typename A, bool Contig>
 A scale_row(const char* src, int64_t step, int64_t d, A w, O* dst) {
   A probe = 0;
-#pragma omp simd reduction(+ : probe)
+  UWE_SIMD(reduction(+ : probe))
   for (int64_t j = 0; j < d; ++j) {
     const A x = load<A>(read_as<F>(src + j * (Contig ? static_cast<int64_t>(sizeof(F)) : step)));
     probe += x * A(0);
@@ -77,10 +79,38 @@ A scale_row(const char* src, int64_t step, int64_t d, A w, O* dst) {
   return probe;
 }
 
+// Contiguous rows touching float16 with a float accumulator: convert tiles of the row
+// through F16C (embed_simd.h), scale the float tile, convert back.
+template <typename F, typename O>
+float scale_row_half_tiles(const F* src, int64_t d, float w, O* dst) {
+  constexpr int64_t kTile = 256;
+  float in[kTile], res[kTile];
+  float probe = 0;
+  for (int64_t j0 = 0; j0 < d; j0 += kTile) {
+    const int64_t len = std::min(kTile, d - j0);
+    if constexpr (std::is_same_v<F, half_t>)
+      halves_to_floats(src + j0, in, len);
+    else
+      for (int64_t j = 0; j < len; ++j) in[j] = load<float>(src[j0 + j]);
+    UWE_SIMD(reduction(+ : probe))
+    for (int64_t j = 0; j < len; ++j) {
+      probe += in[j] * 0.0f;
+      res[j] = w * in[j];
+    }
+    if constexpr (std::is_same_v<O, half_t>)
+      floats_to_halves(res, dst + j0, len);
+    else
+      for (int64_t j = 0; j < len; ++j) dst[j0 + j] = store<O>(res[j]);
+  }
+  return probe;
+}
+
 template <typename F, typename O, typename A>
 A scale_any(const char* src, int64_t step, int64_t d, A w, O* dst) {
-  return step == static_cast<int64_t>(sizeof(F)) ? scale_row<F, O, A, true>(src, step, d, w, dst)
-                                                 : scale_row<F, O, A, false>(src, step, d, w, dst);
+  if (step != static_cast<int64_t>(sizeof(F))) return scale_row<F, O, A, false>(src, step, d, w, dst);
+  if constexpr (std::is_same_v<A, float> && (std::is_same_v<F, half_t> || std::is_same_v<O, half_t>))
+    return scale_row_half_tiles<F, O>(reinterpret_cast<const F*>(src), d, w, dst);
+  return scale_row<F, O, A, true>(src, step, d, w, dst);
 }
 
 // out rows [r0, r1) = w[i - r0] * features[i].

@@ -53,7 +53,7 @@ inline char* out_ptr(py::array& a, int code, int64_t expected_size, const char* 
 }
 
 template <typename T>
-inline T read_as(const char* p) {
+UWE_INLINE T read_as(const char* p) {
   T v;
   std::memcpy(&v, p, sizeof v);
   return v;
@@ -65,7 +65,7 @@ template <typename T, typename A, bool Contig>
 struct RowReader {
   const char* p;
   int64_t step;
-  A operator()(int64_t k) const {
+  UWE_INLINE A operator()(int64_t k) const {
     return load<A>(read_as<T>(p + k * (Contig ? static_cast<int64_t>(sizeof(T)) : step)));
   }
 };
