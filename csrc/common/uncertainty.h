@@ -23,7 +23,7 @@ enum Kind : int { kEntropy = 0, kBvsb = 1, kMargin = 2, kLeastConfidence = 3 };
 template <typename A>
 struct RowSummary {
   A best;          // largest score
-  A second;        // second largest (equal to best when the argmax is tied)
+  A second;        // second largest (equal to best when the argmax is tied); bvsb / margin only
   A smallest;      // smallest score (negative probabilities are an input error)
   int argmax;      // lowest class index holding `best`
   bool finite;     // every score is finite
@@ -77,9 +77,10 @@ UWE_HD inline A weight_of(A u, A tau) {
 
 // Pass 1. `at(k)` returns score k in the accumulator type. Written as separate simple
 // reductions (max / min / sum, then the argmax scan, then the runner-up) so that each
-// loop vectorises on the host.
+// loop vectorises on the host. `need_second` = false skips the runner-up (entropy,
+// least confidence and BADGE do not use it); `second` is then -inf.
 template <typename A, typename At>
-UWE_HD inline RowSummary<A> summarize_row(const At& at, int K) {
+UWE_HD inline RowSummary<A> summarize_row(const At& at, int K, bool need_second = true) {
   A best = at(0), lo = at(0), probe = 0;
   UWE_SIMD(reduction(max : best) reduction(min : lo) reduction(+ : probe))
   for (int k = 0; k < K; ++k) {
@@ -92,7 +93,7 @@ UWE_HD inline RowSummary<A> summarize_row(const At& at, int K) {
   while (arg < K - 1 && !(at(arg) == best)) ++arg;
   A second = -INFINITY;
   UWE_SIMD(reduction(max : second))
-  for (int k = 0; k < K; ++k) {
+  for (int k = 0; k < (need_second ? K : 0); ++k) {
     const A z = k == arg ? A(-INFINITY) : at(k);
     second = z > second ? z : second;
   }
@@ -167,7 +168,7 @@ UWE_HD inline A uncertainty_of_probs(int kind, const RowSummary<A>& r, A entropy
 // The whole row: summary (for checks and argmax) and uncertainty.
 template <typename A, typename At>
 UWE_HD inline A row_uncertainty(const At& at, int K, int kind, bool from_logits, RowSummary<A>& r) {
-  r = summarize_row<A>(at, K);
+  r = summarize_row<A>(at, K, kind == kBvsb || kind == kMargin);
   if (from_logits) {
     A s, t;
     softmax_sums<A>(at, K, r.best, s, t);

@@ -32,6 +32,8 @@ namespace uwe {
 namespace {
 
 constexpr int64_t kBlock = 64;
+// Outputs at least this large bypass the caches (streaming stores) in the fused UWE op.
+constexpr int64_t kStreamBytes = int64_t(16) << 20;
 
 // ---------------------------------------------------------------- per-row pieces
 
@@ -113,15 +115,26 @@ A scale_any(const char* src, int64_t step, int64_t d, A w, O* dst) {
   return scale_row<F, O, A, true>(src, step, d, w, dst);
 }
 
-// out rows [r0, r1) = w[i - r0] * features[i].
+// out rows [r0, r1) = w[i - r0] * features[i]. `stream`: the output is too large to stay in
+// cache, so contiguous float32 rows are written with streaming stores.
 template <typename F, typename O, typename A>
-void scale_rows(const HostBuf& f, char* out, int64_t r0, int64_t r1, const A* w, int64_t& bad_f) {
+void scale_rows(const HostBuf& f, char* out, int64_t r0, int64_t r1, const A* w, bool stream, int64_t& bad_f) {
   const int64_t d = f.shape[1];
+  constexpr bool kFloatRows = std::is_same_v<F, float> && std::is_same_v<O, float> && std::is_same_v<A, float>;
+  const bool contig = f.stride[1] == static_cast<int64_t>(sizeof(F));
   for (int64_t i = r0; i < r1; ++i) {
     O* dst = reinterpret_cast<O*>(out) + i * d;
-    const A probe = scale_any<F, O, A>(f.ptr + i * f.stride[0], f.stride[1], d, w[i - r0], dst);
+    const char* src = f.ptr + i * f.stride[0];
+    A probe;
+    if constexpr (kFloatRows) {
+      probe = stream && contig ? scale_stream_f32(reinterpret_cast<const float*>(src), d, w[i - r0], dst)
+                               : scale_any<F, O, A>(src, f.stride[1], d, w[i - r0], dst);
+    } else {
+      probe = scale_any<F, O, A>(src, f.stride[1], d, w[i - r0], dst);
+    }
     if (!(probe == A(0))) bad_f = std::min(bad_f, i);
   }
+  if (kFloatRows && stream) stream_fence();
 }
 
 // BADGE weights p_k - [k == argmax] for rows [r0, r1) into w[(i - r0) * K + k].
@@ -131,7 +144,7 @@ void badge_rows(const HostBuf& s, int64_t r0, int64_t r1, bool logits, A* w, int
   const int K = static_cast<int>(s.shape[1]);
   for (int64_t i = r0; i < r1; ++i) {
     const RowReader<S, A, false> at{s.ptr + i * s.stride[0], s.stride[1]};
-    const RowSummary<A> r = summarize_row<A>(at, K);
+    const RowSummary<A> r = summarize_row<A>(at, K, false);
     note_score_checks(r, logits, i, bad_nf, bad_neg);
     A inv_s = 1;
     if (logits) {
@@ -155,7 +168,7 @@ void store_rows(const A* src, int64_t count, char* out, int64_t offset) {
 template <typename A>
 using UncertaintyFn = void (*)(const HostBuf&, int64_t, int64_t, int, bool, bool, A, A*, int64_t&, int64_t&);
 template <typename A>
-using ScaleFn = void (*)(const HostBuf&, char*, int64_t, int64_t, const A*, int64_t&);
+using ScaleFn = void (*)(const HostBuf&, char*, int64_t, int64_t, const A*, bool, int64_t&);
 template <typename A>
 using BadgeFn = void (*)(const HostBuf&, int64_t, int64_t, bool, A*, int64_t&, int64_t&);
 template <typename A>
@@ -223,6 +236,7 @@ BadRows uwe_impl(const HostBuf& s, const HostBuf& f, int kind, double tau, bool 
   const auto ufn = pick_uncertainty<A>(s.dtype);
   const auto sfn = pick_scale<A>(f.dtype, o_code);
   const int64_t n = s.shape[0];
+  const bool stream = n * f.shape[1] * static_cast<int64_t>(sizeof(float)) >= kStreamBytes;
   int64_t nf = kNone, neg = kNone, bf = kNone;
   py::gil_scoped_release release;
 #pragma omp parallel for schedule(static) reduction(min : nf, neg, bf)
@@ -230,7 +244,7 @@ BadRows uwe_impl(const HostBuf& s, const HostBuf& f, int kind, double tau, bool 
     A w[kBlock];
     const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
     ufn(s, r0, r1, kind, logits, true, static_cast<A>(tau), w, nf, neg);
-    sfn(f, out, r0, r1, w, bf);
+    sfn(f, out, r0, r1, w, stream, bf);
   }
   return finish(nf, neg, bf);
 }

@@ -1,13 +1,14 @@
-// Contiguous float16 <-> float32 span conversion for the CPU kernels' hot loops: F16C
-// instructions (8 lanes) when the build targets them, the bit-exact scalar conversions of
-// common/dtype.h otherwise. Compilers do not vectorise half conversions on their own.
+// Explicit SIMD for the CPU kernels' hot loops, each with a portable fallback:
+// float16 <-> float32 span conversion (F16C; compilers do not vectorise half conversions
+// on their own) and float32 row scaling with streaming stores (AVX), which write outputs
+// larger than the caches without first reading each destination line.
 #pragma once
 
 #include <cstdint>
 
 #include "common/dtype.h"
 
-#if defined(__F16C__) && defined(__AVX__)
+#if defined(__AVX__)
 #include <immintrin.h>
 #endif
 
@@ -30,6 +31,40 @@ inline void floats_to_halves(const float* src, half_t* dst, int64_t len) {
                      _mm256_cvtps_ph(_mm256_loadu_ps(src + j), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 #endif
   for (; j < len; ++j) dst[j].bits = float_to_half_bits(src[j]);
+}
+
+// dst[j] = w * src[j] for j < d with non-temporal stores; returns sum(src * 0), NaN when
+// the row holds NaN or inf. Call stream_fence() before other threads read dst.
+inline float scale_stream_f32(const float* src, int64_t d, float w, float* dst) {
+  float probe = 0;
+  int64_t j = 0;
+#if defined(__AVX__)
+  for (; j < d && (reinterpret_cast<uintptr_t>(dst + j) & 31u); ++j) {
+    probe += src[j] * 0.0f;
+    dst[j] = w * src[j];
+  }
+  const __m256 vw = _mm256_set1_ps(w), zero = _mm256_setzero_ps();
+  __m256 vp = _mm256_setzero_ps();
+  for (; j + 8 <= d; j += 8) {
+    const __m256 x = _mm256_loadu_ps(src + j);
+    vp = _mm256_add_ps(vp, _mm256_mul_ps(x, zero));
+    _mm256_stream_ps(dst + j, _mm256_mul_ps(vw, x));
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vp);
+  for (float v : lanes) probe += v;
+#endif
+  for (; j < d; ++j) {
+    probe += src[j] * 0.0f;
+    dst[j] = w * src[j];
+  }
+  return probe;
+}
+
+inline void stream_fence() {
+#if defined(__AVX__)
+  _mm_sfence();
+#endif
 }
 
 }  // namespace uwe

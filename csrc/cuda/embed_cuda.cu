@@ -125,7 +125,7 @@ __global__ void badge_weights_kernel(DevBuf s, bool logits, void* out, int o_cod
   const int K = static_cast<int>(s.shape[1]);
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const DevRow<A> at{s.ptr, i * s.stride[0], s.stride[1], s.code};
-    const RowSummary<A> r = summarize_row<A>(at, K);
+    const RowSummary<A> r = summarize_row<A>(at, K, false);
     A inv_s = 1;
     if (logits) {
       A sum, t;
