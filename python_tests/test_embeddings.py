@@ -436,3 +436,16 @@ def test_cpp_results_do_not_depend_on_thread_count():
     finally:
         ext.set_num_threads(before)
     assert all(np.array_equal(a, b) for a, b in zip(one, many))
+
+
+def test_large_float32_output_matches_reference_and_finds_bad_rows(backend, device):
+    if backend == "triton":
+        pytest.skip("triton interpreter: small shapes only")
+    s, f = _pool(4099, 10, 1027, np.float32, seed=13)
+    f = f[:, 1:]
+    got = _run(uk.uwe, backend, device, s, f, "entropy", 1.0)
+    assert _rel_err(got, _ref(uk.uwe, s, f, "entropy", 1.0)) <= _tol(np.float32)
+    f = f.copy()
+    f[4000, 999], f[4098, 0] = np.inf, np.nan
+    with pytest.raises(NonFiniteError, match="features .* row 4000$"):
+        _run(uk.uwe, backend, device, s, f, "entropy", 1.0)
