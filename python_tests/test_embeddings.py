@@ -449,3 +449,38 @@ def test_large_float32_output_matches_reference_and_finds_bad_rows(backend, devi
     f[4000, 999], f[4098, 0] = np.inf, np.nan
     with pytest.raises(NonFiniteError, match="features .* row 4000$"):
         _run(uk.uwe, backend, device, s, f, "entropy", 1.0)
+
+
+def _finite_patterns(dtype: Any, rows: int) -> np.ndarray:
+    if np.dtype(dtype).itemsize == 2:
+        v = np.arange(65536, dtype=np.uint16).view(dtype)
+        v = v[np.isfinite(v.astype(np.float32))]
+    else:
+        rng = np.random.default_rng(0)
+        v = (rng.standard_normal(rows * 64) * 2.0 ** rng.integers(-60, 60, rows * 64)).astype(dtype)
+    return v[: min(len(v) // 64, rows) * 64].reshape(-1, 64)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_tau_zero_gives_the_features_bit_exactly(backend, device, dtype, layout):
+    f = _finite_patterns(dtype, 9 if backend == "triton" else 1024)
+    if layout == "strided":
+        if device != "cpu":
+            pytest.skip("strided views are built on host arrays")
+        f = np.repeat(f, 2, axis=1)[:, ::2]
+    s = np.zeros((len(f), 2), dtype=np.float32)
+    got = to_numpy(_run(uk.uwe, backend, device, s, f, "entropy", 0.0, out_dtype=f.dtype))
+    assert np.array_equal(got.view(np.uint8), np.ascontiguousarray(f).view(np.uint8))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("out_dtype", HALF, ids=["float16", "bfloat16"])
+def test_rounding_to_half_outputs_matches_numpy(backend, device, out_dtype):
+    rows = 9 if backend == "triton" else 1000
+    rng = np.random.default_rng(1)
+    f = (rng.standard_normal((rows, 64)) * 2.0 ** rng.integers(-30, 17, (rows, 64))).astype(np.float32)
+    s = np.zeros((rows, 2), dtype=np.float32)
+    got = to_numpy(_run(uk.uwe, backend, device, s, f, "entropy", 0.0, out_dtype=out_dtype))
+    with np.errstate(over="ignore"):
+        want = f.astype(out_dtype)
+    assert np.array_equal(got.view(np.uint16), want.view(np.uint16))
