@@ -181,7 +181,7 @@ def _layouts(s: np.ndarray, f: np.ndarray, device: str) -> dict[str, tuple[Any, 
 
 
 @pytest.mark.parametrize("layout", ["column_slice", "transposed_copy", "negative_strides", "row_step"])
-def test_strided_inputs_match_contiguous(backend, device, dtype, layout, request):
+def test_strided_inputs_match_contiguous(backend, device, dtype, layout):
     n, d = _small(backend, 41, 23)
     s, f = _pool(n, 7, d, dtype, seed=11)
     layouts = _layouts(s, f, device)

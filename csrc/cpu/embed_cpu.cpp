@@ -8,6 +8,8 @@
 // do not depend on the thread count.
 // Complexity: O(n (K + d)) time, O(kBlock) extra memory per thread (O(kBlock K) for BADGE).
 // Shapes: scores [n, K], features [n, d], out [n, d] (or [n, K*d], [n, K], [n]).
+// Memory: contiguous float16 rows go through F16C tiles (embed_simd.h); float32 UWE outputs
+// of kStreamBytes or more are written with streaming stores (no read of the destination).
 // Precision: loads convert float16 / bfloat16 in registers; accumulation in A = float, or
 // double when any input is float64; region sums of the segmentation op in double.
 // Ties: argmax is the lowest class; detection "max" keeps the lowest box index.
