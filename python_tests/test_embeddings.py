@@ -484,3 +484,24 @@ def test_rounding_to_half_outputs_matches_numpy(backend, device, out_dtype):
     with np.errstate(over="ignore"):
         want = f.astype(out_dtype)
     assert np.array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
+def test_cpp_long_calls_stop_on_keyboard_interrupt():
+    import _thread
+    import threading
+    import time
+
+    ext = pytest.importorskip("uwe_kernels._ext_cpu")
+    s = np.broadcast_to(np.linspace(-1, 1, 200, dtype=np.float32), (20_000_000, 200))
+    timer = threading.Timer(0.1, _thread.interrupt_main)
+    before = ext.get_num_threads()
+    ext.set_num_threads(1)
+    start = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            uk.uncertainty(s, backend="cpp")
+    finally:
+        timer.cancel()
+        ext.set_num_threads(before)
+    assert time.perf_counter() - start < 5.0

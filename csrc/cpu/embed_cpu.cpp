@@ -19,6 +19,7 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -214,6 +215,24 @@ BadRows finish(int64_t nf, int64_t neg, int64_t feat) {
 
 int64_t blocks_of(int64_t n) { return (n + kBlock - 1) / kBlock; }
 
+// Long calls run in slices of work; between slices, about every 100 ms, the GIL is
+// re-acquired so Python can handle signals: a pending KeyboardInterrupt is raised.
+class SignalCheck {
+ public:
+  void operator()() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+constexpr int64_t kSliceBlocks = 1024;  // row blocks per parallel region between signal checks
+
 // ---------------------------------------------------------------- ops
 
 template <typename A>
@@ -222,13 +241,18 @@ BadRows uncertainty_impl(const HostBuf& s, int kind, bool logits, char* out, int
   const auto sfn = pick_store<A>(o_code);
   const int64_t n = s.shape[0];
   int64_t nf = kNone, neg = kNone;
+  SignalCheck check;
   py::gil_scoped_release release;
+  for (int64_t b0 = 0; b0 < blocks_of(n); b0 += kSliceBlocks) {
+    const int64_t b1 = std::min(blocks_of(n), b0 + kSliceBlocks);
 #pragma omp parallel for schedule(static) reduction(min : nf, neg)
-  for (int64_t b = 0; b < blocks_of(n); ++b) {
-    A w[kBlock];
-    const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
-    ufn(s, r0, r1, kind, logits, false, A(1), w, nf, neg);
-    sfn(w, r1 - r0, out, r0);
+    for (int64_t b = b0; b < b1; ++b) {
+      A w[kBlock];
+      const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
+      ufn(s, r0, r1, kind, logits, false, A(1), w, nf, neg);
+      sfn(w, r1 - r0, out, r0);
+    }
+    check();
   }
   return finish(nf, neg, kNone);
 }
@@ -240,13 +264,18 @@ BadRows uwe_impl(const HostBuf& s, const HostBuf& f, int kind, double tau, bool 
   const int64_t n = s.shape[0];
   const bool stream = n * f.shape[1] * static_cast<int64_t>(sizeof(float)) >= kStreamBytes;
   int64_t nf = kNone, neg = kNone, bf = kNone;
+  SignalCheck check;
   py::gil_scoped_release release;
+  for (int64_t b0 = 0; b0 < blocks_of(n); b0 += kSliceBlocks) {
+    const int64_t b1 = std::min(blocks_of(n), b0 + kSliceBlocks);
 #pragma omp parallel for schedule(static) reduction(min : nf, neg, bf)
-  for (int64_t b = 0; b < blocks_of(n); ++b) {
-    A w[kBlock];
-    const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
-    ufn(s, r0, r1, kind, logits, true, static_cast<A>(tau), w, nf, neg);
-    sfn(f, out, r0, r1, w, stream, bf);
+    for (int64_t b = b0; b < b1; ++b) {
+      A w[kBlock];
+      const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
+      ufn(s, r0, r1, kind, logits, true, static_cast<A>(tau), w, nf, neg);
+      sfn(f, out, r0, r1, w, stream, bf);
+    }
+    check();
   }
   return finish(nf, neg, bf);
 }
@@ -257,16 +286,21 @@ BadRows badge_weights_impl(const HostBuf& s, bool logits, char* out, int o_code)
   const auto sfn = pick_store<A>(o_code);
   const int64_t n = s.shape[0], K = s.shape[1];
   int64_t nf = kNone, neg = kNone;
+  SignalCheck check;
   py::gil_scoped_release release;
+  for (int64_t b0 = 0; b0 < blocks_of(n); b0 += kSliceBlocks) {
+    const int64_t b1 = std::min(blocks_of(n), b0 + kSliceBlocks);
 #pragma omp parallel reduction(min : nf, neg)
-  {
-    std::vector<A> w(kBlock * K);
+    {
+      std::vector<A> w(kBlock * K);
 #pragma omp for schedule(static)
-    for (int64_t b = 0; b < blocks_of(n); ++b) {
-      const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
-      bfn(s, r0, r1, logits, w.data(), nf, neg);
-      sfn(w.data(), (r1 - r0) * K, out, r0 * K);
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
+        bfn(s, r0, r1, logits, w.data(), nf, neg);
+        sfn(w.data(), (r1 - r0) * K, out, r0 * K);
+      }
     }
+    check();
   }
   return finish(nf, neg, kNone);
 }
@@ -293,16 +327,23 @@ BadRows badge_embedding_impl(const HostBuf& s, const HostBuf& f, bool logits, ch
   with_dtype(f.dtype, [&](auto ft) { with_dtype(o_code, [&](auto ot) { sfn = &badge_scale_rows<decltype(ft), decltype(ot), A>; }); });
   const int64_t n = s.shape[0], K = s.shape[1];
   int64_t nf = kNone, neg = kNone, bf = kNone;
+  SignalCheck check;
   py::gil_scoped_release release;
+  // Slices of fewer blocks: each row writes K * d values.
+  const int64_t slice = std::max<int64_t>(1, kSliceBlocks / std::max<int64_t>(1, K));
+  for (int64_t b0 = 0; b0 < blocks_of(n); b0 += slice) {
+    const int64_t b1 = std::min(blocks_of(n), b0 + slice);
 #pragma omp parallel reduction(min : nf, neg, bf)
-  {
-    std::vector<A> w(kBlock * K);
+    {
+      std::vector<A> w(kBlock * K);
 #pragma omp for schedule(static)
-    for (int64_t b = 0; b < blocks_of(n); ++b) {
-      const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
-      bfn(s, r0, r1, logits, w.data(), nf, neg);
-      sfn(f, out, r0, r1, K, w.data(), bf);
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
+        bfn(s, r0, r1, logits, w.data(), nf, neg);
+        sfn(f, out, r0, r1, K, w.data(), bf);
+      }
     }
+    check();
   }
   return finish(nf, neg, bf);
 }
@@ -366,9 +407,15 @@ BadRows segmentation_impl(const HostBuf& s, const HostBuf& f, int64_t rh, int64_
   int64_t nf = kNone, neg = kNone, bf = kNone;
   {
     py::gil_scoped_release release;
+    SignalCheck check;
+    const int64_t slice = std::max<int64_t>(1, (int64_t(1) << 22) / std::max<int64_t>(1, W * s.shape[1]));
+    for (int64_t t0 = 0; t0 < N * H; t0 += slice) {
+      const int64_t t1 = std::min(N * H, t0 + slice);
 #pragma omp parallel for schedule(static) reduction(min : nf, neg)
-    for (int64_t t = 0; t < N * H; ++t)
-      pixels(s, t / H, t % H, rw, kind, logits, row_sums.data() + t * nw, nf, neg);
+      for (int64_t t = t0; t < t1; ++t)
+        pixels(s, t / H, t % H, rw, kind, logits, row_sums.data() + t * nw, nf, neg);
+      check();
+    }
 
     const double pixels_per_region = static_cast<double>(rh * rw);
     for (int64_t n = 0; n < N; ++n)
