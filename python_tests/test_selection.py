@@ -21,15 +21,17 @@ from helpers import as_float64, clustered_pool, gaussian_pool, rtol, to_device, 
 
 TINY = {"n": 40, "d": 12, "budget": 6}
 
-SHAPES = [
-    pytest.param(1, 1, id="n1-d1"),
-    pytest.param(2, 3, id="n2-d3"),
-    pytest.param(37, 1, id="n37-d1"),
-    pytest.param(40, 12, id="n40-d12"),
-    pytest.param(123, 7, id="n123-d7"),
-    pytest.param(1000, 64, id="n1000-d64"),
-    pytest.param(5000, 17, id="n5000-d17"),
-    pytest.param(300, 600, id="n300-d600"),
+POOLS = [
+    pytest.param("gaussian", 1, 1, id="gaussian-n1-d1"),
+    pytest.param("gaussian", 2, 3, id="gaussian-n2-d3"),
+    pytest.param("gaussian", 37, 1, id="gaussian-n37-d1"),
+    pytest.param("gaussian", 40, 12, id="gaussian-n40-d12"),
+    pytest.param("clustered", 40, 12, id="clustered-n40-d12"),
+    pytest.param("gaussian", 123, 7, id="gaussian-n123-d7"),
+    pytest.param("clustered", 1000, 64, id="clustered-n1000-d64"),
+    pytest.param("gaussian", 5000, 17, id="gaussian-n5000-d17"),
+    pytest.param("clustered", 5000, 17, id="clustered-n5000-d17"),
+    pytest.param("gaussian", 300, 600, id="gaussian-n300-d600"),
 ]
 
 
@@ -85,9 +87,8 @@ def on(device: str, *arrays: np.ndarray) -> list[Any]:
     return [to_device(a, device) for a in arrays]
 
 
-@pytest.mark.parametrize("pool", ["gaussian", "clustered"])
 @pytest.mark.parametrize("form", ["none", "indices", "mask"])
-@pytest.mark.parametrize("n,d", SHAPES)
+@pytest.mark.parametrize("pool,n,d", POOLS)
 def test_kcenter_greedy_matches_reference(backend, dtype, device, pool, form, n, d):
     fits(backend, n, d)
     x = pool_of(pool, n, d, dtype)
@@ -101,7 +102,7 @@ def test_kcenter_greedy_matches_reference(backend, dtype, device, pool, form, n,
 
 
 @pytest.mark.parametrize("first", ["max_norm", "random", 3])
-@pytest.mark.parametrize("seed", [0, 7, 2**64 - 1])
+@pytest.mark.parametrize("seed", [7, 2**64 - 1])
 @pytest.mark.parametrize("n,d", [(40, 12), (123, 7), (2000, 33)])
 def test_kmeans_pp_matches_reference(backend, dtype, device, first, seed, n, d):
     fits(backend, n, d)

@@ -62,13 +62,14 @@ UWE_HD inline Acc factored_sq_dist(Acc p_row, Acc p_centre, Acc aa, Acc ff) {
   return r > Acc(0) ? r : Acc(0);
 }
 
-// Squared distance of one row to a centre, term by term (the scalar form of the CPU SIMD
-// kernels and the per-lane form of the CUDA kernels). get(k) yields the row's k-th value.
-template <class Acc, class Get>
-UWE_HD inline Acc sq_dist_terms(Get get, const Acc* centre, int64_t begin, int64_t end, int64_t step) {
+// Squared distance of one row to a centre, term by term over k = begin, begin + step, ...
+// (the per-lane form of the CUDA kernels; the CPU runs the same terms in SIMD lanes).
+// x(k) and c(k) yield the row's and the centre's k-th value.
+template <class Acc, class X, class C>
+UWE_HD inline Acc sq_dist_terms(X x, C c, int64_t begin, int64_t end, int64_t step) {
   Acc s = 0;
   for (int64_t k = begin; k < end; k += step) {
-    const Acc t = get(k) - centre[k];
+    const Acc t = x(k) - c(k);
     s += t * t;
   }
   return s;
