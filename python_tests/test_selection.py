@@ -30,7 +30,7 @@ POOLS = [
     pytest.param("gaussian", 123, 7, id="gaussian-n123-d7"),
     pytest.param("clustered", 1000, 64, id="clustered-n1000-d64"),
     pytest.param("gaussian", 5000, 17, id="gaussian-n5000-d17"),
-    pytest.param("clustered", 5000, 17, id="clustered-n5000-d17"),
+    pytest.param("clustered", 2000, 17, id="clustered-n2000-d17"),
     pytest.param("gaussian", 300, 600, id="gaussian-n300-d600"),
 ]
 
@@ -87,6 +87,15 @@ def on(device: str, *arrays: np.ndarray) -> list[Any]:
     return [to_device(a, device) for a in arrays]
 
 
+_REFERENCE: dict[tuple[Any, ...], Any] = {}
+
+
+def reference(key: tuple[Any, ...], compute: Any) -> Any:
+    if key not in _REFERENCE:
+        _REFERENCE[key] = compute()
+    return _REFERENCE[key]
+
+
 @pytest.mark.parametrize("form", ["none", "indices", "mask"])
 @pytest.mark.parametrize("pool,n,d", POOLS)
 def test_kcenter_greedy_matches_reference(backend, dtype, device, pool, form, n, d):
@@ -94,7 +103,8 @@ def test_kcenter_greedy_matches_reference(backend, dtype, device, pool, form, n,
     x = pool_of(pool, n, d, dtype)
     labelled = labelled_of(form, n)
     budget = min(n - n_labelled(labelled, n), 25)
-    want, want_dist = uk.kcenter_greedy(x, labelled, budget, backend="reference", return_distances=True)
+    want, want_dist = reference(("kcg", pool, n, d, str(dtype), form), lambda: uk.kcenter_greedy(
+        x, labelled, budget, backend="reference", return_distances=True))
     (xd,) = on(device, x)
     got, got_dist = call(backend, uk.kcenter_greedy, xd, labelled, budget, return_distances=True)
     np.testing.assert_array_equal(to_numpy(got), want)
@@ -108,7 +118,8 @@ def test_kmeans_pp_matches_reference(backend, dtype, device, first, seed, n, d):
     fits(backend, n, d)
     x = gaussian_pool(n, d, seed=seed % 1000, dtype=dtype)
     budget = min(n, 20)
-    want = uk.kmeans_pp(x, budget, seed=seed, first=first, backend="reference")
+    want = reference(("kmpp", n, d, str(dtype), seed, first), lambda: uk.kmeans_pp(
+        x, budget, seed=seed, first=first, backend="reference"))
     (xd,) = on(device, x)
     got = call(backend, uk.kmeans_pp, xd, budget, seed=seed, first=first)
     np.testing.assert_array_equal(to_numpy(got), want)
@@ -132,7 +143,7 @@ def test_kmeans_pp_same_picks_on_any_thread_count(backend, first, threads):
     if backend not in ("cpp", "numba"):
         pytest.skip("thread counts apply to the CPU backends")
     x = gaussian_pool(3000, 24, seed=4)
-    want = uk.kmeans_pp(x, 30, seed=123, first=first, backend="reference")
+    want = reference(("kmpp-threads", first), lambda: uk.kmeans_pp(x, 30, seed=123, first=first, backend="reference"))
     if backend == "cpp":
         ext = _lazy.load("cpu")
         before = ext.get_num_threads()
@@ -152,7 +163,8 @@ def test_kmeans_pp_same_picks_on_any_thread_count(backend, first, threads):
         finally:
             numba.set_num_threads(before)
     np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(picks_kcg, uk.kcenter_greedy(x, None, 30, backend="reference"))
+    np.testing.assert_array_equal(picks_kcg, reference(("kcg-threads",), lambda: uk.kcenter_greedy(
+        x, None, 30, backend="reference")))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 12345, 2**63 + 17, 2**64 - 1])
@@ -289,12 +301,13 @@ def test_kcenter_greedy_picks_are_the_farthest_rows(backend, dtype, device):
         centres.append(int(p))
 
 
-@pytest.mark.parametrize("n,m,d", [(1, 1, 1), (40, 3, 12), (777, 130, 37), (2000, 700, 300)])
+@pytest.mark.parametrize("n,m,d", [(1, 1, 1), (40, 3, 12), (777, 130, 37), (900, 260, 300)])
 def test_min_distances_matches_reference(backend, dtype, device, n, m, d):
     fits(backend, n, d)
     x = gaussian_pool(n, d, seed=2, dtype=dtype)
     c = gaussian_pool(m, d, seed=3, dtype=dtype)
-    want, want_arg = uk.min_distances(x, c, return_argmin=True, backend="reference")
+    want, want_arg = reference(("mind", n, m, d, str(dtype)), lambda: uk.min_distances(
+        x, c, return_argmin=True, backend="reference"))
     got, got_arg = call(backend, uk.min_distances, *on(device, x, c), return_argmin=True)
     np.testing.assert_array_equal(to_numpy(got_arg), want_arg)
     assert to_numpy(got).dtype == x.dtype
@@ -410,16 +423,15 @@ def test_labelled_set_needs_no_n_by_m_matrix():
         labelled = np.arange(0, n, n // m)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         picks = uk.kcenter_greedy(x, labelled, 5, backend="cpp")
-        d = uk.min_distances(x, x[labelled], backend="cpp")
         grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-        print(len(picks), len(d), grown * 1024)
+        print(len(picks), grown * 1024)
     """)
     root = os.path.dirname(os.path.dirname(os.path.abspath(uk.__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
-    picks, dists, grown = map(int, out.stdout.split())
-    assert (picks, dists) == (5, 200_000)
+    picks, grown = map(int, out.stdout.split())
+    assert picks == 5
     assert grown < 200_000 * 50_000 * 4 / 100
 
 
@@ -430,8 +442,8 @@ def test_bad_selection_inputs_raise_clear_errors(backend, device, fn):
 
     def run(emb: Any = xd, labelled: Any = None, budget: Any = 3, **kwargs: Any) -> Any:
         if fn == "kcenter_greedy":
-            return uk.kcenter_greedy(emb, labelled, budget, backend=backend, **kwargs)
-        return uk.kmeans_pp(emb, budget, labelled_idx=labelled, backend=backend, **kwargs)
+            return call(backend, uk.kcenter_greedy, emb, labelled, budget, **kwargs)
+        return call(backend, uk.kmeans_pp, emb, budget, labelled_idx=labelled, **kwargs)
 
     with pytest.raises(ValueError, match="out of range"):
         run(labelled=[3, 20])
