@@ -480,6 +480,9 @@ Work work_of(const py::tuple& w) {
   return k;
 }
 
+// Blocks for the tiled kernel: one per 32 rows, no grid-stride loop (x-dimension limit 2^31 - 1).
+int tile_grid(int64_t n) { return static_cast<int>((n + kTileRows - 1) / kTileRows > 0 ? (n + kTileRows - 1) / kTileRows : 1); }
+
 int grid_for(int64_t n, int per_block) {
   const int64_t blocks = (n + per_block - 1) / per_block;
   return static_cast<int>(blocks < 1 ? 1 : blocks > 65535 ? 65535 : blocks);
@@ -494,7 +497,7 @@ void prepare(const Rows<T, Acc>& rows, const Work& w, const Launch& l, bool any_
   fill_kernel<Acc><<<fill_grid, 256, 0, l.stream>>>(D, rows.n, Acc(INFINITY));
   if (rows.kind == kBadge) badge_norms_kernel<T, Acc><<<l.grid_rows, kStepThreads, 0, l.stream>>>(rows, p);
   if (any_labelled) {
-    nearest_kernel<T, Acc><<<grid_for(rows.n, kTileRows), dim3(16, 16), 0, l.stream>>>(
+    nearest_kernel<T, Acc><<<tile_grid(rows.n), dim3(16, 16), 0, l.stream>>>(
         rows, rows, w.labelled, w.m, p, p, D, w.argmin);
     if (rows.kind == kBadge)
       badge_recompute_kernel<T, Acc><<<l.grid_rows, kStepThreads, 0, l.stream>>>(rows, rows, w.labelled, p, p, D,
@@ -582,7 +585,7 @@ void min_distances_run(const Rows<T, Acc>& rows, const Rows<T, Acc>& cents, cons
     badge_norms_kernel<T, Acc><<<l.grid_rows, kStepThreads, 0, l.stream>>>(rows, rp);
     badge_norms_kernel<T, Acc><<<grid_for(cents.n, kStepThreads / kWarp), kStepThreads, 0, l.stream>>>(cents, cp);
   }
-  nearest_kernel<T, Acc><<<grid_for(rows.n, kTileRows), dim3(16, 16), 0, l.stream>>>(rows, cents, nullptr, cents.n, rp,
+  nearest_kernel<T, Acc><<<tile_grid(rows.n), dim3(16, 16), 0, l.stream>>>(rows, cents, nullptr, cents.n, rp,
                                                                                      cp, D, w.argmin);
   if (rows.kind == kBadge)
     badge_recompute_kernel<T, Acc><<<l.grid_rows, kStepThreads, 0, l.stream>>>(rows, cents, nullptr, rp, cp, D,
