@@ -83,8 +83,21 @@ def factored(kind: str, n: int, d: int, dtype: Any, seed: int = 0) -> tuple[np.n
     return p.astype(dtype), features
 
 
+@pytest.fixture
+def device(backend: str) -> str:
+    interpreting = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    if backend == "cuda" or (backend == "triton" and not interpreting):
+        return "cuda"
+    return "torch-cpu" if backend == "triton" else "cpu"
+
+
 def on(device: str, *arrays: np.ndarray) -> list[Any]:
-    return [to_device(a, device) for a in arrays]
+    if device != "torch-cpu":
+        return [to_device(a, device) for a in arrays]
+    import torch
+
+    return [torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16) if a.dtype == BFLOAT16
+            else torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
 
 
 _REFERENCE: dict[tuple[Any, ...], Any] = {}
