@@ -9,6 +9,9 @@
 // search O(block) without changing a single rounding). A labelled set initialises D by a
 // GEMM-shaped blocked pass (register tiles of 4 rows x W centres, centres packed in chunks of
 // fixed size) computing the exact difference formula, so memory stays O(n) + fixed chunks.
+// No norm trick |x|^2 + |c|^2 - 2 x.c here, not even as a filter: with FMA the subtraction
+// issues beside the multiply-add, so the exact form costs about what the dot product costs,
+// and every pair gets the exact value (no close calls to re-decide, no error bound to trust).
 // The whole loop runs with the GIL released; every ~100 ms it re-acquires it to check
 // signals (Ctrl-C raises KeyboardInterrupt) and to report progress.
 //
