@@ -143,7 +143,8 @@ def kcenter_greedy(
             return fn(pool.data, mask, budget, first, algorithm=algo, progress=update, accum_dtype=acc)
 
     _, (picks, dists) = run(
-        "kcenter_greedy", backend, pool.named, call, value_checks=pool.value_checks, options=pool.options
+        "kcenter_greedy", backend, pool.named, call, value_checks=pool.value_checks,
+        options={**pool.options, "algorithm": algorithm},
     )
     picks = _arrays.restore(picks, pool.like)
     if not return_distances:
@@ -194,7 +195,8 @@ def kmeans_pp(
         with _progress_bar(progress, budget, "k-means++") as update:
             return fn(pool.data, mask, budget, seed, first, algorithm=algo, progress=update, accum_dtype=acc)
 
-    _, picks = run("kmeans_pp", backend, pool.named, call, value_checks=pool.value_checks, options=pool.options)
+    _, picks = run("kmeans_pp", backend, pool.named, call, value_checks=pool.value_checks,
+                   options={**pool.options, "algorithm": algorithm})
     return _arrays.restore(picks, pool.like)
 
 
