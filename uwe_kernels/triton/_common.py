@@ -6,14 +6,15 @@ tile to the accumulator (float32, float64 when any input is float64).
 """
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import triton
 import triton.language as tl
 
-from .._arrays import torch_dtype
+from .._arrays import BFLOAT16, torch_dtype
 
 KIND_CODES = {"entropy": 0, "bvsb": 1, "margin": 2, "least_confidence": 3}
 BLOCK_ROWS = 64  # rows per program
@@ -42,20 +43,22 @@ def tau_mode(tau: float) -> int:
 
 
 @triton.jit
-def row_uncertainty(z, m2, cols, KIND: tl.constexpr, FROM_LOGITS: tl.constexpr):
-    """Uncertainty [rows] of a score tile z [rows, BLOCK_K] (masked by m2) in z's dtype, and
-    the top class (lowest index among equal maxima)."""
+def row_uncertainty(z, cols, K, KIND: tl.constexpr, FROM_LOGITS: tl.constexpr):
+    """Uncertainty [rows] of a score tile z [rows, BLOCK_K] (classes >= K masked; rows
+    outside the input loaded as zeros, so no lane makes NaN) in z's dtype, and the top class
+    (lowest index among equal maxima)."""
     neg_inf = float("-inf")
+    km = (cols < K)[None, :]
     if FROM_LOGITS:
-        zm = tl.where(m2, z, neg_inf)
+        zm = tl.where(km, z, neg_inf)
         mx = tl.max(zm, axis=1)
         top = tl.argmax(zm, axis=1, tie_break_left=True)
-        e = tl.where(m2, zm - mx[:, None], neg_inf)
-        ex = tl.where(m2, tl.exp(e), 0.0)
+        e = tl.where(km, z - mx[:, None], 0.0)
+        ex = tl.where(km, tl.exp(e), 0.0)
         tot = tl.sum(ex, axis=1)
-        second = tl.max(tl.where(cols[None, :] == top[:, None], neg_inf, e), axis=1)
+        second = tl.max(tl.where((cols[None, :] == top[:, None]) | (cols[None, :] >= K), neg_inf, e), axis=1)
         if KIND == 0:
-            wsum = tl.sum(tl.where(m2, ex * e, 0.0), axis=1)
+            wsum = tl.sum(ex * e, axis=1)
             u = tl.log(tot) - wsum / tot
             u = tl.where(u > 0, u, 0.0)
         elif KIND == 1:
@@ -65,12 +68,12 @@ def row_uncertainty(z, m2, cols, KIND: tl.constexpr, FROM_LOGITS: tl.constexpr):
         else:
             u = 1.0 - 1.0 / tot
     else:
-        pm = tl.where(m2, z, neg_inf)
+        pm = tl.where(km, z, neg_inf)
         best = tl.max(pm, axis=1)
         top = tl.argmax(pm, axis=1, tie_break_left=True)
         second = tl.max(tl.where(cols[None, :] == top[:, None], neg_inf, pm), axis=1)
         if KIND == 0:
-            pos = m2 & (z > 0)
+            pos = km & (z > 0)
             terms = tl.where(pos, z * tl.log(tl.where(pos, z, 1.0)), 0.0)
             u = -tl.sum(terms, axis=1)
             u = tl.where(u > 0, u, 0.0)
@@ -91,3 +94,39 @@ def weight(u, tau, TAU_MODE: tl.constexpr):
         return u
     else:
         return tl.where(u > 0, tl.exp(tau * tl.log(tl.where(u > 0, u, 1.0))), 0.0).to(u.dtype)
+
+
+def _to_tensor(x: Any) -> Any:
+    if isinstance(x, np.ndarray) and x.dtype != np.bool_:  # a labelled mask stays on the host
+        if any(s < 0 for s in x.strides):  # torch.from_numpy refuses negative strides
+            x = x.copy()
+        if x.dtype == BFLOAT16:
+            return torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(x)
+    if hasattr(x, "weights") and hasattr(x, "features"):
+        return type(x)(_to_tensor(x.weights), _to_tensor(x.features))
+    return x
+
+
+def _to_host(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu()
+        return t.view(torch.int16).numpy().view(BFLOAT16) if t.dtype == torch.bfloat16 else t.numpy()
+    if isinstance(x, tuple):
+        return tuple(_to_host(v) for v in x)
+    return x
+
+
+def host_interop(op: Callable[..., Any]) -> Callable[..., Any]:
+    """Let an op take host numpy arrays too (the interpreter's test path): they run as CPU
+    tensors and the results come back as numpy. Tensors pass through untouched."""
+
+    @functools.wraps(op)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        host = any(isinstance(a, np.ndarray) or isinstance(getattr(a, "features", None), np.ndarray)
+                   for a in args[:2])
+        if not host:
+            return op(*args, **kwargs)
+        return _to_host(op(*(_to_tensor(a) if i < 3 else a for i, a in enumerate(args)), **kwargs))
+
+    return wrapper

@@ -21,6 +21,7 @@ import triton
 import triton.language as tl
 
 from ._common import (
+    host_interop,
     BLOCK_COLS,
     BLOCK_ROWS,
     KIND_CODES,
@@ -57,7 +58,7 @@ def _rows_kernel(s_ptr, ssn, ssk, f_ptr, sfn, sfd, out_ptr, son, sod, u_ptr, cls
     cols = tl.arange(0, BLOCK_K)
     m2 = rmask[:, None] & (cols < K)[None, :]
     z = tl.load(s_ptr + rows[:, None] * ssn + cols[None, :] * ssk, mask=m2, other=0.0).to(ACC)
-    u, top = row_uncertainty(z, m2, cols, KIND, FROM_LOGITS)
+    u, top = row_uncertainty(z, cols, K, KIND, FROM_LOGITS)
     u = u.to(ACC)
     if MODE == 0:
         tl.store(out_ptr + rows * son, u.to(out_ptr.dtype.element_ty), mask=rmask)
@@ -85,11 +86,12 @@ def _badge_kernel(s_ptr, ssn, ssk, f_ptr, sfn, sfd, out_ptr, son, sod, n, K, d,
     cols = tl.arange(0, BLOCK_K)
     m2 = rmask[:, None] & (cols < K)[None, :]
     z = tl.load(s_ptr + rows[:, None] * ssn + cols[None, :] * ssk, mask=m2, other=0.0).to(ACC)
-    zm = tl.where(m2, z, float("-inf"))
+    km = (cols < K)[None, :]
+    zm = tl.where(km, z, float("-inf"))
     top = tl.argmax(zm, axis=1, tie_break_left=True)
     if FROM_LOGITS:
         mx = tl.max(zm, axis=1)
-        ex = tl.where(m2, tl.exp(zm - mx[:, None]), 0.0)
+        ex = tl.where(km, tl.exp(tl.where(km, z - mx[:, None], 0.0)), 0.0)
         p = ex / tl.sum(ex, axis=1)[:, None]
     else:
         p = z
@@ -128,7 +130,7 @@ def _segmentation_kernel(s_ptr, ssn, ssk, ssh, ssw, f_ptr, sfn, sfc, sfh, sfw, o
             m2 = pm[:, None] & (cols < K)[None, :]
             z = tl.load(s_ptr + img * ssn + y * ssh + px[:, None] * ssw + cols[None, :] * ssk,
                         mask=m2, other=0.0).to(ACC)
-            u, top = row_uncertainty(z, m2, cols, KIND, FROM_LOGITS)
+            u, top = row_uncertainty(z, cols, K, KIND, FROM_LOGITS)
             usum += tl.where(pm, u.to(ACC), 0.0)
     u_r = tl.sum(usum, axis=0) / (rh * rw)
     w = weight(u_r, tau, TAU_MODE)
@@ -163,12 +165,14 @@ def _launch_rows(scores: torch.Tensor, features: torch.Tensor | None, out: torch
         BLOCK_N=BLOCK_ROWS, BLOCK_K=pow2(K, 2), BLOCK_D=BLOCK_COLS, ACC=acc_tl(accum_dtype))
 
 
+@host_interop
 def uncertainty(scores: Any, kind: str, from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> torch.Tensor:
     out = torch.empty(scores.shape[0], dtype=out_torch(out_dtype), device=scores.device)
     _launch_rows(scores, None, out, 0, kind, 1.0, from_logits, accum_dtype)
     return out
 
 
+@host_interop
 def uwe(scores: Any, features: Any, kind: str, tau: float, from_logits: bool, *, out_dtype: Any,
         accum_dtype: Any) -> torch.Tensor:
     out = torch.empty(features.shape, dtype=out_torch(out_dtype), device=features.device)
@@ -191,15 +195,18 @@ def _badge(scores: Any, features: Any, from_logits: bool, embed: bool, out_dtype
     return out
 
 
+@host_interop
 def badge_weights(scores: Any, from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> torch.Tensor:
     return _badge(scores, None, from_logits, False, out_dtype, accum_dtype)
 
 
+@host_interop
 def badge_embedding(scores: Any, features: Any, from_logits: bool, *, out_dtype: Any,
                     accum_dtype: Any) -> torch.Tensor:
     return _badge(scores, features, from_logits, True, out_dtype, accum_dtype)
 
 
+@host_interop
 def uwe_segmentation(scores: Any, features: Any, region: tuple[int, int], kind: str, tau: float,
                      from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> torch.Tensor:
     N, K, H, W = scores.shape
@@ -219,6 +226,7 @@ def uwe_segmentation(scores: Any, features: Any, region: tuple[int, int], kind: 
     return out
 
 
+@host_interop
 def uwe_detection(box_scores: Any, box_features: Any, image_ids: Any, num_images: int, kind: str,
                   tau: float, agg: str, from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> torch.Tensor:
     B, K = box_scores.shape

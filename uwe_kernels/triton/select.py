@@ -28,7 +28,7 @@ import triton.language as tl
 
 from .. import rng
 from ..errors import BackendUnavailable
-from ._common import BLOCK_COLS, BLOCK_ROWS, acc_tl, acc_torch, out_torch, pow2
+from ._common import BLOCK_COLS, BLOCK_ROWS, acc_tl, acc_torch, host_interop, out_torch, pow2
 
 CHECKS_FINITE = False
 CENTRES = 256
@@ -263,6 +263,7 @@ def _kth_free(taken: np.ndarray, r: float) -> int:
     return int(free[min(int(r * len(free)), len(free) - 1)])
 
 
+@host_interop
 def kcenter_greedy(emb: Any, labelled_mask: np.ndarray, budget: int, first: int | None, *,
                    algorithm: str, progress: Callable[[int], None] | None, accum_dtype: Any
                    ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -289,6 +290,7 @@ def kcenter_greedy(emb: Any, labelled_mask: np.ndarray, budget: int, first: int 
     return torch.from_numpy(picks).to(device), torch.from_numpy(dists).to(device)
 
 
+@host_interop
 def kmeans_pp(emb: Any, labelled_mask: np.ndarray, budget: int, seed: int, first: Any, *,
               algorithm: str, progress: Callable[[int], None] | None, accum_dtype: Any) -> torch.Tensor:
     if algorithm != "brute":
@@ -336,6 +338,7 @@ def kmeans_pp(emb: Any, labelled_mask: np.ndarray, budget: int, seed: int, first
     return torch.from_numpy(picks).to(device)
 
 
+@host_interop
 def min_distances(emb: Any, centers: Any, *, return_argmin: bool, out_dtype: Any, accum_dtype: Any
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
     rows = _Rows(emb, accum_dtype)
