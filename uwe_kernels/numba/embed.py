@@ -122,33 +122,36 @@ def _prob(s: Any, c: int, code: int, from_logits: bool, m: Any, inv: Any, zero: 
 # fixed blocks of rows: the heavy code compiles once per machine, only the launcher per process.
 
 
-@njit(cache=True)
-def _uncertainty_rows(lo, hi, S, scode, out, ocode, kind, from_logits, zero):  # type: ignore[no-untyped-def]
-    for i in range(lo, hi):
-        out[i] = narrow(_row_uncertainty(S[i], scode, kind, from_logits, zero), out, ocode)
-
-
-@njit(parallel=True)
-def _uncertainty_kernel(S, scode, out, ocode, kind, from_logits, zero):  # type: ignore[no-untyped-def]
-    n = S.shape[0]
-    for b in prange((n + ROWS - 1) // ROWS):
-        _uncertainty_rows(b * ROWS, min(n, (b + 1) * ROWS), S, scode, out, ocode, kind, from_logits, zero)
+UNCERTAINTY, UWE, BOXES = 0, 1, 2
 
 
 @njit(cache=True)
-def _uwe_rows(lo, hi, S, scode, F, fcode, out, ocode, kind, tau, from_logits, zero):  # type: ignore[no-untyped-def]
+def _uwe_rows(lo, hi, S, scode, F, fcode, out, ocode, u, w, cls, kind, tau, from_logits, zero, mode):  # type: ignore[no-untyped-def]
+    """UNCERTAINTY: out[i, 0] = u_i. UWE: out[i, :] = w_i f_i. BOXES: u[i], w[i] and the top
+    class cls[i] (detection)."""
     d = F.shape[1]
     for i in range(lo, hi):
-        w = _weight(_row_uncertainty(S[i], scode, kind, from_logits, zero), tau, zero)
+        ui = _row_uncertainty(S[i], scode, kind, from_logits, zero)
+        if mode == UNCERTAINTY:
+            out[i, 0] = narrow(ui, out, ocode)
+            continue
+        wi = _weight(ui, tau, zero)
+        if mode == BOXES:
+            u[i] = ui
+            w[i] = wi
+            cls[i] = _softmax_stats(S[i], scode, False, zero)[2]
+            continue
         for j in range(d):
-            out[i, j] = narrow(w * load(F, i, j, fcode, zero), out, ocode)
+            out[i, j] = narrow(wi * load(F, i, j, fcode, zero), out, ocode)
 
 
 @njit(parallel=True)
-def _uwe_kernel(S, scode, F, fcode, out, ocode, kind, tau, from_logits, zero):  # type: ignore[no-untyped-def]
+def _uwe_kernel(S, scode, F, fcode, out, ocode, u, w, cls, kind, tau, from_logits, zero, mode):  # type: ignore[no-untyped-def]
+    """One launcher for the three row ops, so they share a compiled specialisation."""
     n = S.shape[0]
     for b in prange((n + ROWS - 1) // ROWS):
-        _uwe_rows(b * ROWS, min(n, (b + 1) * ROWS), S, scode, F, fcode, out, ocode, kind, tau, from_logits, zero)
+        _uwe_rows(b * ROWS, min(n, (b + 1) * ROWS), S, scode, F, fcode, out, ocode, u, w, cls, kind, tau,
+                  from_logits, zero, mode)
 
 
 @njit(cache=True)
@@ -207,22 +210,6 @@ def _segmentation_kernel(S, scode, F, fcode, rh, rw, out, ocode, kind, tau, from
 
 
 @njit(cache=True)
-def _box_rows(lo, hi, S, scode, kind, tau, from_logits, zero, u, w, cls):  # type: ignore[no-untyped-def]
-    for b in range(lo, hi):
-        ub = _row_uncertainty(S[b], scode, kind, from_logits, zero)
-        u[b] = ub
-        w[b] = _weight(ub, tau, zero)
-        cls[b] = _softmax_stats(S[b], scode, False, zero)[2]
-
-
-@njit(parallel=True)
-def _box_kernel(S, scode, kind, tau, from_logits, zero, u, w, cls):  # type: ignore[no-untyped-def]
-    n = S.shape[0]
-    for b in prange((n + ROWS - 1) // ROWS):
-        _box_rows(b * ROWS, min(n, (b + 1) * ROWS), S, scode, kind, tau, from_logits, zero, u, w, cls)
-
-
-@njit(cache=True)
 def _best_boxes(u, cls, ids, K, best):  # type: ignore[no-untyped-def]
     """best[key] = box of key image*K + class with the largest u, lowest index on ties."""
     best[:] = -1
@@ -270,23 +257,29 @@ def _output(shape: tuple[int, ...], out_dtype: Any) -> tuple[np.ndarray, np.ndar
     return out, view, code
 
 
-def uncertainty(scores: Any, kind: str, from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> np.ndarray:
+def _run_rows(scores: Any, features: Any, out_shape: tuple[int, ...], kind: str, tau: float,
+              from_logits: bool, out_dtype: Any, accum_dtype: Any, mode: int,
+              u: Any = None, w: Any = None, cls: Any = None) -> np.ndarray:
     S, scode = storage(scores)
-    out, view, ocode = _output((S.shape[0],), out_dtype)
+    F, fcode = storage(features)
+    zero = acc_zero(accum_dtype)
+    out, view, ocode = _output(out_shape, out_dtype)
+    none_f, none_i = np.zeros(0, dtype=zero.dtype), np.zeros(0, dtype=np.int64)
     with parallel_section():
-        _uncertainty_kernel(S, scode, view, ocode, KIND_CODES[kind], bool(from_logits), acc_zero(accum_dtype))
+        _uwe_kernel(S, scode, F, fcode, view[:, None] if view.ndim == 1 else view, ocode,
+                    none_f if u is None else u, none_f if w is None else w, none_i if cls is None else cls,
+                    KIND_CODES[kind], float(tau), bool(from_logits), zero, mode)
     return out
+
+
+def uncertainty(scores: Any, kind: str, from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> np.ndarray:
+    return _run_rows(scores, scores, (scores.shape[0],), kind, 1.0, from_logits, out_dtype, accum_dtype,
+                     UNCERTAINTY)
 
 
 def uwe(scores: Any, features: Any, kind: str, tau: float, from_logits: bool, *, out_dtype: Any,
         accum_dtype: Any) -> np.ndarray:
-    S, scode = storage(scores)
-    F, fcode = storage(features)
-    out, view, ocode = _output(F.shape, out_dtype)
-    with parallel_section():
-        _uwe_kernel(S, scode, F, fcode, view, ocode, KIND_CODES[kind], float(tau), bool(from_logits),
-                    acc_zero(accum_dtype))
-    return out
+    return _run_rows(scores, features, tuple(features.shape), kind, tau, from_logits, out_dtype, accum_dtype, UWE)
 
 
 def badge_weights(scores: Any, from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> np.ndarray:
@@ -338,8 +331,7 @@ def uwe_detection(box_scores: Any, box_features: Any, image_ids: Any, num_images
     count = np.zeros(keys, dtype=np.int64)
     if out.size == 0:
         return out
-    with parallel_section():
-        _box_kernel(S, scode, KIND_CODES[kind], float(tau), bool(from_logits), zero, u, w, cls)
+    _run_rows(box_scores, box_scores, (0, 1), kind, tau, from_logits, zero.dtype, accum_dtype, BOXES, u, w, cls)
     if agg == "max":
         _best_boxes(u, cls, ids, K, best)
     else:

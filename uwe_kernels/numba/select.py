@@ -70,14 +70,14 @@ class _Rows:
         else:
             self.src_w, self.src_x = None, emb
             self.X, self.xcode = storage(emb)
-            self.W, self.wcode = np.zeros((0, 0), dtype=zero.dtype), 0
+            self.W, self.wcode = storage(np.zeros((0, 0), dtype=zero.dtype))
             self.badge = False
         self.has_w = self.src_w is not None
         self.n = self.X.shape[0]
         self.norms = np.empty(self.n, dtype=zero.dtype)
         if self.badge:
             with parallel_section():
-                _badge_norms(self.X, self.xcode, self.W, self.wcode, self.norms, zero)
+                _norms(self.X, self.xcode, self.W, self.wcode, True, True, self.norms, zero)
 
     def gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Centre block for rows idx: (c [m, d] rows or features, ca [m, K] BADGE weights,
@@ -94,10 +94,10 @@ class _Rows:
     def sqnorms(self) -> np.ndarray:
         if self.badge:
             return self.norms.astype(np.float64)
-        out = np.empty(self.n, dtype=np.float64)
+        out = np.empty(self.n, dtype=self.zero.dtype)
         with parallel_section():
-            _dense_norms(self.X, self.xcode, self.W, self.wcode, self.has_w, out, self.zero)
-        return out
+            _norms(self.X, self.xcode, self.W, self.wcode, self.has_w, False, out, self.zero)
+        return out.astype(np.float64)
 
 
 # ---------------------------------------------------------------- distance arithmetic
@@ -140,57 +140,59 @@ def _dist(X, xcode, W, wcode, has_w, badge, norms, i, c, ca, cn, k, zero):  # ty
 
 
 @njit(cache=True)
-def _badge_norms_rows(lo, hi, X, xcode, W, wcode, norms, zero):  # type: ignore[no-untyped-def]
+def _norms_rows(lo, hi, X, xcode, W, wcode, has_w, badge, out, zero):  # type: ignore[no-untyped-def]
+    """Squared row norms: |x|^2 (dense), |w x|^2 (UWE), |a|^2 |f|^2 (BADGE)."""
     for i in range(lo, hi):
-        sa = zero
-        for k in range(W.shape[1]):
-            a = load(W, i, k, wcode, zero)
-            sa += a * a
+        sa = zero + 1
+        if badge:
+            sa = zero
+            for k in range(W.shape[1]):
+                a = load(W, i, k, wcode, zero)
+                sa += a * a
+        wi = load(W, i, 0, wcode, zero) if has_w and not badge else zero + 1
         sf = zero
         for j in range(X.shape[1]):
-            f = load(X, i, j, xcode, zero)
+            f = wi * load(X, i, j, xcode, zero)
             sf += f * f
-        norms[i] = sa * sf
+        out[i] = sa * sf
 
 
 @njit(parallel=True)
-def _badge_norms(X, xcode, W, wcode, norms, zero):  # type: ignore[no-untyped-def]
+def _norms(X, xcode, W, wcode, has_w, badge, out, zero):  # type: ignore[no-untyped-def]
     n = X.shape[0]
     for b in prange((n + BLOCK - 1) // BLOCK):
-        _badge_norms_rows(b * BLOCK, min(n, (b + 1) * BLOCK), X, xcode, W, wcode, norms, zero)
+        _norms_rows(b * BLOCK, min(n, (b + 1) * BLOCK), X, xcode, W, wcode, has_w, badge, out, zero)
+
+
+# ---------------------------------------------------------------- the one parallel sweep
+# Seeding (NEAREST), a pick's update (UPDATE) and a plain argmax (ARGMAX) share one launcher,
+# so one compiled specialisation per input type serves every selection op.
+
+NEAREST, UPDATE, ARGMAX = 0, 1, 2
 
 
 @njit(cache=True)
-def _dense_norms_rows(lo, hi, X, xcode, W, wcode, has_w, out, zero):  # type: ignore[no-untyped-def]
-    for i in range(lo, hi):
-        s = zero
-        wi = load(W, i, 0, wcode, zero) if has_w else zero + 1
-        for j in range(X.shape[1]):
-            x = wi * load(X, i, j, xcode, zero)
-            s += x * x
-        out[i] = s
-
-
-@njit(parallel=True)
-def _dense_norms(X, xcode, W, wcode, has_w, out, zero):  # type: ignore[no-untyped-def]
-    n = X.shape[0]
-    for b in prange((n + BLOCK - 1) // BLOCK):
-        _dense_norms_rows(b * BLOCK, min(n, (b + 1) * BLOCK), X, xcode, W, wcode, has_w, out, zero)
-
-
-# ---------------------------------------------------------------- per-pick and seeding kernels
-
-
-@njit(cache=True)
-def _step_rows(lo, hi, X, xcode, W, wcode, has_w, badge, norms, c, ca, cn, D, taken, update, zero):  # type: ignore[no-untyped-def]
-    """Rows [lo, hi): D = min(D, dist to centre 0 of the block) on unpicked rows (update),
-    then (max D, its lowest index) over unpicked rows; (-1, -1) when all are picked."""
+def _sweep_rows(lo, hi, X, xcode, W, wcode, has_w, badge, norms, c, ca, cn, offset, D, A, taken, mode, zero):  # type: ignore[no-untyped-def]
+    """NEAREST: D = min(D, dist to each centre of the block), A = its global index (centres
+    in order, strict <, so the lowest wins). UPDATE: D = min(D, dist to centre 0) on unpicked
+    rows. UPDATE and ARGMAX return (max D, lowest index) over unpicked rows, (-1, -1) if none."""
     best = -1.0
     arg = -1
     for i in range(lo, hi):
+        if mode == NEAREST:
+            low = D[i]
+            at = A[i]
+            for k in range(c.shape[0]):
+                v = np.float64(_dist(X, xcode, W, wcode, has_w, badge, norms, i, c, ca, cn, k, zero))
+                if v < low:
+                    low = v
+                    at = offset + k
+            D[i] = low
+            A[i] = at
+            continue
         if taken[i]:
             continue
-        if update:
+        if mode == UPDATE:
             v = np.float64(_dist(X, xcode, W, wcode, has_w, badge, norms, i, c, ca, cn, 0, zero))
             if v < D[i]:
                 D[i] = v
@@ -201,14 +203,13 @@ def _step_rows(lo, hi, X, xcode, W, wcode, has_w, badge, norms, c, ca, cn, D, ta
 
 
 @njit(parallel=True)
-def _step(X, xcode, W, wcode, has_w, badge, norms, c, ca, cn, D, taken, update, zero, blk_val, blk_arg):  # type: ignore[no-untyped-def]
-    """One pick's fused update + argmax: block partial maxima in parallel, then the blocks
-    in index order (strict >, so the lowest index wins)."""
+def _sweep(X, xcode, W, wcode, has_w, badge, norms, c, ca, cn, offset, D, A, taken, mode, zero, blk_val, blk_arg):  # type: ignore[no-untyped-def]
+    """Blocks of rows in parallel, then their partial maxima in index order (strict >)."""
     n = D.shape[0]
     nb = (n + BLOCK - 1) // BLOCK
     for b in prange(nb):
-        v, a = _step_rows(b * BLOCK, min(n, (b + 1) * BLOCK), X, xcode, W, wcode, has_w, badge, norms,
-                          c, ca, cn, D, taken, update, zero)
+        v, a = _sweep_rows(b * BLOCK, min(n, (b + 1) * BLOCK), X, xcode, W, wcode, has_w, badge, norms,
+                           c, ca, cn, offset, D, A, taken, mode, zero)
         blk_val[b] = v
         blk_arg[b] = a
     best = -1.0
@@ -218,30 +219,6 @@ def _step(X, xcode, W, wcode, has_w, badge, norms, c, ca, cn, D, taken, update, 
             best = blk_val[b]
             arg = blk_arg[b]
     return arg
-
-
-@njit(cache=True)
-def _nearest_rows(lo, hi, X, xcode, W, wcode, has_w, badge, norms, c, ca, cn, offset, D, A, zero):  # type: ignore[no-untyped-def]
-    for i in range(lo, hi):
-        best = D[i]
-        arg = A[i]
-        for k in range(c.shape[0]):
-            v = np.float64(_dist(X, xcode, W, wcode, has_w, badge, norms, i, c, ca, cn, k, zero))
-            if v < best:
-                best = v
-                arg = offset + k
-        D[i] = best
-        A[i] = arg
-
-
-@njit(parallel=True)
-def _nearest(X, xcode, W, wcode, has_w, badge, norms, c, ca, cn, offset, D, A, zero):  # type: ignore[no-untyped-def]
-    """D = min(D, distance to each centre of the block), A = the centre's global index
-    (lowest on ties: centres in order, strict <)."""
-    n = D.shape[0]
-    for b in prange((n + BLOCK - 1) // BLOCK):
-        _nearest_rows(b * BLOCK, min(n, (b + 1) * BLOCK), X, xcode, W, wcode, has_w, badge, norms,
-                      c, ca, cn, offset, D, A, zero)
 
 
 @njit(cache=True)
@@ -289,6 +266,8 @@ def _kth_free(taken, k):  # type: ignore[no-untyped-def]
 
 # ---------------------------------------------------------------- drivers
 
+_NO_MASK = np.zeros(0, dtype=np.bool_)
+
 
 class _Selection:
     """D, the picked/labelled mask and the per-pick kernel calls for one selection."""
@@ -301,6 +280,7 @@ class _Selection:
         nb = (n + BLOCK - 1) // BLOCK
         self.blk_val = np.empty(nb, dtype=np.float64)
         self.blk_arg = np.empty(nb, dtype=np.int64)
+        self.no_arg = np.zeros(0, dtype=np.int64)
         if self.taken.any():
             labelled = np.flatnonzero(self.taken)
             nearest_into(self.rows, self.rows, labelled, self.D, np.zeros(n, dtype=np.int64))
@@ -316,19 +296,22 @@ class _Selection:
             self.D[pick] = 0.0
             c, ca, cn = r.gather(np.array([pick], dtype=np.int64))
         with parallel_section():
-            return int(_step(r.X, r.xcode, r.W, r.wcode, r.has_w, r.badge, r.norms, c, ca, cn, self.D,
-                             self.taken, pick is not None, r.zero, self.blk_val, self.blk_arg))
+            return int(_sweep(r.X, r.xcode, r.W, r.wcode, r.has_w, r.badge, r.norms, c, ca, cn, 0, self.D,
+                              self.no_arg, self.taken, ARGMAX if pick is None else UPDATE, r.zero,
+                              self.blk_val, self.blk_arg))
 
 
 def nearest_into(rows: _Rows, centres: _Rows, idx: np.ndarray | None, D: np.ndarray, A: np.ndarray) -> None:
     """D, A = min / argmin over the centres (rows idx of `centres`, or all), in blocks of CENTRES."""
     m = centres.n if idx is None else len(idx)
+    nb = (rows.n + BLOCK - 1) // BLOCK
+    blk_val, blk_arg = np.empty(nb, dtype=np.float64), np.empty(nb, dtype=np.int64)
     for s in range(0, m, CENTRES):
         sel = np.arange(s, min(m, s + CENTRES)) if idx is None else idx[s : s + CENTRES]
         c, ca, cn = centres.gather(sel)
         with parallel_section():
-            _nearest(rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, rows.badge, rows.norms,
-                     c, ca, cn, s, D, A, rows.zero)
+            _sweep(rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, rows.badge, rows.norms,
+                   c, ca, cn, s, D, A, _NO_MASK, NEAREST, rows.zero, blk_val, blk_arg)
 
 
 class _Progress:
