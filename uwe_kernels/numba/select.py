@@ -33,6 +33,9 @@ from ._runtime import BLOCK, acc_zero, load, parallel_section, storage
 CHECKS_FINITE = False
 CENTRES = 256  # labelled rows / centres per block when seeding D
 PROGRESS_EVERY_S = 0.1
+# Reassociation lets LLVM vectorise the per-row sums; each row's order is still fixed by the
+# compiled code, so results do not depend on the thread count. No nnan/ninf: D holds inf.
+_REASSOC = {"reassoc", "contract"}
 
 
 def choose_algorithm(emb: Any) -> str:
@@ -103,7 +106,7 @@ class _Rows:
 # ---------------------------------------------------------------- distance arithmetic
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_REASSOC)
 def _dense_dist(X, xcode, W, wcode, has_w, i, c, zero):  # type: ignore[no-untyped-def]
     """|x_i - c|^2 with x_i = w_i f_i for UWE factors (has_w)."""
     s = zero
@@ -119,7 +122,7 @@ def _dense_dist(X, xcode, W, wcode, has_w, i, c, zero):  # type: ignore[no-untyp
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_REASSOC)
 def _badge_dist(X, xcode, W, wcode, norms, i, ca, cf, cn, zero):  # type: ignore[no-untyped-def]
     da = zero
     for k in range(ca.shape[0]):
