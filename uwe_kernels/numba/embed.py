@@ -1,9 +1,10 @@
 """Embedding ops on numba: uncertainty, UWE, BADGE weights and embeddings, segmentation and
 detection aggregation (docs/internals.md, "Embedding family").
 
-Algorithm: one pass over rows (prange), each row's uncertainty from a stable softmax
-(max, sum of exp, entropy = log s - sum p (z - max) / ... ) or the probabilities as given,
-then the row is written scaled by u ** tau. No [n, K] probability matrix is built.
+Algorithm: one pass over rows (prange over fixed blocks of ROWS rows), each row's
+uncertainty from a stable softmax (m = max z, s = sum exp(z - m), entropy = log s -
+sum exp(z - m) (z - m) / s) or from the probabilities as given, then the row is written
+scaled by u ** tau. No [n, K] probability matrix is built.
 Complexity: O(n K) for the uncertainty, O(n K d) for BADGE embeddings, O(n d) otherwise.
 Shapes: scores [n, K], features [n, d]; segmentation [N, K, H, W] / [N, C, h, w].
 Accumulator: float32, float64 when any input is float64 (the type of the `zero` argument).
