@@ -67,9 +67,12 @@ def _rows_kernel(s_ptr, ssn, ssk, f_ptr, sfn, sfd, out_ptr, son, sod, u_ptr, cls
         for d0 in range(0, d, BLOCK_D):
             dc = d0 + tl.arange(0, BLOCK_D)
             fm = rmask[:, None] & (dc < d)[None, :]
-            f = tl.load(f_ptr + rows[:, None] * sfn + dc[None, :] * sfd, mask=fm, other=0.0).to(ACC)
-            tl.store(out_ptr + rows[:, None] * son + dc[None, :] * sod,
-                     (w[:, None] * f).to(out_ptr.dtype.element_ty), mask=fm)
+            f = tl.load(f_ptr + rows[:, None] * sfn + dc[None, :] * sfd, mask=fm, other=0.0)
+            if TAU_MODE == 0:  # the features themselves, bit-exact (no multiply that could flush subnormals)
+                v = f.to(out_ptr.dtype.element_ty)
+            else:
+                v = (w[:, None] * f.to(ACC)).to(out_ptr.dtype.element_ty)
+            tl.store(out_ptr + rows[:, None] * son + dc[None, :] * sod, v, mask=fm)
     else:
         tl.store(u_ptr + rows, u, mask=rmask)
         tl.store(out_ptr + rows, weight(u, tau, TAU_MODE), mask=rmask)
