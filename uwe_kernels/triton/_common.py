@@ -130,3 +130,18 @@ def host_interop(op: Callable[..., Any]) -> Callable[..., Any]:
         return _to_host(op(*(_to_tensor(a) if i < 3 else a for i, a in enumerate(args)), **kwargs))
 
     return wrapper
+
+
+@triton.jit
+def cast_out(v, out_ptr):
+    """v in the element type of out_ptr. bfloat16 is rounded to nearest even here, on the
+    float32 bits, so the result does not depend on how the target (or the interpreter, which
+    truncates) rounds the final conversion."""
+    if v.dtype == out_ptr.dtype.element_ty:
+        return v
+    elif out_ptr.dtype.element_ty == tl.bfloat16:
+        bits = v.to(tl.float32).to(tl.uint32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.to(tl.float32, bitcast=True).to(tl.bfloat16)
+    else:
+        return v.to(out_ptr.dtype.element_ty)

@@ -21,6 +21,7 @@ import triton
 import triton.language as tl
 
 from ._common import (
+    cast_out,
     host_interop,
     BLOCK_COLS,
     BLOCK_ROWS,
@@ -61,7 +62,7 @@ def _rows_kernel(s_ptr, ssn, ssk, f_ptr, sfn, sfd, out_ptr, son, sod, u_ptr, cls
     u, top = row_uncertainty(z, cols, K, KIND, FROM_LOGITS)
     u = u.to(ACC)
     if MODE == 0:
-        tl.store(out_ptr + rows * son, u.to(out_ptr.dtype.element_ty), mask=rmask)
+        tl.store(out_ptr + rows * son, cast_out(u, out_ptr), mask=rmask)
     elif MODE == 1:
         w = weight(u, tau, TAU_MODE)
         for d0 in range(0, d, BLOCK_D):
@@ -69,9 +70,9 @@ def _rows_kernel(s_ptr, ssn, ssk, f_ptr, sfn, sfd, out_ptr, son, sod, u_ptr, cls
             fm = rmask[:, None] & (dc < d)[None, :]
             f = tl.load(f_ptr + rows[:, None] * sfn + dc[None, :] * sfd, mask=fm, other=0.0)
             if TAU_MODE == 0:  # the features themselves, bit-exact (no multiply that could flush subnormals)
-                v = f.to(out_ptr.dtype.element_ty)
+                v = cast_out(f, out_ptr)
             else:
-                v = (w[:, None] * f.to(ACC)).to(out_ptr.dtype.element_ty)
+                v = cast_out(w[:, None] * f.to(ACC), out_ptr)
             tl.store(out_ptr + rows[:, None] * son + dc[None, :] * sod, v, mask=fm)
     else:
         tl.store(u_ptr + rows, u, mask=rmask)
@@ -107,9 +108,9 @@ def _badge_kernel(s_ptr, ssn, ssk, f_ptr, sfn, sfd, out_ptr, son, sod, n, K, d,
                 fm = rmask[:, None] & (dc < d)[None, :]
                 f = tl.load(f_ptr + rows[:, None] * sfn + dc[None, :] * sfd, mask=fm, other=0.0).to(ACC)
                 tl.store(out_ptr + rows[:, None] * son + (c * d + dc)[None, :] * sod,
-                         (wc[:, None] * f).to(out_ptr.dtype.element_ty), mask=fm)
+                         cast_out(wc[:, None] * f, out_ptr), mask=fm)
     else:
-        tl.store(out_ptr + rows[:, None] * son + cols[None, :] * sod, w.to(out_ptr.dtype.element_ty), mask=m2)
+        tl.store(out_ptr + rows[:, None] * son + cols[None, :] * sod, cast_out(w, out_ptr), mask=m2)
 
 
 @triton.jit
@@ -144,7 +145,7 @@ def _segmentation_kernel(s_ptr, ssn, ssk, ssh, ssw, f_ptr, sfn, sfc, sfh, sfw, o
         for y in range(i * ch, (i + 1) * ch):
             for x in range(j * cw, (j + 1) * cw):
                 fsum += tl.load(f_ptr + img * sfn + cc * sfc + y * sfh + x * sfw, mask=cm, other=0.0).to(ACC)
-        tl.store(out_ptr + sample * son + cc * soc, (w * (fsum / (ch * cw))).to(out_ptr.dtype.element_ty),
+        tl.store(out_ptr + sample * son + cc * soc, cast_out(w * (fsum / (ch * cw)), out_ptr),
                  mask=cm)
 
 
