@@ -7,6 +7,7 @@ tile to the accumulator (float32, float64 when any input is float64).
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -100,9 +101,11 @@ def _to_tensor(x: Any) -> Any:
     if isinstance(x, np.ndarray) and x.dtype != np.bool_:  # a labelled mask stays on the host
         if any(s < 0 for s in x.strides):  # torch.from_numpy refuses negative strides
             x = x.copy()
-        if x.dtype == BFLOAT16:
-            return torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
-        return torch.from_numpy(x)
+        with warnings.catch_warnings():  # read-only arrays (memmaps): kernels never write inputs
+            warnings.simplefilter("ignore", UserWarning)
+            if x.dtype == BFLOAT16:
+                return torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
+            return torch.from_numpy(x)
     if hasattr(x, "weights") and hasattr(x, "features"):
         return type(x)(_to_tensor(x.weights), _to_tensor(x.features))
     return x
