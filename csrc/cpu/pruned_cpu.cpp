@@ -107,7 +107,7 @@ py::dict stats_dict(const pruned::Stats& s, int64_t n, int64_t budget, bool plai
 template <class T, class Acc>
 int64_t max_norm_row(const Engine<T, Acc>& eng, int64_t n, int64_t d) {
   std::vector<Acc> norms(n);
-#pragma omp parallel for schedule(static, 4096)
+#pragma omp parallel for schedule(static, 4096) if (n >= 4096)
   for (int64_t i = 0; i < n; ++i) norms[i] = pruned::sq_norm<T, Acc>(eng.row(i), d);
   int64_t best = 0;
   for (int64_t i = 1; i < n; ++i)

@@ -42,6 +42,9 @@ constexpr double kSwitchFraction = 0.8;
 constexpr int64_t kSwitchAfter = 32;  // centres seen before the adaptive test may switch
 constexpr double kSwitchSmoothing = 1.0 / 16.0;
 constexpr int64_t kTaskRows = 1024;
+// Below this many row (or centre) evaluations a step runs on one thread: waking a team for a
+// few microseconds of work costs more than it saves, and far more on a busy machine.
+constexpr int64_t kParallelMin = 4096;
 
 struct Stats {
   int64_t centres = 0;           // centres added (labelled and picked)
@@ -134,7 +137,7 @@ class Engine {
   void plain_pass() {
     const Acc* c = centre_.data();
     int64_t touched = 0, read = 0;
-#pragma omp parallel for schedule(static, 4096) reduction(+ : touched, read)
+#pragma omp parallel for schedule(static, 4096) reduction(+ : touched, read) if (n_ >= kParallelMin)
     for (int64_t i = 0; i < n_; ++i) {
       if (taken_[i]) continue;
       const Acc v = sq_dist<T, Acc>(row(i), c, d_, D_[i], read);
@@ -157,7 +160,7 @@ class Engine {
     std::vector<double> centre_d2(G, inf);
     std::vector<uint8_t> touch(G, 0);
     int64_t read = 0, evaluated = 0;
-#pragma omp parallel for schedule(dynamic, 8) reduction(+ : read, evaluated)
+#pragma omp parallel for schedule(dynamic, 8) reduction(+ : read, evaluated) if (G * d_ >= kParallelMin * 16)
     for (int64_t g = 0; g < G; ++g) {
       const Group& grp = groups_[g];
       if (grp.members.empty()) continue;
@@ -180,17 +183,19 @@ class Engine {
     // 2. Rows of touched groups, in tasks of kTaskRows members.
     std::vector<std::pair<int64_t, int64_t>> tasks;  // (group, first member)
     std::vector<int64_t> touched_groups;
+    int64_t candidates = 0;
     for (int64_t g = 0; g < G; ++g) {
       if (!touch[g]) continue;
       touched_groups.push_back(g);
       const int64_t m = static_cast<int64_t>(groups_[g].members.size());
+      candidates += m;
       for (int64_t b = 0; b < m; b += kTaskRows) tasks.emplace_back(g, b);
     }
     stats_.groups_touched += static_cast<int64_t>(touched_groups.size());
     const int64_t n_tasks = static_cast<int64_t>(tasks.size());
     int64_t touched = 0;
     read = 0;
-#pragma omp parallel for schedule(dynamic, 1) reduction(+ : touched, read)
+#pragma omp parallel for schedule(dynamic, 1) reduction(+ : touched, read) if (candidates >= kParallelMin)
     for (int64_t t = 0; t < n_tasks; ++t) {
       const Group& grp = groups_[tasks[t].first];
       const bool no_centre = grp.centre < 0;
@@ -216,7 +221,7 @@ class Engine {
     // 3. Touched groups drop rows that left; the rows that moved form s's group.
     const int64_t n_touched = static_cast<int64_t>(touched_groups.size());
     std::vector<std::vector<int64_t>> moved(n_touched);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (candidates >= 16 * kParallelMin && n_touched > 1)
     for (int64_t k = 0; k < n_touched; ++k) {
       const int64_t g = touched_groups[k];
       Group& grp = groups_[g];
