@@ -14,7 +14,9 @@
 // evaluates every row, and the picks are exactly those of the plain pass.
 // The next k-center pick is the argmax over group maxima: O(groups), never O(n).
 // Adaptive mode: when an exponential average of the fraction of rows touched per centre stays
-// above kSwitchFraction, groups are dropped and every later centre runs the plain pass.
+// above kSwitchFraction, the member lists are dropped and the next centres run the plain pass
+// (which still records each row's nearest centre); after that stretch the lists are rebuilt in
+// O(n) and pruning is probed again, each failed probe doubling the next plain stretch.
 // Complexity per centre: O(G d) for centre-centre distances (early exit) plus O(m d) for the m
 // rows touched, plus O(members) of the touched groups; memory O(n) plus O(G).
 // Shapes: pool [n, d] (T as stored, unit inner stride, any row stride), D [n] in Acc
@@ -38,9 +40,11 @@ namespace pruned {
 
 enum Mode : int { kPlain = 0, kPruned = 1, kAdaptive = 2 };
 
-constexpr double kSwitchFraction = 0.8;
-constexpr int64_t kSwitchAfter = 32;  // centres seen before the adaptive test may switch
-constexpr double kSwitchSmoothing = 1.0 / 16.0;
+constexpr double kSwitchFraction = 0.75;
+constexpr int64_t kFirstProbe = 32;  // centres of the first pruned stretch before a switch
+constexpr int64_t kProbe = 12;       // centres of a later probe
+constexpr int64_t kFirstPlainStretch = 48;
+constexpr double kSwitchSmoothing = 1.0 / 8.0;
 constexpr int64_t kTaskRows = 1024;
 // Below this many row (or centre) evaluations a step runs on one thread: waking a team for a
 // few microseconds of work costs more than it saves, and far more on a busy machine.
@@ -52,7 +56,8 @@ struct Stats {
   int64_t values_read = 0;       // elements read by those evaluations (early exit counts less)
   int64_t centre_distances = 0;  // centre-centre evaluations of the group test
   int64_t groups_touched = 0;
-  int64_t switched_at = -1;      // centre index where adaptive mode went plain (-1: never)
+  int64_t switched_at = -1;      // centre index where adaptive mode first went plain (-1: never)
+  int64_t plain_centres = 0;     // centres added by the plain pass
 };
 
 template <class T, class Acc>
@@ -88,19 +93,22 @@ class Engine {
     if (!taken_[s]) --untaken_;
     taken_[s] = 1;
     D_[s] = 0;
-    if (plain_) {
-      plain_pass();
-    } else {
-      pruned_pass(s);
-    }
     ++stats_.centres;
-    if (mode_ == kAdaptive && !plain_) {
-      const double fraction = live_before > 0
-          ? static_cast<double>(stats_.rows_touched - touched_before) / static_cast<double>(live_before) : 0.0;
-      touched_average_ = stats_.centres == 1 ? fraction
-          : touched_average_ + kSwitchSmoothing * (fraction - touched_average_);
-      if (stats_.centres >= kSwitchAfter && touched_average_ > kSwitchFraction) go_plain();
+    if (plain_) {
+      plain_pass(s);
+      ++stats_.plain_centres;
+      if (mode_ == kAdaptive && --plain_left_ == 0) go_pruned();
+      return;
     }
+    pruned_pass(s);
+    if (mode_ != kAdaptive) return;
+    const double fraction = live_before > 0
+        ? static_cast<double>(stats_.rows_touched - touched_before) / static_cast<double>(live_before) : 0.0;
+    touched_average_ = probe_centres_ == 0 ? fraction
+        : touched_average_ + kSwitchSmoothing * (fraction - touched_average_);
+    ++probe_centres_;
+    const int64_t probe = stats_.switched_at < 0 ? kFirstProbe : kProbe;
+    if (probe_centres_ >= probe && touched_average_ > kSwitchFraction) go_plain();
   }
 
   // Next k-center pick: argmax D over untaken rows (lowest index on ties); -1 when none.
@@ -130,22 +138,48 @@ class Engine {
 
   void go_plain() {
     plain_ = true;
-    stats_.switched_at = stats_.centres;
-    std::vector<Group>().swap(groups_);
+    if (stats_.switched_at < 0) stats_.switched_at = stats_.centres;
+    plain_left_ = plain_stretch_;
+    plain_stretch_ *= 2;
+    for (Group& g : groups_) std::vector<int64_t>().swap(g.members);
   }
 
-  void plain_pass() {
+  // Member lists (in index order) from each row's recorded nearest centre: O(n + groups).
+  void go_pruned() {
+    plain_ = false;
+    probe_centres_ = 0;
+    const int64_t G = static_cast<int64_t>(groups_.size());
+    std::vector<int64_t> counts(G, 0);
+    for (int64_t i = 0; i < n_; ++i)
+      if (!taken_[i]) ++counts[group_of_[i]];
+    for (int64_t g = 0; g < G; ++g) groups_[g].members.reserve(counts[g]);
+    for (int64_t i = 0; i < n_; ++i)
+      if (!taken_[i]) groups_[group_of_[i]].members.push_back(i);
+#pragma omp parallel for schedule(dynamic, 16) if (n_ >= kParallelMin)
+    for (int64_t g = 0; g < G; ++g) refresh(groups_[g]);
+  }
+
+  // Every untaken row against centre s; rows that get closer record s's group.
+  void plain_pass(int64_t s) {
     const Acc* c = centre_.data();
+    const int32_t new_id = static_cast<int32_t>(groups_.size());
+    group_of_[s] = -1;
     int64_t touched = 0, read = 0;
 #pragma omp parallel for schedule(static, 4096) reduction(+ : touched, read) if (n_ >= kParallelMin)
     for (int64_t i = 0; i < n_; ++i) {
       if (taken_[i]) continue;
       const Acc v = sq_dist<T, Acc>(row(i), c, d_, D_[i], read);
       ++touched;
-      if (v < D_[i]) D_[i] = v;
+      if (v < D_[i]) {
+        D_[i] = v;
+        group_of_[i] = new_id;
+      }
     }
     stats_.rows_touched += touched;
     stats_.values_read += read;
+    Group fresh;
+    fresh.centre = s;
+    groups_.push_back(std::move(fresh));
   }
 
   void pruned_pass(int64_t s) {
@@ -245,6 +279,8 @@ class Engine {
     for (const auto& v : moved) total += v.size();
     fresh.members.reserve(total);
     for (const auto& v : moved) fresh.members.insert(fresh.members.end(), v.begin(), v.end());
+    // Index order keeps later passes over this group close to a forward stream.
+    std::sort(fresh.members.begin(), fresh.members.end());
     refresh(fresh);
     groups_.push_back(std::move(fresh));
   }
@@ -275,6 +311,9 @@ class Engine {
   bool plain_ = false;
   int64_t untaken_ = n_;
   double touched_average_ = 0;
+  int64_t probe_centres_ = 0;
+  int64_t plain_left_ = 0;
+  int64_t plain_stretch_ = kFirstPlainStretch;
   std::vector<Group> groups_;
   Stats stats_;
 };
