@@ -46,6 +46,8 @@ constexpr int64_t kProbe = 12;       // centres of a later probe
 constexpr int64_t kFirstPlainStretch = 48;
 constexpr double kSwitchSmoothing = 1.0 / 8.0;
 constexpr int64_t kTaskRows = 1024;
+constexpr int64_t kPrefetchRows = 8;
+constexpr int64_t kPrefetchBytes = 1024;
 // Below this many row (or centre) evaluations a step runs on one thread: waking a team for a
 // few microseconds of work costs more than it saves, and far more on a busy machine.
 constexpr int64_t kParallelMin = 4096;
@@ -80,6 +82,13 @@ class Engine {
 
   const T* row(int64_t i) const { return reinterpret_cast<const T*>(base_ + i * row_stride_); }
   const std::vector<Acc>& D() const { return D_; }
+
+  // The first kPrefetchBytes of row i towards the cache (early exit rarely reads more).
+  void prefetch_row(int64_t i) const {
+    const char* p = reinterpret_cast<const char*>(row(i));
+    const int64_t bytes = std::min<int64_t>(d_ * static_cast<int64_t>(sizeof(T)), kPrefetchBytes);
+    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 1);
+  }
   const std::vector<uint8_t>& taken() const { return taken_; }
   const Stats& stats() const { return stats_; }
   bool plain() const { return plain_; }
@@ -237,10 +246,18 @@ class Engine {
       const double skip_below = no_centre ? -1.0
           : (centre_d2[tasks[t].first] * (1.0 - rel_) - abs_) / (4.0 * (1.0 + rel_));
       const int64_t end = std::min<int64_t>(tasks[t].second + kTaskRows, grp.members.size());
+      int64_t candidates_here[kTaskRows];
+      int64_t m = 0;
       for (int64_t k = tasks[t].second; k < end; ++k) {
         const int64_t i = grp.members[k];
-        if (taken_[i]) continue;
-        if (static_cast<double>(D_[i]) <= skip_below) continue;
+        if (taken_[i] || static_cast<double>(D_[i]) <= skip_below) continue;
+        candidates_here[m++] = i;
+      }
+      // Rows of a group are scattered over the pool: fetch a few rows ahead.
+      for (int64_t k = 0; k < std::min<int64_t>(m, kPrefetchRows); ++k) prefetch_row(candidates_here[k]);
+      for (int64_t k = 0; k < m; ++k) {
+        if (k + kPrefetchRows < m) prefetch_row(candidates_here[k + kPrefetchRows]);
+        const int64_t i = candidates_here[k];
         const Acc v = sq_dist<T, Acc>(row(i), c, d_, D_[i], read);
         ++touched;
         if (v < D_[i]) {
