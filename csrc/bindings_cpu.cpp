@@ -11,6 +11,7 @@ namespace py = pybind11;
 namespace uwe {
 void register_embed_cpu(py::module_& m);
 void register_select_cpu(py::module_& m);
+void register_pruned_cpu(py::module_& m);
 }  // namespace uwe
 
 namespace {
@@ -58,4 +59,5 @@ PYBIND11_MODULE(_ext_cpu, m) {
       py::arg("n"), "Threads for later calls (no effect without OpenMP).");
   uwe::register_embed_cpu(m);
   uwe::register_select_cpu(m);
+  uwe::register_pruned_cpu(m);
 }

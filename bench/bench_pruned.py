@@ -1,0 +1,150 @@
+"""Pruned selection vs the plain per-pick pass vs the memory-bandwidth floor.
+
+The floor of a brute-force selection is budget * n * d * itemsize / read bandwidth; the read
+bandwidth is measured here (np.sum over 1 GiB of float32, best of 3). Pools are Gaussian
+mixtures (clusters with a low intrinsic dimension, embedded in d dimensions) and isotropic
+Gaussian noise. Quick sizes by default; UWE_BENCH_SIZE=full runs n up to 2,000,000.
+extra_info: rows touched per pick, fraction of rows touched, time / floor, speed-up vs plain.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from uwe_kernels.cpp import pruned
+
+FULL = os.environ.get("UWE_BENCH_SIZE", "quick") == "full"
+GIB = 1 << 30
+
+# (name, n, d, clusters, intrinsic dimension, budget); clusters 0 = isotropic noise
+QUICK_POOLS = [
+    ("mixture", 50_000, 128, 10, 8, 500),
+    ("mixture", 50_000, 128, 1_000, 8, 500),
+    ("mixture", 200_000, 128, 100, 16, 1_000),
+    ("mixture", 50_000, 512, 100, 64, 300),
+    ("isotropic", 50_000, 128, 0, 0, 200),
+]
+FULL_POOLS = [
+    ("mixture", 200_000, 128, 10, 8, 2_000),
+    ("mixture", 1_000_000, 512, 1_000, 16, 10_000),
+    ("mixture", 1_000_000, 512, 100, 64, 10_000),
+    ("mixture", 500_000, 2_048, 1_000, 32, 2_000),
+    ("mixture", 2_000_000, 128, 1_000, 8, 10_000),
+    ("isotropic", 200_000, 512, 0, 0, 1_000),
+    ("isotropic", 1_000_000, 128, 0, 0, 1_000),
+]
+POOLS = FULL_POOLS if FULL else QUICK_POOLS
+PROVIDERS = ["plain", "adaptive", "pruned"]
+
+_plain_seconds: dict[str, float] = {}
+
+
+def pool_id(spec: tuple[Any, ...]) -> str:
+    name, n, d, clusters, intrinsic, budget = spec
+    shape = f"{clusters}x{intrinsic}" if clusters else "noise"
+    return f"{name}-{shape}-n{n}-d{d}-b{budget}"
+
+
+def gaussian_mixture(n: int, d: int, clusters: int, intrinsic: int, seed: int = 0) -> np.ndarray:
+    """Clusters of `intrinsic` dimensions (random bases) around well-separated centres."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, d), dtype=np.float32)
+    labels = rng.integers(0, clusters, n)
+    centres = rng.standard_normal((clusters, d)).astype(np.float32) * 4.0
+    for c in range(clusters):
+        rows = np.flatnonzero(labels == c)
+        basis = rng.standard_normal((intrinsic, d)).astype(np.float32) / np.sqrt(intrinsic)
+        z = rng.standard_normal((len(rows), intrinsic)).astype(np.float32)
+        out[rows] = centres[c] + z @ basis
+    return out
+
+
+@pytest.fixture(scope="session")
+def read_bandwidth() -> float:
+    """Bytes per second of a plain streaming read (np.sum over 1 GiB float32, best of 3)."""
+    x = np.ones(GIB // 4, dtype=np.float32)
+    best = np.inf
+    for _ in range(3):
+        t = time.perf_counter()
+        x.sum()
+        best = min(best, time.perf_counter() - t)
+    return GIB / best
+
+
+_pools: dict[str, np.ndarray] = {}
+
+
+def get_pool(spec: tuple[Any, ...]) -> np.ndarray:
+    key = pool_id(spec)
+    if key not in _pools:
+        _pools.clear()
+        name, n, d, clusters, intrinsic, _ = spec
+        if name == "isotropic":
+            _pools[key] = np.random.default_rng(1).standard_normal((n, d), dtype=np.float32)
+        else:
+            _pools[key] = gaussian_mixture(n, d, clusters, intrinsic)
+    return _pools[key]
+
+
+@pytest.mark.parametrize("spec", POOLS, ids=[pool_id(s) for s in POOLS])
+@pytest.mark.parametrize("provider", PROVIDERS)
+def bench_kcenter_greedy(benchmark: Any, spec: tuple[Any, ...], provider: str, read_bandwidth: float) -> None:
+    x = get_pool(spec)
+    n, d = x.shape
+    budget = spec[-1]
+    mask = np.zeros(n, dtype=bool)
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        out["picks"], _, out["stats"] = pruned.kcenter_greedy_stats(x, mask, budget, None, mode=provider)
+
+    benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
+    seconds = benchmark.stats.stats.min
+    _record(benchmark, spec, provider, seconds, out["stats"], x, read_bandwidth)
+    key = pool_id(spec)
+    if provider == "plain":
+        _plain_seconds[key] = seconds
+        _pools[key + "/picks"] = out["picks"]
+    elif key + "/picks" in _pools:
+        np.testing.assert_array_equal(out["picks"], _pools[key + "/picks"])
+
+
+KMPP_POOLS = [POOLS[0], POOLS[-1]]
+
+
+@pytest.mark.parametrize("spec", KMPP_POOLS, ids=[pool_id(s) for s in KMPP_POOLS])
+@pytest.mark.parametrize("provider", PROVIDERS)
+def bench_kmeans_pp(benchmark: Any, spec: tuple[Any, ...], provider: str, read_bandwidth: float) -> None:
+    x = get_pool(spec)
+    budget = spec[-1]
+    mask = np.zeros(len(x), dtype=bool)
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        out["picks"], out["stats"] = pruned.kmeans_pp_stats(x, mask, budget, 0, "max_norm", mode=provider)
+
+    benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
+    _record(benchmark, spec, "kmpp-" + provider, benchmark.stats.stats.min, out["stats"], x, read_bandwidth)
+
+
+def _record(benchmark: Any, spec: tuple[Any, ...], provider: str, seconds: float, stats: dict[str, Any],
+            x: np.ndarray, bandwidth: float) -> None:
+    n, d = x.shape
+    budget = spec[-1]
+    floor = budget * n * d * x.itemsize / bandwidth
+    info = benchmark.extra_info
+    info["provider"] = provider
+    info["rows_touched_per_pick"] = stats["rows_touched"] / max(1, budget)
+    info["fraction_touched"] = stats["rows_touched"] / max(1, budget * n)
+    info["fraction_values_read"] = stats["values_read"] / max(1, budget * n * d)
+    info["switched_at"] = stats["switched_at"]
+    info["read_GBps"] = bandwidth / 1e9
+    info["floor_s"] = floor
+    info["time_over_floor"] = seconds / floor
+    plain = _plain_seconds.get(pool_id(spec))
+    if plain is not None and not provider.endswith("plain"):
+        info["speedup_vs_plain"] = plain / seconds

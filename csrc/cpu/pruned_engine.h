@@ -1,0 +1,339 @@
+// Pruned nearest-centre maintenance for k-center greedy and k-means++ (exact).
+//
+// Algorithm: every unpicked, unlabelled row i keeps D(i), its squared distance to the nearest
+// centre, and belongs to that centre's group; a group keeps R = max D of its members and its
+// argmax (lowest index on ties). When a centre s arrives:
+//   * group c is skipped whole when |s - c|^2 >= 4 R(c) (triangle inequality: no member can
+//     get closer to s than to c); |s - c|^2 itself is computed with an early exit at 4 R(c),
+//   * in a touched group, row i is skipped when |s - c|^2 >= 4 D(i),
+//   * any other row gets sq_dist(row, s) with an early exit at D(i) and moves to s's group
+//     when it is strictly closer.
+// Float safety: the skip tests compare computed values, so they carry the relative error bound
+// of a computed squared distance (rel_error_bound) and an absolute floor; a skipped row's
+// computed distance is provably >= D(i). D is therefore bit-identical to the plain pass, which
+// evaluates every row, and the picks are exactly those of the plain pass.
+// The next k-center pick is the argmax over group maxima: O(groups), never O(n).
+// Adaptive mode: when an exponential average of the fraction of rows touched per centre stays
+// above kSwitchFraction, the member lists are dropped and the next centres run the plain pass
+// (which still records each row's nearest centre); after that stretch the lists are rebuilt in
+// O(n) and pruning is probed again, each failed probe doubling the next plain stretch.
+// Complexity per centre: O(G d) for centre-centre distances (early exit) plus O(m d) for the m
+// rows touched, plus O(members) of the touched groups; memory O(n) plus O(G).
+// Shapes: pool [n, d] (T as stored, unit inner stride, any row stride), D [n] in Acc
+// (float for float16/bfloat16/float32 pools, double for float64).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "cpu/pruned_distance.h"
+
+namespace uwe {
+namespace pruned {
+
+enum Mode : int { kPlain = 0, kPruned = 1, kAdaptive = 2 };
+
+constexpr double kSwitchFraction = 0.75;
+constexpr int64_t kFirstProbe = 32;  // centres of the first pruned stretch before a switch
+constexpr int64_t kProbe = 12;       // centres of a later probe
+constexpr int64_t kFirstPlainStretch = 48;
+constexpr double kSwitchSmoothing = 1.0 / 8.0;
+constexpr int64_t kTaskRows = 1024;
+constexpr int64_t kPrefetchRows = 8;
+constexpr int64_t kPrefetchBytes = 1024;
+// Below this many row (or centre) evaluations a step runs on one thread: waking a team for a
+// few microseconds of work costs more than it saves, and far more on a busy machine.
+constexpr int64_t kParallelMin = 4096;
+
+struct Stats {
+  int64_t centres = 0;           // centres added (labelled and picked)
+  int64_t rows_touched = 0;      // pool rows whose distance to a new centre was evaluated
+  int64_t values_read = 0;       // elements read by those evaluations (early exit counts less)
+  int64_t centre_distances = 0;  // centre-centre evaluations of the group test
+  int64_t groups_touched = 0;
+  int64_t switched_at = -1;      // centre index where adaptive mode first went plain (-1: never)
+  int64_t plain_centres = 0;     // centres added by the plain pass
+};
+
+template <class T, class Acc>
+class Engine {
+ public:
+  Engine(const char* base, int64_t n, int64_t d, int64_t row_stride, int mode)
+      : base_(base), n_(n), d_(d), row_stride_(row_stride), mode_(mode),
+        D_(n, std::numeric_limits<Acc>::infinity()), group_of_(n, 0), taken_(n, 0), centre_(d),
+        rel_(rel_error_bound<Acc>(d)), abs_(abs_error_floor<Acc>(d)) {
+    plain_ = mode == kPlain;
+    Group none;
+    none.centre = -1;
+    none.radius2 = std::numeric_limits<double>::infinity();
+    if (!plain_) {
+      none.members.resize(n);
+      for (int64_t i = 0; i < n; ++i) none.members[i] = i;
+    }
+    groups_.push_back(std::move(none));
+  }
+
+  const T* row(int64_t i) const { return reinterpret_cast<const T*>(base_ + i * row_stride_); }
+  const std::vector<Acc>& D() const { return D_; }
+
+  // The first kPrefetchBytes of row i towards the cache (early exit rarely reads more).
+  void prefetch_row(int64_t i) const {
+    const char* p = reinterpret_cast<const char*>(row(i));
+    const int64_t bytes = std::min<int64_t>(d_ * static_cast<int64_t>(sizeof(T)), kPrefetchBytes);
+    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 1);
+  }
+  const std::vector<uint8_t>& taken() const { return taken_; }
+  const Stats& stats() const { return stats_; }
+  bool plain() const { return plain_; }
+  int64_t untaken() const { return untaken_; }
+
+  // Row s becomes a centre: D = min(D, |row - s|^2) for all rows, D(s) = 0, s never picked.
+  void add_centre(int64_t s) {
+    const int64_t live_before = untaken_;
+    const int64_t touched_before = stats_.rows_touched;
+    for (int64_t k = 0; k < d_; ++k) centre_[k] = to_acc<Acc>(row(s)[k]);
+    if (!taken_[s]) --untaken_;
+    taken_[s] = 1;
+    D_[s] = 0;
+    ++stats_.centres;
+    if (plain_) {
+      plain_pass(s);
+      ++stats_.plain_centres;
+      if (mode_ == kAdaptive && --plain_left_ == 0) go_pruned();
+      return;
+    }
+    pruned_pass(s);
+    if (mode_ != kAdaptive) return;
+    const double fraction = live_before > 0
+        ? static_cast<double>(stats_.rows_touched - touched_before) / static_cast<double>(live_before) : 0.0;
+    touched_average_ = probe_centres_ == 0 ? fraction
+        : touched_average_ + kSwitchSmoothing * (fraction - touched_average_);
+    ++probe_centres_;
+    const int64_t probe = stats_.switched_at < 0 ? kFirstProbe : kProbe;
+    if (probe_centres_ >= probe && touched_average_ > kSwitchFraction) go_plain();
+  }
+
+  // Next k-center pick: argmax D over untaken rows (lowest index on ties); -1 when none.
+  int64_t argmax() const {
+    Acc best_d = -1;
+    int64_t best_i = -1;
+    if (plain_) {
+      for (int64_t i = 0; i < n_; ++i)
+        if (!taken_[i] && (D_[i] > best_d)) best_d = D_[i], best_i = i;
+      return best_i;
+    }
+    for (const Group& g : groups_) {
+      if (g.best_i < 0) continue;
+      if (g.best_d > best_d || (g.best_d == best_d && g.best_i < best_i)) best_d = g.best_d, best_i = g.best_i;
+    }
+    return best_i;
+  }
+
+ private:
+  struct Group {
+    int64_t centre = -1;  // -1: rows that have no centre yet (D = inf)
+    std::vector<int64_t> members;
+    double radius2 = 0;  // max D over members
+    Acc best_d = -1;
+    int64_t best_i = -1;
+  };
+
+  void go_plain() {
+    plain_ = true;
+    if (stats_.switched_at < 0) stats_.switched_at = stats_.centres;
+    plain_left_ = plain_stretch_;
+    plain_stretch_ *= 2;
+    for (Group& g : groups_) std::vector<int64_t>().swap(g.members);
+  }
+
+  // Member lists (in index order) from each row's recorded nearest centre: O(n + groups).
+  void go_pruned() {
+    plain_ = false;
+    probe_centres_ = 0;
+    const int64_t G = static_cast<int64_t>(groups_.size());
+    std::vector<int64_t> counts(G, 0);
+    for (int64_t i = 0; i < n_; ++i)
+      if (!taken_[i]) ++counts[group_of_[i]];
+    for (int64_t g = 0; g < G; ++g) groups_[g].members.reserve(counts[g]);
+    for (int64_t i = 0; i < n_; ++i)
+      if (!taken_[i]) groups_[group_of_[i]].members.push_back(i);
+#pragma omp parallel for schedule(dynamic, 16) if (n_ >= kParallelMin)
+    for (int64_t g = 0; g < G; ++g) refresh(groups_[g]);
+  }
+
+  // Every untaken row against centre s; rows that get closer record s's group.
+  void plain_pass(int64_t s) {
+    const Acc* c = centre_.data();
+    const int32_t new_id = static_cast<int32_t>(groups_.size());
+    group_of_[s] = -1;
+    int64_t touched = 0, read = 0;
+#pragma omp parallel for schedule(static, 4096) reduction(+ : touched, read) if (n_ >= kParallelMin)
+    for (int64_t i = 0; i < n_; ++i) {
+      if (taken_[i]) continue;
+      const Acc v = sq_dist<T, Acc>(row(i), c, d_, D_[i], read);
+      ++touched;
+      if (v < D_[i]) {
+        D_[i] = v;
+        group_of_[i] = new_id;
+      }
+    }
+    stats_.rows_touched += touched;
+    stats_.values_read += read;
+    Group fresh;
+    fresh.centre = s;
+    groups_.push_back(std::move(fresh));
+  }
+
+  void pruned_pass(int64_t s) {
+    const int32_t old_group = group_of_[s];
+    group_of_[s] = -1;
+    const int64_t G = static_cast<int64_t>(groups_.size());
+    const int32_t new_id = static_cast<int32_t>(G);
+    const Acc* c = centre_.data();
+    const double inf = std::numeric_limits<double>::infinity();
+
+    // 1. Which groups can change, and |s - c|^2 (or a lower bound of it) for those that can.
+    std::vector<double> centre_d2(G, inf);
+    std::vector<uint8_t> touch(G, 0);
+    int64_t read = 0, evaluated = 0;
+#pragma omp parallel for schedule(dynamic, 8) reduction(+ : read, evaluated) if (G * d_ >= kParallelMin * 16)
+    for (int64_t g = 0; g < G; ++g) {
+      const Group& grp = groups_[g];
+      if (grp.members.empty()) continue;
+      if (grp.centre < 0) {
+        touch[g] = 1;
+        continue;
+      }
+      const double group_bound = 4.0 * grp.radius2 * (1.0 + rel_) / (1.0 - rel_) + abs_;
+      const bool forced = g == old_group;
+      const Acc bound = forced ? std::numeric_limits<Acc>::infinity() : static_cast<Acc>(group_bound);
+      const Acc v = sq_dist<T, Acc>(row(grp.centre), c, d_, bound, read);
+      ++evaluated;
+      centre_d2[g] = static_cast<double>(v);
+      touch[g] = forced || !(static_cast<double>(v) >= group_bound);
+    }
+    stats_.values_read += read;
+    stats_.centre_distances += evaluated;
+    stats_.rows_touched += evaluated;
+
+    // 2. Rows of touched groups, in tasks of kTaskRows members.
+    std::vector<std::pair<int64_t, int64_t>> tasks;  // (group, first member)
+    std::vector<int64_t> touched_groups;
+    int64_t candidates = 0;
+    for (int64_t g = 0; g < G; ++g) {
+      if (!touch[g]) continue;
+      touched_groups.push_back(g);
+      const int64_t m = static_cast<int64_t>(groups_[g].members.size());
+      candidates += m;
+      for (int64_t b = 0; b < m; b += kTaskRows) tasks.emplace_back(g, b);
+    }
+    stats_.groups_touched += static_cast<int64_t>(touched_groups.size());
+    const int64_t n_tasks = static_cast<int64_t>(tasks.size());
+    int64_t touched = 0;
+    read = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(+ : touched, read) if (candidates >= kParallelMin)
+    for (int64_t t = 0; t < n_tasks; ++t) {
+      const Group& grp = groups_[tasks[t].first];
+      const bool no_centre = grp.centre < 0;
+      // Row i cannot change when |s - c|^2 (1 - rel) >= 4 D(i) (1 + rel) + abs.
+      const double skip_below = no_centre ? -1.0
+          : (centre_d2[tasks[t].first] * (1.0 - rel_) - abs_) / (4.0 * (1.0 + rel_));
+      const int64_t end = std::min<int64_t>(tasks[t].second + kTaskRows, grp.members.size());
+      int64_t candidates_here[kTaskRows];
+      int64_t m = 0;
+      for (int64_t k = tasks[t].second; k < end; ++k) {
+        const int64_t i = grp.members[k];
+        if (taken_[i] || static_cast<double>(D_[i]) <= skip_below) continue;
+        candidates_here[m++] = i;
+      }
+      // Rows of a group are scattered over the pool: fetch a few rows ahead.
+      for (int64_t k = 0; k < std::min<int64_t>(m, kPrefetchRows); ++k) prefetch_row(candidates_here[k]);
+      for (int64_t k = 0; k < m; ++k) {
+        if (k + kPrefetchRows < m) prefetch_row(candidates_here[k + kPrefetchRows]);
+        const int64_t i = candidates_here[k];
+        const Acc v = sq_dist<T, Acc>(row(i), c, d_, D_[i], read);
+        ++touched;
+        if (v < D_[i]) {
+          D_[i] = v;
+          group_of_[i] = new_id;
+        }
+      }
+    }
+    stats_.rows_touched += touched;
+    stats_.values_read += read;
+
+    // 3. Touched groups drop rows that left; the rows that moved form s's group.
+    const int64_t n_touched = static_cast<int64_t>(touched_groups.size());
+    std::vector<std::vector<int64_t>> moved(n_touched);
+#pragma omp parallel for schedule(dynamic, 1) if (candidates >= 16 * kParallelMin && n_touched > 1)
+    for (int64_t k = 0; k < n_touched; ++k) {
+      const int64_t g = touched_groups[k];
+      Group& grp = groups_[g];
+      size_t kept = 0;
+      for (size_t j = 0; j < grp.members.size(); ++j) {
+        const int64_t i = grp.members[j];
+        const int32_t now = group_of_[i];
+        if (now == static_cast<int32_t>(g)) {
+          grp.members[kept++] = i;
+        } else if (now == new_id) {
+          moved[k].push_back(i);
+        }
+      }
+      grp.members.resize(kept);
+      if (kept == 0) std::vector<int64_t>().swap(grp.members);
+      refresh(grp);
+    }
+    Group fresh;
+    fresh.centre = s;
+    size_t total = 0;
+    for (const auto& v : moved) total += v.size();
+    fresh.members.reserve(total);
+    for (const auto& v : moved) fresh.members.insert(fresh.members.end(), v.begin(), v.end());
+    // Index order keeps later passes over this group close to a forward stream.
+    std::sort(fresh.members.begin(), fresh.members.end());
+    refresh(fresh);
+    groups_.push_back(std::move(fresh));
+  }
+
+  // Radius and argmax (lowest index on ties) of a group from its members' D.
+  void refresh(Group& grp) const {
+    double r = 0;
+    Acc best_d = -1;
+    int64_t best_i = -1;
+    for (const int64_t i : grp.members) {
+      const Acc v = D_[i];
+      r = std::max(r, static_cast<double>(v));
+      if (v > best_d || (v == best_d && i < best_i)) best_d = v, best_i = i;
+    }
+    grp.radius2 = grp.centre < 0 ? std::numeric_limits<double>::infinity() : r;
+    grp.best_d = best_d;
+    grp.best_i = best_i;
+  }
+
+  const char* base_;
+  int64_t n_, d_, row_stride_;
+  int mode_;
+  std::vector<Acc> D_;
+  std::vector<int32_t> group_of_;
+  std::vector<uint8_t> taken_;
+  std::vector<Acc> centre_;
+  double rel_, abs_;
+  bool plain_ = false;
+  int64_t untaken_ = n_;
+  double touched_average_ = 0;
+  int64_t probe_centres_ = 0;
+  int64_t plain_left_ = 0;
+  int64_t plain_stretch_ = kFirstPlainStretch;
+  std::vector<Group> groups_;
+  Stats stats_;
+};
+
+}  // namespace pruned
+}  // namespace uwe

@@ -1,0 +1,250 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import uwe_kernels
+from uwe_kernels import reference
+from uwe_kernels._arrays import BFLOAT16
+from uwe_kernels.cpp import pruned
+
+from helpers import clustered_pool, gaussian_pool
+
+DTYPES = {
+    "float16": np.dtype(np.float16),
+    "bfloat16": BFLOAT16,
+    "float32": np.dtype(np.float32),
+    "float64": np.dtype(np.float64),
+}
+MODES = ("adaptive", "pruned", "plain")
+
+
+def make_pool(kind: str, n: int, d: int, dtype: np.dtype, seed: int = 0) -> np.ndarray:
+    if kind == "clustered":
+        return clustered_pool(n, d, clusters=25, seed=seed, dtype=dtype)
+    if kind == "isotropic":
+        return gaussian_pool(n, d, seed=seed, dtype=dtype)
+    if kind == "duplicates":
+        base = clustered_pool(n // 3, d, clusters=8, seed=seed, dtype=dtype)
+        order = np.random.default_rng(seed).permutation(n) % len(base)
+        return base[order]
+    raise AssertionError(kind)
+
+
+def labelled(n: int, count: int, seed: int = 0) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng(seed + 7).choice(n, count, replace=False)] = True
+    return mask
+
+
+@pytest.mark.parametrize("n_labelled", [0, 6], ids=["unlabelled", "labelled"])
+@pytest.mark.parametrize("kind", ["clustered", "isotropic", "duplicates"])
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
+def test_kcenter_matches_reference(dtype: str, kind: str, n_labelled: int) -> None:
+    x = make_pool(kind, 901, 41, DTYPES[dtype], seed=3)
+    mask = labelled(len(x), n_labelled)
+    want_picks, want_dists = reference.kcenter_greedy(x, mask, 90, None)
+    plain_picks, plain_dists, _ = pruned.kcenter_greedy_stats(x, mask, 90, None, mode="plain")
+    np.testing.assert_array_equal(plain_picks, want_picks)
+    np.testing.assert_allclose(plain_dists, want_dists, rtol=1e-4 if dtype != "float64" else 1e-12, atol=1e-6)
+    for mode in ("pruned", "adaptive"):
+        picks, dists, stats = pruned.kcenter_greedy_stats(x, mask, 90, None, mode=mode)
+        np.testing.assert_array_equal(picks, plain_picks, err_msg=mode)
+        np.testing.assert_array_equal(dists, plain_dists, err_msg=mode)
+        assert stats["centres"] == 89 + n_labelled
+
+
+@pytest.mark.parametrize("kind", ["clustered", "isotropic", "duplicates"])
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
+def test_kcenter_matches_public_reference_backend(dtype: str, kind: str) -> None:
+    x = make_pool(kind, 777, 24, DTYPES[dtype], seed=5)
+    mask = labelled(len(x), 4, seed=1)
+    want = uwe_kernels.kcenter_greedy(x, np.flatnonzero(mask), 90, backend="reference")
+    got = pruned.kcenter_greedy_pruned(x, mask, 90, None, progress=None, accum_dtype=np.float32)[0]
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("first", ["max_norm", "random", 17])
+@pytest.mark.parametrize("seed", [0, 1, 2**63 + 5])
+@pytest.mark.parametrize("n_labelled", [0, 5], ids=["unlabelled", "labelled"])
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
+def test_kmeans_pp_matches_reference(dtype: str, n_labelled: int, seed: int, first: object) -> None:
+    x = make_pool("clustered", 603, 29, DTYPES[dtype], seed=11)
+    mask = labelled(len(x), n_labelled, seed=seed % 97)
+    want = reference.kmeans_pp(x, mask, 50, seed, first)
+    for mode in MODES:
+        got, _ = pruned.kmeans_pp_stats(x, mask, 50, seed, first, mode=mode)
+        np.testing.assert_array_equal(got, want, err_msg=mode)
+
+
+@pytest.mark.parametrize("seed", [0, 3, 12345])
+def test_kmeans_pp_matches_public_reference_backend(seed: int) -> None:
+    x = make_pool("isotropic", 640, 18, DTYPES["float32"], seed=seed)
+    want = uwe_kernels.kmeans_pp(x, 70, seed=seed, first="random", backend="reference")
+    got = pruned.kmeans_pp_pruned(x, np.zeros(len(x), bool), 70, seed, "random", progress=None,
+                                  accum_dtype=np.float32)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_kmeans_pp_all_duplicates_draws_uniformly_like_reference() -> None:
+    x = np.repeat(gaussian_pool(1, 5, seed=2), 50, axis=0)
+    for seed in (0, 9):
+        want = reference.kmeans_pp(x, np.zeros(50, bool), 20, seed, "random")
+        got, _ = pruned.kmeans_pp_stats(x, np.zeros(50, bool), 20, seed, "random", mode="pruned")
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("mode", ["pruned", "adaptive"])
+def test_kcenter_clustered_touches_few_rows(mode: str) -> None:
+    x = clustered_pool(20000, 64, clusters=40, seed=1, spread=0.2)
+    budget = 400
+    want, _ = pruned.kcenter_greedy_stats(x, np.zeros(len(x), bool), budget, None, mode="plain")[:2]
+    picks, _, stats = pruned.kcenter_greedy_stats(x, np.zeros(len(x), bool), budget, None, mode=mode)
+    np.testing.assert_array_equal(picks, want)
+    assert stats["plain_centres"] == 0
+    assert stats["rows_touched"] < 0.2 * len(x) * budget
+    assert stats["values_read"] < 0.2 * len(x) * budget * x.shape[1]
+
+
+def test_kmeans_pp_clustered_touches_few_rows() -> None:
+    x = clustered_pool(20000, 64, clusters=40, seed=2, spread=0.2)
+    want, _ = pruned.kmeans_pp_stats(x, np.zeros(len(x), bool), 300, 4, "max_norm", mode="plain")
+    picks, stats = pruned.kmeans_pp_stats(x, np.zeros(len(x), bool), 300, 4, "max_norm", mode="adaptive")
+    np.testing.assert_array_equal(picks, want)
+    assert stats["rows_touched"] < 0.3 * len(x) * 300
+
+
+def test_adaptive_goes_plain_on_isotropic_noise() -> None:
+    x = gaussian_pool(4000, 256, seed=4)
+    want = reference.kcenter_greedy(x, np.zeros(len(x), bool), 100, None)[0]
+    picks, _, stats = pruned.kcenter_greedy_stats(x, np.zeros(len(x), bool), 100, None, mode="adaptive")
+    np.testing.assert_array_equal(picks, want)
+    assert 0 < stats["switched_at"] <= 40
+    assert 0.5 * stats["centres"] < stats["plain_centres"] < stats["centres"] - 32
+
+
+def test_plain_mode_touches_every_live_row() -> None:
+    x = gaussian_pool(500, 8, seed=1)
+    _, _, stats = pruned.kcenter_greedy_stats(x, np.zeros(500, bool), 10, None, mode="plain")
+    assert stats["rows_touched"] == sum(500 - k for k in range(1, 10))
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        lambda x: x[::2],
+        lambda x: x[::-1],
+        lambda x: x[:, ::2],
+        lambda x: np.asfortranarray(x),
+        lambda x: np.broadcast_to(x[:1], (40, x.shape[1])),
+    ],
+    ids=["row_step", "reversed", "column_step", "fortran", "zero_stride"],
+)
+def test_any_strides(view) -> None:
+    x = view(clustered_pool(600, 33, clusters=9, seed=8))
+    mask = np.zeros(len(x), bool)
+    want = reference.kcenter_greedy(x, mask, 30, None)[0]
+    got = pruned.kcenter_greedy_pruned(x, mask, 30, None)[0]
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(pruned.kmeans_pp_pruned(x, mask, 30, 5, "random"),
+                                  reference.kmeans_pp(x, mask, 30, 5, "random"))
+
+
+@pytest.mark.parametrize(
+    "n, d, budget, n_labelled",
+    [(1, 1, 1, 0), (1, 7, 0, 0), (123, 1, 123, 0), (123, 5, 118, 5), (9, 300, 4, 2), (2, 17, 1, 1)],
+)
+def test_odd_shapes(n: int, d: int, budget: int, n_labelled: int) -> None:
+    x = gaussian_pool(n, d, seed=n + d)
+    mask = labelled(n, n_labelled)
+    picks, dists = pruned.kcenter_greedy_pruned(x, mask, budget, None)
+    want_picks, want_dists = reference.kcenter_greedy(x, mask, budget, None)
+    np.testing.assert_array_equal(picks, want_picks)
+    np.testing.assert_allclose(dists, want_dists, rtol=1e-4)
+    assert picks.dtype == np.int64 and dists.dtype == np.float64
+    np.testing.assert_array_equal(pruned.kmeans_pp_pruned(x, mask, budget, 1, "max_norm"),
+                                  reference.kmeans_pp(x, mask, budget, 1, "max_norm"))
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
+def test_properties(dtype: str) -> None:
+    x = make_pool("clustered", 2000, 48, DTYPES[dtype], seed=21)
+    mask = labelled(len(x), 10, seed=3)
+    picks, dists = pruned.kcenter_greedy_pruned(x, mask, 300, None)
+    assert len(np.unique(picks)) == 300
+    assert not mask[picks].any()
+    assert ((picks >= 0) & (picks < len(x))).all()
+    assert np.all(np.diff(dists) <= 0)
+    kpicks = pruned.kmeans_pp_pruned(x, mask, 300, 8, "max_norm")
+    assert len(np.unique(kpicks)) == 300 and not mask[kpicks].any()
+    np.testing.assert_array_equal(kpicks, pruned.kmeans_pp_pruned(x, mask, 300, 8, "max_norm"))
+
+
+def test_first_pick_given_and_infinite_distance() -> None:
+    x = clustered_pool(300, 12, clusters=5, seed=2)
+    picks, dists = pruned.kcenter_greedy_pruned(x, np.zeros(300, bool), 25, 42)
+    assert picks[0] == 42 and np.isinf(dists[0])
+    np.testing.assert_array_equal(picks, reference.kcenter_greedy(x, np.zeros(300, bool), 25, 42)[0])
+
+
+def test_float64_accumulation_on_float32_pool_matches_reference() -> None:
+    x = clustered_pool(800, 40, clusters=12, seed=6)
+    want = reference.kcenter_greedy(x, np.zeros(800, bool), 100, None)[0]
+    got = pruned.kcenter_greedy_pruned(x, np.zeros(800, bool), 100, None, accum_dtype=np.float64)[0]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_inputs_not_modified() -> None:
+    x = clustered_pool(500, 16, clusters=6, seed=3, dtype=np.float16)
+    mask = labelled(500, 4)
+    x_before, mask_before = x.copy(), mask.copy()
+    pruned.kcenter_greedy_pruned(x, mask, 50, None)
+    pruned.kmeans_pp_pruned(x, mask, 50, 0, "random")
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(mask, mask_before)
+
+
+def test_progress_reports_the_budget() -> None:
+    seen: list[int] = []
+    pruned.kcenter_greedy_pruned(gaussian_pool(300, 8), np.zeros(300, bool), 40, None, progress=seen.append)
+    assert seen and seen[-1] == 40 and all(0 <= s <= 40 for s in seen)
+
+
+def test_factored_is_refused_with_a_reason() -> None:
+    emb = uwe_kernels.FactoredEmbedding(np.ones(10, np.float32), gaussian_pool(10, 4))
+    reasons = pruned.pruned_supported(emb)
+    assert reasons and "dense" in reasons[0]
+    with pytest.raises(ValueError, match="dense"):
+        pruned.kcenter_greedy_pruned(emb, np.zeros(10, bool), 2, None)
+
+
+@pytest.mark.parametrize(
+    "x, match",
+    [
+        (np.zeros((4, 3), np.int32), "dtype"),
+        (np.zeros(12, np.float32), "2-D"),
+    ],
+    ids=["int32", "one_dimensional"],
+)
+def test_bad_pools_are_refused(x: np.ndarray, match: str) -> None:
+    assert pruned.pruned_supported(x)
+    with pytest.raises(ValueError, match=match):
+        pruned.kcenter_greedy_pruned(x, np.zeros(len(x), bool), 1, None)
+
+
+def test_bad_budget_and_first_are_refused() -> None:
+    x = gaussian_pool(10, 3)
+    with pytest.raises(ValueError, match="budget"):
+        pruned.kcenter_greedy_pruned(x, np.zeros(10, bool), 11, None)
+    with pytest.raises(ValueError, match="first"):
+        pruned.kmeans_pp_pruned(x, np.zeros(10, bool), 2, 0, 10)
+    with pytest.raises(ValueError, match="labelled_mask"):
+        pruned.kcenter_greedy_pruned(x, np.zeros(9, bool), 2, None)
+
+
+def test_choose_algorithm() -> None:
+    assert pruned.choose_algorithm(clustered_pool(20000, 64, clusters=30, seed=1, spread=0.1)) == "pruned"
+    assert pruned.choose_algorithm(gaussian_pool(20000, 256, seed=1)) == "brute"
+    assert pruned.choose_algorithm(gaussian_pool(100, 8, seed=1)) == "brute"
+    emb = uwe_kernels.FactoredEmbedding(np.ones(10, np.float32), gaussian_pool(10, 4))
+    assert pruned.choose_algorithm(emb) == "brute"
