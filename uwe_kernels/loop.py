@@ -15,6 +15,7 @@ import abc
 import csv
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
 
@@ -249,7 +250,9 @@ def penalty_matrix(
                     continue
                 a, b = arrays[mi], arrays[mj]
                 for c in range(cycles):
-                    with np.errstate(all="ignore"):
+                    # Constant samples make scipy warn; the nan/inf result is handled below.
+                    with np.errstate(all="ignore"), warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
                         res = stats.ttest_ind(a[:, c], b[:, c])
                     if np.isfinite(res.pvalue) and res.pvalue < alpha and a[:, c].mean() > b[:, c].mean():
                         P[i, j] += 1.0 / cycles
