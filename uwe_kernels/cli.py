@@ -67,6 +67,12 @@ def save_array(path: str, arr: Any, name: str = "arr") -> None:
         raise UserError(f"{path}: output must end in .npy, .npz or .csv")
 
 
+def _check_out(path: str, allowed: tuple[str, ...] = (".npy", ".npz", ".csv")) -> None:
+    """Fail before any work when the output could not be written in a known format."""
+    if not path.endswith(allowed):
+        raise UserError(f"{path}: output must end in {', '.join(allowed[:-1])} or {allowed[-1]}")
+
+
 def _labelled(path: str | None, key: str | None) -> np.ndarray | None:
     if path is None:
         return None
@@ -102,6 +108,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     import uwe_kernels as uk
 
+    _check_out(args.out, (".npy", ".npz"))
+    if args.type == "factored" and not args.out.endswith(".npz"):
+        raise UserError("--type factored writes weights and features: --out must end in .npz")
     scores, features = _inputs(args)
     from_logits = not args.probabilities
     if args.type == "uwe":
@@ -110,8 +119,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
     elif args.type == "badge":
         save_array(args.out, uk.badge_embedding(scores, features, from_logits=from_logits), "embedding")
     else:
-        if not args.out.endswith(".npz"):
-            raise UserError("--type factored writes weights and features: --out must end in .npz")
         fe = uk.uwe_factored(scores, features, args.kind, args.tau, from_logits=from_logits, backend=args.backend)
         np.savez(args.out, weights=np.asarray(fe.weights), features=np.asarray(fe.features))
     print(f"wrote {args.out}", file=sys.stderr)
@@ -121,6 +128,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 def cmd_select(args: argparse.Namespace) -> int:
     import uwe_kernels as uk
 
+    _check_out(args.out)
     scores, features = _inputs(args)
     labelled = _labelled(args.labelled, args.labelled_key)
     if args.kind is not None and args.method not in ("uwe", "uncertainty"):
