@@ -184,7 +184,8 @@ def plot(results: loop.Results, path: str) -> None:
         for s in results.strategies():
             acc = results.table(ds, s)
             x = results.table(ds, s, "n_labelled")[0]
-            mean, std = acc.mean(0), acc.std(0)
+            mean = acc.mean(0)
+            std = acc.std(0, ddof=1) if acc.shape[0] > 1 else np.zeros_like(mean)
             ax.plot(x, mean, marker="o", label=s)
             ax.fill_between(x, mean - std, mean + std, alpha=0.15)
         ax.set(title=ds, xlabel="labelled examples", ylabel="test accuracy")
