@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, FileNotFoundError, KeyError, ImportError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError, KeyError, ImportError)
 SELECT_METHODS = ("uwe", "badge", "coreset", "uncertainty", "random")
 KINDS = ("entropy", "bvsb", "margin", "least_confidence")
 
