@@ -186,6 +186,7 @@ def badge_checks(
     corr_uwe / corr_badge: Pearson correlation of the embedding norm with the uncertainty
     (Fig. 1); overlap: |UWE picks & BADGE picks| / budget; factored_equal: k-means++ on the
     factored gradient embedding picks exactly what it picks on the explicit one, same seed.
+    The explicit embedding is materialised ([n, K*d]): meant for demo-sized pools.
     """
     unl = ~labelled_mask
     u = np.asarray(embeddings.uncertainty(logits, kind, backend=backend), dtype=np.float64)[unl]
