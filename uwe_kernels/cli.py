@@ -1,0 +1,291 @@
+"""The `uwe-kernels` command: info, embed, select, demo, bench.
+
+A user mistake (missing file, wrong shape, bad option value, unavailable backend) ends in one
+line on stderr and exit code 2; nothing else is caught, so real bugs keep their traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError, KeyError, ImportError)
+SELECT_METHODS = ("uwe", "badge", "coreset", "uncertainty", "random")
+KINDS = ("entropy", "bvsb", "margin", "least_confidence")
+
+
+class UserError(ValueError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block) so every mistake reads the same."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# ----------------------------------------------------------------- file helpers
+
+
+def load_array(path: str, key: str | None = None) -> np.ndarray:
+    """A .npy file memory-mapped read-only, or one array of an .npz (by key; the only one if
+    the archive holds one array)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.endswith(".npz"):
+        with np.load(path) as archive:
+            if key is None:
+                if len(archive.files) != 1:
+                    raise UserError(f"{path} holds {', '.join(archive.files)}: name one with --key")
+                key = archive.files[0]
+            if key not in archive.files:
+                raise UserError(f"{path} has no array {key!r}; it holds {', '.join(archive.files)}")
+            return archive[key]
+    if path.endswith(".npy"):
+        try:
+            return np.load(path, mmap_mode="r")
+        except ValueError as exc:
+            raise UserError(f"{path} is not a readable .npy file ({exc})") from None
+    raise UserError(f"{path}: inputs must be .npy or .npz")
+
+
+def save_array(path: str, arr: Any, name: str = "arr") -> None:
+    if path.endswith(".npy"):
+        np.save(path, arr)
+    elif path.endswith(".npz"):
+        np.savez(path, **{name: arr})
+    elif path.endswith(".csv"):
+        arr = np.asarray(arr)
+        fmt = "%d" if arr.dtype.kind in "iub" else "%.9g"
+        np.savetxt(path, arr.reshape(len(arr), -1), fmt=fmt, delimiter=",")
+    else:
+        raise UserError(f"{path}: output must end in .npy, .npz or .csv")
+
+
+def _check_out(path: str, allowed: tuple[str, ...] = (".npy", ".npz", ".csv")) -> None:
+    """Fail before any work when the output could not be written in a known format."""
+    if not path.endswith(allowed):
+        raise UserError(f"{path}: output must end in {', '.join(allowed[:-1])} or {allowed[-1]}")
+
+
+def _labelled(path: str | None, key: str | None) -> np.ndarray | None:
+    if path is None:
+        return None
+    if path.endswith(".csv"):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no such file: {path}")
+        return np.loadtxt(path, dtype=np.int64, delimiter=",", ndmin=1)
+    return np.asarray(load_array(path, key))
+
+
+def _inputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    scores = load_array(args.scores, args.scores_key or args.key)
+    features = load_array(args.features, args.features_key or args.key)
+    return scores, features
+
+
+# ----------------------------------------------------------------- subcommands
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from . import info
+
+    data = info.collect()
+    if args.json:
+        import json
+
+        print(json.dumps(data, indent=1, default=str))
+    else:
+        print(info.render(data))
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    import uwe_kernels as uk
+
+    _check_out(args.out, (".npy", ".npz"))
+    if args.type == "factored" and not args.out.endswith(".npz"):
+        raise UserError("--type factored writes weights and features: --out must end in .npz")
+    scores, features = _inputs(args)
+    from_logits = not args.probabilities
+    if args.type == "uwe":
+        emb = uk.uwe(scores, features, args.kind, args.tau, from_logits=from_logits, backend=args.backend)
+        save_array(args.out, emb, "embedding")
+    elif args.type == "badge":
+        save_array(args.out, uk.badge_embedding(scores, features, from_logits=from_logits), "embedding")
+    else:
+        fe = uk.uwe_factored(scores, features, args.kind, args.tau, from_logits=from_logits, backend=args.backend)
+        np.savez(args.out, weights=np.asarray(fe.weights), features=np.asarray(fe.features))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    import uwe_kernels as uk
+
+    _check_out(args.out)
+    scores, features = _inputs(args)
+    labelled = _labelled(args.labelled, args.labelled_key)
+    if args.kind is not None and args.method not in ("uwe", "uncertainty"):
+        raise UserError(f"--kind applies to --method uwe and uncertainty, not {args.method}")
+    kind = args.kind or "entropy"
+    bar = not args.no_progress
+    if args.method == "uwe":
+        emb = uk.uwe(scores, features, kind, args.tau, backend=args.backend)
+        picks = uk.kcenter_greedy(emb, labelled, args.budget, backend=args.backend, progress=bar)
+    elif args.method == "coreset":
+        if len(scores) != len(features):
+            raise UserError(f"scores have {len(scores)} rows but features have {len(features)}")
+        picks = uk.kcenter_greedy(features, labelled, args.budget, backend=args.backend, progress=bar)
+    elif args.method == "badge":
+        emb = uk.badge_factored(scores, features, backend=args.backend)
+        picks = uk.kmeans_pp(emb, args.budget, labelled_idx=labelled, seed=args.seed, backend=args.backend,
+                             progress=bar)
+    else:
+        picks = uk.select(scores, features, args.budget, method=args.method, labelled_idx=labelled,
+                          kind=args.kind, seed=args.seed, backend=args.backend)
+    save_array(args.out, np.asarray(picks, dtype=np.int64), "picks")
+    print(f"wrote {len(picks)} picks to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from . import demo
+
+    cfg = demo.DemoConfig.quick() if args.quick else demo.DemoConfig()
+    overrides = {k: getattr(args, k) for k in ("seeds", "cycles", "initial", "budget", "epochs", "pool", "tau",
+                                               "threads") if getattr(args, k) is not None}
+    if args.strategies:
+        overrides["strategies"] = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+    cfg = dataclasses.replace(cfg, backend=args.backend, progress=not args.no_progress, **overrides)
+    for name in ("seeds", "cycles", "initial", "epochs"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"--{name} must be >= 1, got {getattr(cfg, name)}")
+    demo.main(cfg, args.out_dir)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if not os.path.isdir(args.bench_dir):
+        raise FileNotFoundError(f"no benchmark folder {args.bench_dir} (run from the source tree)")
+    env = dict(os.environ)
+    if not args.full:
+        env["UWE_KERNELS_BENCH_QUICK"] = "1"
+    cmd = [sys.executable, "-m", "pytest", args.bench_dir, "--benchmark-only", *args.pytest_args]
+    return subprocess.call(cmd, env=env)
+
+
+# ----------------------------------------------------------------- parser
+
+
+def _common_io(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scores", required=True, help="scores/logits [n, K] (.npy memory-mapped, or .npz)")
+    p.add_argument("--features", required=True, help="features [n, d] (.npy memory-mapped, or .npz)")
+    p.add_argument("--key", help="array name inside .npz inputs (both files)")
+    p.add_argument("--scores-key", help="array name inside the scores .npz (overrides --key)")
+    p.add_argument("--features-key", help="array name inside the features .npz (overrides --key)")
+    p.add_argument("--tau", type=float, default=1.0, help="uncertainty power tau >= 0 (default 1)")
+    p.add_argument("--backend", default="auto",
+                   choices=("auto", "cuda", "triton", "cpp", "numba", "reference"), help="kernel backend (default auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
+        prog="uwe-kernels", formatter_class=fmt,
+        description="Uncertainty-weighted embeddings and k-center-greedy / k-means++ selection.",
+        epilog="examples:\n  uwe-kernels info\n  uwe-kernels select --scores S.npy --features F.npy "
+               "--method uwe --budget 100 --out picks.npy\n  uwe-kernels demo --quick")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{info,embed,select,demo,bench}")
+
+    p = sub.add_parser("info", help="backends with reasons and build metadata", formatter_class=fmt,
+                       epilog="example:\n  uwe-kernels info --json")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("embed", help="scores + features -> UWE, factored UWE or BADGE embedding", formatter_class=fmt,
+                       epilog="examples:\n  uwe-kernels embed --scores S.npy --features F.npy --out E.npy\n"
+                              "  uwe-kernels embed --scores out.npz --features out.npz --scores-key logits "
+                              "--features-key feats --type factored --out E.npz")
+    _common_io(p)
+    p.add_argument("--type", choices=("uwe", "factored", "badge"), default="uwe",
+                   help="uwe: [n, d] dense; factored: .npz with weights [n] and features [n, d]; "
+                        "badge: gradient embedding [n, K*d] (default uwe)")
+    p.add_argument("--kind", choices=KINDS, default="entropy", help="uncertainty measure (default entropy)")
+    p.add_argument("--probabilities", action="store_true", help="scores are probabilities, not logits")
+    p.add_argument("--out", required=True, help="output .npy or .npz (.npz for --type factored)")
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("select", help="pick the next batch to label", formatter_class=fmt,
+                       epilog="examples:\n  uwe-kernels select --scores S.npy --features F.npy --method uwe "
+                              "--budget 100 --labelled L.npy --tau 1 --out picks.npy\n"
+                              "  uwe-kernels select --scores run.npz --features run.npz --scores-key logits "
+                              "--features-key feats --method badge --budget 50 --seed 3 --out picks.csv")
+    _common_io(p)
+    p.add_argument("--method", choices=SELECT_METHODS, default="uwe", help="selection strategy (default uwe)")
+    p.add_argument("--budget", type=int, required=True, help="number of rows to pick")
+    p.add_argument("--labelled", help="already labelled rows: indices or a boolean mask (.npy, .npz or .csv)")
+    p.add_argument("--labelled-key", help="array name inside a labelled .npz")
+    p.add_argument("--kind", choices=KINDS, help="uncertainty measure for uwe / uncertainty (default entropy)")
+    p.add_argument("--seed", type=int, default=0, help="seed for badge and random (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, help="picks, int64: .npy, .npz (key 'picks') or .csv (one per line)")
+    p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("demo", help="active learning on scikit-learn's digits, every strategy", formatter_class=fmt,
+                       description="Runs every strategy over several seeds on the bundled digits data with a "
+                                   "small PyTorch MLP; prints accuracy per cycle, the pairwise penalty matrix, "
+                                   "the Fig. 1 correlations and timings; writes accuracy.png, results.json and "
+                                   "results.csv. Needs torch, scikit-learn, scipy and matplotlib.",
+                       epilog="examples:\n  uwe-kernels demo\n  uwe-kernels demo --quick --out-dir /tmp/demo\n"
+                              "  uwe-kernels demo --seeds 1 --cycles 2 --strategies random,uwe,badge")
+    p.add_argument("--quick", action="store_true", help="small pool, 2 seeds, 3 cycles: under a minute")
+    p.add_argument("--out-dir", default="uwe_demo_results", help="output folder (default ./uwe_demo_results)")
+    p.add_argument("--seeds", type=int, help="number of seeds (default 3)")
+    p.add_argument("--cycles", type=int, help="training cycles (default 5)")
+    p.add_argument("--initial", type=int, help="initial labelled batch (default 20)")
+    p.add_argument("--budget", type=int, help="rows picked per cycle (default 20)")
+    p.add_argument("--epochs", type=int, help="training epochs per cycle (default 60)")
+    p.add_argument("--pool", type=int, help="rows of the train pool to use (default all 1297)")
+    p.add_argument("--tau", type=float, help="UWE's tau (default 1)")
+    p.add_argument("--strategies", help="comma-separated subset, e.g. random,uwe,badge,coreset,uncertainty-entropy")
+    p.add_argument("--threads", type=int, help="torch threads (default 1: fastest for this tiny model)")
+    p.add_argument("--backend", default="auto", help="kernel backend (default auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="run the benchmark suite (pytest bench --benchmark-only)", formatter_class=fmt,
+                       description="Runs `python -m pytest bench --benchmark-only` with the quick sizes "
+                                   "(UWE_KERNELS_BENCH_QUICK=1) and passes its output and exit code through. "
+                                   "Needs pytest-benchmark and the source tree's bench/ folder.",
+                       epilog="examples:\n  uwe-kernels bench\n  uwe-kernels bench --full -- -k kcenter")
+    p.add_argument("--full", action="store_true", help="full sizes instead of the quick ones")
+    p.add_argument("--bench-dir", default="bench", help="benchmark folder (default ./bench)")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments after --")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .errors import BackendUnavailable
+
+    args = build_parser().parse_args(argv)
+    if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
+        args.pytest_args = args.pytest_args[1:]
+    try:
+        return int(args.func(args))
+    except (*USER_ERRORS, BackendUnavailable) as exc:
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"uwe-kernels {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

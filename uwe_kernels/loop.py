@@ -1,0 +1,411 @@
+"""The pool-based active-learning loop (the paper's Algorithm 1) on top of the public API.
+
+Start from a random labelled batch; each cycle trains a fresh model on the labelled set,
+evaluates it on the test set, extracts scores and features over the whole train pool and
+selects the next `budget` unlabelled rows with a strategy. Every strategy starts from the
+same initial batch for a given seed, so strategies differ only in what they pick.
+
+Also here: the checks of UWE against BADGE made on the same model outputs (Fig. 1's
+correlation of embedding norm with uncertainty, overlap of picks, factored BADGE picking
+exactly what the explicit gradient embedding picks) and the pairwise penalty matrix.
+"""
+from __future__ import annotations
+
+import abc
+import csv
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from . import embeddings, selection
+
+UNCERTAINTY_KINDS = ("entropy", "margin", "bvsb", "least_confidence")
+
+
+# ----------------------------------------------------------------- model interface
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """What the loop needs from a model: plug in any classifier that has these three."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> None:
+        """Train from the current state on rows X [m, ...] with integer labels y [m]."""
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        """Class scores [n, K] (logits, softmax applied by the loop)."""
+
+    def features(self, X: np.ndarray) -> np.ndarray:
+        """Penultimate-layer features [n, d]."""
+
+
+class LearnerBase(abc.ABC):
+    """Convenience base for a `Learner`: subclass and fill in the three methods."""
+
+    @abc.abstractmethod
+    def fit(self, X: np.ndarray, y: np.ndarray) -> None: ...
+
+    @abc.abstractmethod
+    def logits(self, X: np.ndarray) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def features(self, X: np.ndarray) -> np.ndarray: ...
+
+
+# The loop builds a fresh learner every cycle ("train from scratch"); the factory gets a
+# seed derived from (run seed, cycle) so that runs reproduce.
+LearnerFactory = Callable[[int], Learner]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train pool and a test set. X rows may be any shape the learner accepts."""
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.X_train) != len(self.y_train) or len(self.X_test) != len(self.y_test):
+            raise ValueError(f"dataset {self.name!r}: rows and labels differ in length")
+        if len(self.X_train) == 0:
+            raise ValueError(f"dataset {self.name!r}: empty train pool")
+
+
+# ----------------------------------------------------------------- strategies
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How to pick a batch. `method` is one of random, uncertainty, coreset, badge, uwe,
+    uwe_kmpp; `kind` is the uncertainty measure for uncertainty/uwe/uwe_kmpp."""
+
+    name: str
+    method: str
+    kind: str = "entropy"
+    tau: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown strategy method {self.method!r}; choose from {', '.join(METHODS)}")
+        if self.kind not in UNCERTAINTY_KINDS:
+            raise ValueError(f"unknown uncertainty kind {self.kind!r}; choose from {', '.join(UNCERTAINTY_KINDS)}")
+        if not self.tau >= 0:
+            raise ValueError(f"tau must be >= 0, got {self.tau}")
+
+
+METHODS = ("random", "uncertainty", "coreset", "badge", "uwe", "uwe_kmpp")
+
+
+def default_strategies(tau: float = 1.0) -> list[Strategy]:
+    """Every strategy the paper compares: random, top-k uncertainty with each measure,
+    coreset, BADGE, UWE (KCG) and UWE with k-means++."""
+    out = [Strategy("random", "random")]
+    out += [Strategy(f"uncertainty-{k}", "uncertainty", kind=k) for k in UNCERTAINTY_KINDS]
+    out += [
+        Strategy("coreset", "coreset"),
+        Strategy("badge", "badge"),
+        Strategy("uwe", "uwe", tau=tau),
+        Strategy("uwe_kmpp", "uwe_kmpp", tau=tau),
+    ]
+    return out
+
+
+# Table 1's ablation: U (top-k uncertainty), F (KCG on plain features), U+F (KCG on UWE).
+ABLATION = {"U": "uncertainty-entropy", "F": "coreset", "U+F": "uwe"}
+
+
+def select_batch(
+    strategy: Strategy,
+    logits: Any,  # [n, K]
+    features: Any,  # [n, d]
+    labelled_mask: np.ndarray,  # [n] bool
+    budget: int,
+    *,
+    seed: int = 0,
+    backend: str = "auto",
+    progress: bool = False,
+) -> np.ndarray:
+    """Indices [budget] of unlabelled rows chosen by `strategy`, in selection order."""
+    m = strategy.method
+    if m in ("random", "uncertainty"):
+        kind = strategy.kind if m == "uncertainty" else None
+        picks = selection.select(logits, features, budget, method=m, labelled_idx=labelled_mask,
+                                 kind=kind, seed=seed, backend=backend)
+    elif m == "coreset":
+        picks = selection.kcenter_greedy(features, labelled_mask, budget, backend=backend, progress=progress)
+    elif m == "badge":
+        emb = embeddings.badge_factored(logits, features, backend=backend)
+        picks = selection.kmeans_pp(emb, budget, labelled_idx=labelled_mask, seed=seed, backend=backend,
+                                    progress=progress)
+    else:
+        emb = embeddings.uwe(logits, features, strategy.kind, strategy.tau, backend=backend)
+        if m == "uwe":
+            picks = selection.kcenter_greedy(emb, labelled_mask, budget, backend=backend, progress=progress)
+        else:
+            picks = selection.kmeans_pp(emb, budget, labelled_idx=labelled_mask, seed=seed, backend=backend,
+                                        progress=progress)
+    return np.asarray(picks, dtype=np.int64)
+
+
+# ----------------------------------------------------------------- checks against BADGE
+
+
+def pearson(a: Any, b: Any) -> float:
+    """Pearson correlation of two equal-length vectors in float64; nan when either is constant."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"pearson needs equal lengths, got {a.size} and {b.size}")
+    if a.size < 2:
+        return float("nan")
+    da, db = a - a.mean(), b - b.mean()
+    denom = np.sqrt((da @ da) * (db @ db))
+    return float((da @ db) / denom) if denom > 0 else float("nan")
+
+
+def badge_checks(
+    logits: Any,  # [n, K]
+    features: Any,  # [n, d]
+    labelled_mask: np.ndarray,  # [n] bool
+    budget: int,
+    *,
+    kind: str = "entropy",
+    tau: float = 1.0,
+    seed: int = 0,
+    backend: str = "auto",
+) -> dict[str, float | bool]:
+    """UWE against BADGE on one set of model outputs over the unlabelled pool.
+
+    corr_uwe / corr_badge: Pearson correlation of the embedding norm with the uncertainty
+    (Fig. 1); overlap: |UWE picks & BADGE picks| / budget; factored_equal: k-means++ on the
+    factored gradient embedding picks exactly what it picks on the explicit one, same seed.
+    The explicit embedding is materialised ([n, K*d]): meant for demo-sized pools.
+    """
+    unl = ~labelled_mask
+    u = np.asarray(embeddings.uncertainty(logits, kind, backend=backend), dtype=np.float64)[unl]
+    uwe_norm = np.linalg.norm(np.asarray(embeddings.uwe(logits, features, kind, tau, backend=backend),
+                                         dtype=np.float64), axis=1)[unl]
+    badge_dense = embeddings.badge_embedding(logits, features)
+    badge_norm = np.linalg.norm(np.asarray(badge_dense, dtype=np.float64), axis=1)[unl]
+    uwe_picks = select_batch(Strategy("uwe", "uwe", kind=kind, tau=tau), logits, features, labelled_mask,
+                             budget, seed=seed, backend=backend)
+    factored = selection.kmeans_pp(embeddings.badge_factored(logits, features, backend=backend), budget,
+                                   labelled_idx=labelled_mask, seed=seed, backend=backend)
+    explicit = selection.kmeans_pp(badge_dense, budget, labelled_idx=labelled_mask, seed=seed, backend=backend)
+    factored, explicit = np.asarray(factored), np.asarray(explicit)
+    overlap = len(set(uwe_picks.tolist()) & set(factored.tolist())) / budget if budget else float("nan")
+    return {
+        "corr_uwe": pearson(uwe_norm, u),
+        "corr_badge": pearson(badge_norm, u),
+        "overlap": overlap,
+        "factored_equal": bool(np.array_equal(factored, explicit)),
+    }
+
+
+# ----------------------------------------------------------------- pairwise penalty matrix
+
+
+def penalty_matrix(
+    acc: dict[str, dict[str, np.ndarray]],
+    *,
+    alpha: float = 0.05,
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Pairwise penalty matrix (PPM) and its column means Phi (Ash et al. 2020; Ji et al. 2023).
+
+    acc[dataset][method] is an accuracy array [seeds, cycles]; every method of a dataset has the
+    same shape. For each dataset, each cycle and each ordered pair (i, j), i != j: run a two-sided
+    Student t-test (scipy.stats.ttest_ind, equal variances assumed) of i's accuracies against j's
+    over the seeds; when p < alpha and i's mean is higher, i beats j there and P[i, j] gains
+    1 / (cycles of that dataset). P is then divided by the number of datasets, so P[i, j] in [0, 1]
+    is the (dataset-weighted) fraction of cycles in which i significantly beats j.
+    Phi[j] = mean over i != j of P[i, j]: how often j is beaten; lower is better.
+    An undefined test (fewer than 2 seeds, or both samples constant and equal) is no win.
+
+    Returns (method names, P [M, M], Phi [M]); methods in the order first met.
+    """
+    from scipy import stats
+
+    if not acc:
+        raise ValueError("penalty_matrix needs at least one dataset")
+    methods: list[str] = []
+    for per_method in acc.values():
+        methods += [m for m in per_method if m not in methods]
+    M = len(methods)
+    P = np.zeros((M, M))
+    for name, per_method in acc.items():
+        arrays = {m: np.asarray(a, dtype=np.float64) for m, a in per_method.items()}
+        shapes = {a.shape for a in arrays.values()}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+            raise ValueError(f"dataset {name!r}: every method needs one [seeds, cycles] array of the same shape")
+        cycles = next(iter(shapes))[1]
+        for i, mi in enumerate(methods):
+            for j, mj in enumerate(methods):
+                if i == j or mi not in arrays or mj not in arrays:
+                    continue
+                a, b = arrays[mi], arrays[mj]
+                for c in range(cycles):
+                    # Constant samples make scipy warn; the nan/inf result is handled below.
+                    with np.errstate(all="ignore"), warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        res = stats.ttest_ind(a[:, c], b[:, c])
+                    if np.isfinite(res.pvalue) and res.pvalue < alpha and a[:, c].mean() > b[:, c].mean():
+                        P[i, j] += 1.0 / cycles
+    P /= len(acc)
+    Phi = P.sum(axis=0) / (M - 1) if M > 1 else np.zeros(M)
+    return methods, P, Phi
+
+
+# ----------------------------------------------------------------- the loop
+
+
+@dataclass
+class CycleRecord:
+    dataset: str
+    strategy: str
+    seed: int
+    cycle: int
+    n_labelled: int
+    accuracy: float
+    train_s: float
+    extract_s: float
+    select_s: float
+    picks: list[int] = field(default_factory=list)
+
+
+@dataclass
+class CheckRecord:
+    dataset: str
+    seed: int
+    cycle: int
+    corr_uwe: float
+    corr_badge: float
+    overlap: float
+    factored_equal: bool
+
+
+@dataclass
+class Results:
+    records: list[CycleRecord] = field(default_factory=list)
+    checks: list[CheckRecord] = field(default_factory=list)
+
+    def strategies(self) -> list[str]:
+        return list(dict.fromkeys(r.strategy for r in self.records))
+
+    def datasets(self) -> list[str]:
+        return list(dict.fromkeys(r.dataset for r in self.records))
+
+    def table(self, dataset: str, strategy: str, key: str = "accuracy") -> np.ndarray:
+        """`key` of every record of (dataset, strategy) as [seeds, cycles]."""
+        rows = [r for r in self.records if r.dataset == dataset and r.strategy == strategy]
+        seeds = sorted({r.seed for r in rows})
+        cycles = sorted({r.cycle for r in rows})
+        out = np.full((len(seeds), len(cycles)), np.nan)
+        for r in rows:
+            out[seeds.index(r.seed), cycles.index(r.cycle)] = getattr(r, key)
+        return out
+
+    def accuracy_arrays(self) -> dict[str, dict[str, np.ndarray]]:
+        return {d: {s: self.table(d, s) for s in self.strategies()} for d in self.datasets()}
+
+    def to_json(self, path: str) -> None:
+        with open(path, "w") as fh:
+            json.dump({"records": [asdict(r) for r in self.records],
+                       "checks": [asdict(c) for c in self.checks]}, fh, indent=1)
+
+    def to_csv(self, path: str) -> None:
+        names = [f for f in CycleRecord.__dataclass_fields__ if f != "picks"]
+        with open(path, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(names)
+            for r in self.records:
+                writer.writerow([getattr(r, f) for f in names])
+
+
+def _accuracy(learner: Learner, X: np.ndarray, y: np.ndarray) -> float:
+    pred = np.asarray(learner.logits(X)).argmax(axis=1)
+    return float((pred == np.asarray(y)).mean())
+
+
+def initial_batch(n: int, size: int, seed: int) -> np.ndarray:
+    """The seed's shared starting labelled set: `size` distinct rows of [0, n)."""
+    if not 0 < size <= n:
+        raise ValueError(f"initial batch size must be in 1..{n}, got {size}")
+    empty = np.zeros((n, 2), dtype=np.float32)
+    return np.asarray(selection.select(empty, empty, size, method="random", seed=seed), dtype=np.int64)
+
+
+def run_loop(
+    data: Dataset,
+    make_learner: LearnerFactory,
+    strategies: Sequence[Strategy],
+    *,
+    seeds: Iterable[int] = (0, 1, 2),
+    initial: int = 20,
+    budget: int = 20,
+    cycles: int = 5,
+    checks: bool = True,
+    backend: str = "auto",
+    progress: Callable[[Iterable[Any], str], Iterable[Any]] | None = None,
+    results: Results | None = None,
+) -> Results:
+    """Run every strategy for every seed: `cycles` rounds of train, evaluate, extract, select.
+
+    The labelled set grows from `initial` by `budget` per cycle; accuracy is recorded after
+    each training, so cycle c has initial + c * budget labels. The last cycle trains and
+    evaluates but selects nothing. With `checks`, each seed's UWE run also records
+    `badge_checks` on its own model outputs every cycle that selects.
+    `progress(iterable, description)` wraps the cycle loop (e.g. a tqdm bar).
+    """
+    strategies = list(strategies)
+    names = [s.name for s in strategies]
+    if len(set(names)) != len(names):
+        raise ValueError(f"strategy names must be unique, got {names}")
+    if cycles < 1 or budget < 0 or initial < 1:
+        raise ValueError(f"need cycles >= 1, budget >= 0, initial >= 1; got {cycles}, {budget}, {initial}")
+    n = len(data.X_train)
+    if initial + (cycles - 1) * budget > n:
+        raise ValueError(f"{initial} + {cycles - 1} x {budget} labels exceed the pool of {n}")
+    results = results if results is not None else Results()
+    wrap = progress or (lambda it, desc: it)
+    y_train = np.asarray(data.y_train)
+    for seed in seeds:
+        start = initial_batch(n, initial, seed)
+        for strat in strategies:
+            labelled = np.zeros(n, dtype=bool)
+            labelled[start] = True
+            for cycle in wrap(range(cycles), f"{data.name} {strat.name} seed {seed}"):
+                t0 = time.perf_counter()
+                learner = make_learner(seed * 1_000_003 + cycle)
+                idx = np.flatnonzero(labelled)
+                learner.fit(data.X_train[idx], y_train[idx])
+                t1 = time.perf_counter()
+                acc = _accuracy(learner, data.X_test, data.y_test)
+                picks = np.zeros(0, dtype=np.int64)
+                extract_s = select_s = 0.0
+                if cycle < cycles - 1:
+                    t2 = time.perf_counter()
+                    logits = np.asarray(learner.logits(data.X_train), dtype=np.float32)
+                    feats = np.asarray(learner.features(data.X_train), dtype=np.float32)
+                    t3 = time.perf_counter()
+                    picks = select_batch(strat, logits, feats, labelled, budget, seed=seed * 1_000_003 + cycle,
+                                         backend=backend)
+                    t4 = time.perf_counter()
+                    extract_s, select_s = t3 - t2, t4 - t3
+                    if checks and strat.method == "uwe":
+                        c = badge_checks(logits, feats, labelled, budget, kind=strat.kind, tau=strat.tau,
+                                         seed=seed, backend=backend)
+                        results.checks.append(CheckRecord(data.name, seed, cycle, **c))
+                    if labelled[picks].any() or len(np.unique(picks)) != len(picks):
+                        raise RuntimeError(f"strategy {strat.name} relabelled or repeated a row")
+                    labelled[picks] = True
+                results.records.append(CycleRecord(
+                    data.name, strat.name, seed, cycle, int(idx.size), acc, t1 - t0, extract_s, select_s,
+                    picks.tolist()))
+    return results
