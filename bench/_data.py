@@ -47,7 +47,7 @@ CIFAR10 = Classification("cifar10", pick(50_000, 50_000), 10, 512, 1_000, pick(1
 CIFAR100 = Classification("cifar100", pick(50_000, 50_000), 100, 512, 1_000, pick(100, 1_000))
 # Explicit BADGE embeddings are n x K*d: the quick run scales the pool so that they fit
 # in about 1 GB of float32.
-CIFAR10_BADGE = Classification("cifar10", pick(20_000, 50_000), 10, 512, 1_000, pick(50, 1_000))
+CIFAR10_BADGE = Classification("cifar10", pick(10_000, 50_000), 10, 512, 1_000, pick(50, 1_000))
 CIFAR100_BADGE = Classification("cifar100", pick(4_000, 20_000), 100, 512, 400, pick(50, 1_000))
 
 
@@ -136,3 +136,34 @@ def memmap_pool(n: int, d: int, dtype: str = "float32", chunk: int = 65_536) -> 
     pool.flush()
     os.unlink(path)  # the mapping keeps the data alive; the file goes with the process
     return pool
+
+
+@functools.lru_cache(maxsize=2)
+def uwe_pool(n: int, K: int, d: int, dtype: str = "float32") -> np.ndarray:
+    """The entropy-weighted embedding u_i * f_i of the synthetic outputs, in plain numpy
+    (selection benchmarks time the selection only)."""
+    z = logits(n, K).astype(np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    u = -(p * np.log(p)).sum(axis=1)
+    return (u[:, None] * features(n, d)).astype(dtype)
+
+
+def badge_weights(n: int, K: int) -> np.ndarray:
+    """p - onehot(argmax p), float32 [n, K]."""
+    z = logits(n, K).astype(np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(n), p.argmax(axis=1)] -= 1.0
+    return p.astype(np.float32)
+
+
+def badge_explicit(n: int, K: int, d: int) -> np.ndarray:
+    """The materialised n x K*d gradient embedding, float32."""
+    w = badge_weights(n, K)
+    return (w[:, :, None] * features(n, d)[:, None, :]).reshape(n, K * d)
+
+
+@functools.lru_cache(maxsize=2)
+def gaussian_pool(n: int, d: int, dtype: str = "float32") -> np.ndarray:
+    return np.random.default_rng([6, n, d]).standard_normal((n, d), dtype=np.float32).astype(dtype, copy=False)

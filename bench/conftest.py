@@ -19,6 +19,7 @@ DEVICE_BACKENDS = ("cuda", "triton")
 REFERENCE_MAX_WORK = 3e8
 TARGET_SECONDS = pick(1.0, 3.0)
 MAX_ROUNDS = pick(3, 5)
+PEER_ROUNDS = pick(1, 3)
 
 
 def backend_params() -> list[Any]:
@@ -94,20 +95,25 @@ def measure(benchmark: Any, roofline: dict[str, float | None]) -> Callable[..., 
 
     The first call runs untimed (JIT compilation, page faults, lazy loading) and its time is
     kept as first_call_s; then rounds are timed so that one case takes about TARGET_SECONDS.
-    BackendUnavailable on the first call skips the case with its message.
+    BackendUnavailable on the first call skips the case with its message. Peers, which
+    compile nothing, pass warmup=False and are timed PEER_ROUNDS times with no untimed call.
     """
 
     def run(fn: Callable[[], Any], *, provider: str, shape: str, bytes_moved: float,
-            device: str = "cpu", role: str = "ours", **extra: Any) -> Any:
+            device: str = "cpu", role: str = "ours", warmup: bool = True, **extra: Any) -> Any:
         call = _synchronised(fn, device)
-        t0 = time.perf_counter()
-        try:
-            result = call()
-        except uwe_kernels.BackendUnavailable as exc:
-            pytest.skip(str(exc))
-        first = time.perf_counter() - t0
-        rounds = int(max(1, min(MAX_ROUNDS, TARGET_SECONDS // max(first, 1e-9))))
-        benchmark.pedantic(call, rounds=rounds, iterations=1)
+        first = None
+        if warmup:
+            t0 = time.perf_counter()
+            try:
+                call()
+            except uwe_kernels.BackendUnavailable as exc:
+                pytest.skip(str(exc))
+            first = time.perf_counter() - t0
+            rounds = int(max(1, min(MAX_ROUNDS, TARGET_SECONDS // max(first, 1e-9))))
+        else:
+            rounds = PEER_ROUNDS
+        result = benchmark.pedantic(call, rounds=rounds, iterations=1)
         bandwidth = roofline["cuda" if device == "cuda" else "cpu"] or roofline["cpu"]
         floor_s = bytes_moved / bandwidth
         info = benchmark.extra_info
