@@ -43,8 +43,8 @@ class Classification:
         return f"{self.name} n={self.n} K={self.K} d={self.d}"
 
 
-CIFAR10 = Classification("cifar10", pick(50_000, 50_000), 10, 512, 1_000, pick(100, 1_000))
-CIFAR100 = Classification("cifar100", pick(50_000, 50_000), 100, 512, 1_000, pick(100, 1_000))
+CIFAR10 = Classification("cifar10", pick(50_000, 50_000), 10, 512, 1_000, pick(50, 1_000))
+CIFAR100 = Classification("cifar100", pick(50_000, 50_000), 100, 512, 1_000, pick(50, 1_000))
 # Explicit BADGE embeddings are n x K*d: the quick run scales the pool so that they fit
 # in about 1 GB of float32.
 CIFAR10_BADGE = Classification("cifar10", pick(10_000, 50_000), 10, 512, 1_000, pick(50, 1_000))
@@ -127,7 +127,7 @@ def detection(shape: Detection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def memmap_pool(n: int, d: int, dtype: str = "float32", chunk: int = 65_536) -> np.memmap:
     """A pool of n x d rows in a temporary file, written in chunks (never whole in memory)."""
-    fd, path = tempfile.mkstemp(suffix=".f32" if dtype == "float32" else ".bin", prefix="uwe_bench_pool_")
+    fd, path = tempfile.mkstemp(suffix=".bin", prefix="uwe_bench_pool_")
     os.close(fd)
     pool = np.memmap(path, dtype=dtype, mode="w+", shape=(n, d))
     for s in range(0, n, chunk):
@@ -149,6 +149,7 @@ def uwe_pool(n: int, K: int, d: int, dtype: str = "float32") -> np.ndarray:
     return (u[:, None] * features(n, d)).astype(dtype)
 
 
+@functools.lru_cache(maxsize=2)
 def badge_weights(n: int, K: int) -> np.ndarray:
     """p - onehot(argmax p), float32 [n, K]."""
     z = logits(n, K).astype(np.float64)
@@ -158,6 +159,7 @@ def badge_weights(n: int, K: int) -> np.ndarray:
     return p.astype(np.float32)
 
 
+@functools.lru_cache(maxsize=1)
 def badge_explicit(n: int, K: int, d: int) -> np.ndarray:
     """The materialised n x K*d gradient embedding, float32."""
     w = badge_weights(n, K)
