@@ -66,9 +66,9 @@ def _s(seconds: float | None) -> str:
     if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
         return "—"
     if seconds >= 100:
-        return f"{seconds:,.0f}"
+        return f"{seconds:,.0f} s"
     if seconds >= 1:
-        return f"{seconds:.2f}"
+        return f"{seconds:.2f} s"
     if seconds >= 1e-3:
         return f"{seconds * 1e3:.1f} ms"
     return f"{seconds * 1e6:.0f} µs"
