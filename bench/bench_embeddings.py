@@ -65,14 +65,25 @@ def bench_uwe_numpy_composition(measure, benchmark, shape):
             shape=shape.label, bytes_moved=_uwe_bytes(scores, feats), op="uwe")
 
 
-@pytest.mark.parametrize("shape", CLASSIFICATION)
-def bench_uwe_torch_composition(measure, benchmark, shape):
+TORCH_DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda")]
+
+
+def torch_device_or_skip(device: str):
     torch = optional_peer("torch")
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("torch composition on cuda: no CUDA device is visible")
+    return torch
+
+
+@pytest.mark.parametrize("device", TORCH_DEVICES)
+@pytest.mark.parametrize("shape", CLASSIFICATION)
+def bench_uwe_torch_composition(measure, benchmark, shape, device):
+    torch = torch_device_or_skip(device)
     scores, feats = _classification(shape)
-    s, f = torch.from_numpy(scores), torch.from_numpy(feats)
+    s, f = (torch.from_numpy(x).to(device) for x in (scores, feats))
     benchmark.group = f"embed:{shape.name}"
-    measure(lambda: torch_uwe(s, f), provider="uwe[torch composition]", role="baseline",
-            shape=shape.label, bytes_moved=_uwe_bytes(scores, feats), op="uwe")
+    measure(lambda: torch_uwe(s, f), provider=f"uwe[torch composition, {device}]", role="baseline",
+            shape=shape.label, bytes_moved=_uwe_bytes(scores, feats), device=device, op="uwe")
 
 
 @pytest.mark.parametrize("shape", BADGE_SHAPES)
@@ -165,15 +176,16 @@ def bench_uwe_segmentation_numpy_composition(measure, benchmark, shape):
             embedding_dim=shape.C)
 
 
+@pytest.mark.parametrize("device", TORCH_DEVICES)
 @pytest.mark.parametrize("shape", SEGMENTATION)
-def bench_uwe_segmentation_torch_composition(measure, benchmark, shape):
-    torch = optional_peer("torch")
+def bench_uwe_segmentation_torch_composition(measure, benchmark, shape, device):
+    torch = torch_device_or_skip(device)
     scores, feats = _data.segmentation(shape)
-    s, f = torch.from_numpy(scores), torch.from_numpy(feats)
+    s, f = (torch.from_numpy(x).to(device) for x in (scores, feats))
     benchmark.group = f"embed-seg:stride{shape.stride}"
-    measure(lambda: torch_uwe_segmentation(s, f), provider="uwe[torch composition]", role="baseline",
-            shape=shape.label, bytes_moved=_segmentation_bytes(scores, feats), op="uwe_segmentation",
-            embedding_dim=shape.C)
+    measure(lambda: torch_uwe_segmentation(s, f), provider=f"uwe[torch composition, {device}]", role="baseline",
+            shape=shape.label, bytes_moved=_segmentation_bytes(scores, feats), device=device,
+            op="uwe_segmentation", embedding_dim=shape.C)
 
 
 def numpy_uwe_detection(scores: np.ndarray, feats: np.ndarray, ids: np.ndarray, num_images: int) -> np.ndarray:
