@@ -125,6 +125,7 @@ def detection(shape: Detection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return scores, feats, ids
 
 
+@functools.lru_cache(maxsize=1)
 def memmap_pool(n: int, d: int, dtype: str = "float32", chunk: int = 65_536) -> np.memmap:
     """A pool of n x d rows in a temporary file, written in chunks (never whole in memory)."""
     fd, path = tempfile.mkstemp(suffix=".bin", prefix="uwe_bench_pool_")

@@ -116,6 +116,7 @@ def bench_kcg_scale_budget(measure, benchmark, budget, backend):
 @pytest.mark.parametrize("backend", backend_params())
 def bench_kcg_memmap_pool(measure, benchmark, backend):
     n = 2_000_000
+    require_backend(backend, work=n * N_SWEEP_D * SWEEP_BUDGET)
     emb = _data.memmap_pool(n, N_SWEEP_D)
     _kcg_case(measure, benchmark, emb, np.empty(0, np.int64), SWEEP_BUDGET, backend,
               group=f"select-memmap:n{n}-d{N_SWEEP_D}", shape=f"memmap n={n} d={N_SWEEP_D}", sweep="memmap")
