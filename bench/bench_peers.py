@@ -63,7 +63,7 @@ def bench_ours_kcg(measure, benchmark, backend):
     benchmark.group = KCG_GROUP
     measure(lambda: uwe_kernels.kcenter_greedy(x, lab, budget, backend=backend), provider=f"uwe_kernels[{backend}]",
             shape=CIFAR10.label, device=device, bytes_moved=_kcg_bytes(emb, budget), op="kcenter_greedy",
-            budget=budget, labelled=len(labelled))
+            budget=budget, labelled=len(labelled), labelled_madds=emb.size * len(labelled))
 
 
 def bench_google_kcenter(measure, benchmark):

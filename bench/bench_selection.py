@@ -40,7 +40,7 @@ def _kcg_case(measure, benchmark, emb, labelled, budget, backend, *, group, shap
                    provider=f"kcg {algorithm}[{backend}]", shape=shape, device=device,
                    bytes_moved=_kcg_floor(n, d * emb.dtype.itemsize, budget), op="kcenter_greedy",
                    n=n, d=d, budget=budget, labelled=len(labelled), dtype=str(emb.dtype), algorithm=algorithm,
-                   rows_scanned=budget * n, **extra)
+                   rows_scanned=budget * n, labelled_madds=n * d * len(labelled), **extra)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
