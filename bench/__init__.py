@@ -1,0 +1,1 @@
+"""Benchmarks of uwe_kernels against the obvious compositions and published peers."""

@@ -1,0 +1,129 @@
+"""Shared benchmark machinery: the session roofline, providers from the backend registry,
+and one `measure` that times a call and records bytes, GB/s and the fraction of the floor."""
+from __future__ import annotations
+
+import platform
+import time
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+import uwe_kernels
+from bench import _roofline
+from bench._data import pick, size_mode
+
+DEVICE_BACKENDS = ("cuda", "triton")
+# The float64 reference is the correctness oracle, written for clarity: timed only while
+# its estimated work (multiply-adds) stays under this.
+REFERENCE_MAX_WORK = 3e8
+TARGET_SECONDS = pick(1.0, 3.0)
+MAX_ROUNDS = pick(3, 5)
+PEER_ROUNDS = pick(1, 3)
+
+
+def backend_params() -> list[Any]:
+    return [pytest.param(name, id=name) for name in uwe_kernels.backends()]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    rows = [f"uwe_kernels bench: {size_mode()} sizes (UWE_BENCH_SIZE=quick|full)"]
+    for name, (ok, why) in uwe_kernels.backends().items():
+        rows.append(f"  {name:9s} {'yes' if ok else 'no ':3s} {why}")
+    return rows
+
+
+@pytest.fixture(scope="session")
+def roofline() -> dict[str, float | None]:
+    return _roofline.measure()
+
+
+def require_backend(name: str, work: float | None = None) -> str:
+    """The device the backend's inputs live on ("cpu" or "cuda"), or skip with its reason."""
+    ok, why = uwe_kernels.backends()[name]
+    if not ok:
+        pytest.skip(f"{name}: {why}")
+    if name in DEVICE_BACKENDS:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip(f"{name}: {why}; the interpreter is a test vehicle, not timed")
+        return "cuda"
+    if name == "reference" and work is not None and work > REFERENCE_MAX_WORK:
+        pytest.skip(f"reference: float64 oracle, timed only up to {REFERENCE_MAX_WORK:.0e} multiply-adds "
+                    f"(this case needs {work:.1e})")
+    return "cpu"
+
+
+def on_device(x: Any, device: str) -> Any:
+    """numpy stays numpy on the CPU; on "cuda" a torch tensor (outside the timed region)."""
+    if device == "cpu" or x is None:
+        return x
+    import torch
+
+    if isinstance(x, np.memmap):
+        x = np.asarray(x)
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device)
+
+
+def optional_peer(module: str, pip_name: str | None = None) -> Any:
+    """Import a peer library or skip with how to install it."""
+    return pytest.importorskip(module, reason=f"peer {module} is not installed (pip install {pip_name or module})")
+
+
+def nbytes_of(*arrays: Any) -> int:
+    return int(sum(getattr(a, "nbytes", 0) if not hasattr(a, "element_size") else a.numel() * a.element_size()
+                   for a in arrays if a is not None))
+
+
+def _synchronised(fn: Callable[[], Any], device: str) -> Callable[[], Any]:
+    if device != "cuda":
+        return fn
+    import torch
+
+    def run() -> Any:
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    return run
+
+
+@pytest.fixture
+def measure(benchmark: Any, roofline: dict[str, float | None]) -> Callable[..., Any]:
+    """measure(fn, provider=..., shape=..., bytes_moved=..., device="cpu", **extra) -> fn's result.
+
+    The first call runs untimed (JIT compilation, page faults, lazy loading) and its time is
+    kept as first_call_s; then rounds are timed so that one case takes about TARGET_SECONDS.
+    BackendUnavailable on the first call skips the case with its message. Peers, which
+    compile nothing, pass warmup=False and are timed PEER_ROUNDS times with no untimed call.
+    """
+
+    def run(fn: Callable[[], Any], *, provider: str, shape: str, bytes_moved: float,
+            device: str = "cpu", role: str = "ours", warmup: bool = True, **extra: Any) -> Any:
+        call = _synchronised(fn, device)
+        first = None
+        if warmup:
+            t0 = time.perf_counter()
+            try:
+                call()
+            except uwe_kernels.BackendUnavailable as exc:
+                pytest.skip(str(exc))
+            first = time.perf_counter() - t0
+            rounds = int(max(1, min(MAX_ROUNDS, TARGET_SECONDS // max(first, 1e-9))))
+        else:
+            rounds = PEER_ROUNDS
+        result = benchmark.pedantic(call, rounds=rounds, iterations=1)
+        bandwidth = roofline["cuda" if device == "cuda" else "cpu"] or roofline["cpu"]
+        floor_s = bytes_moved / bandwidth
+        info = benchmark.extra_info
+        info.update(provider=provider, role=role, shape=shape, device=device, size=size_mode(),
+                    first_call_s=first, bytes_moved=float(bytes_moved), floor_s=floor_s,
+                    bandwidth_GBps=bandwidth / 1e9, machine=platform.machine())
+        stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+        if stats is not None and stats.min > 0:
+            info.update(best_s=stats.min, GBps=bytes_moved / stats.min / 1e9, floor_fraction=floor_s / stats.min)
+        info.update(extra)
+        return result
+
+    return run
