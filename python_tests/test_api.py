@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,11 @@ from uwe_kernels import registry
 from uwe_kernels._arrays import BFLOAT16
 
 from helpers import gaussian_pool, logits
+
+
+def _package_parent() -> str:
+    """Run subprocesses where the package under test (in-place build or installed) is found."""
+    return str(Path(uk.__file__).resolve().parent.parent)
 
 
 @pytest.fixture
@@ -35,7 +41,8 @@ def test_backends_reports_every_backend_with_a_reason():
 
 
 def test_info_module_prints_backends_and_build():
-    out = subprocess.run([sys.executable, "-m", "uwe_kernels.info"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "uwe_kernels.info"], capture_output=True, text=True, check=True,
+                         cwd=_package_parent()).stdout
     for word in ("cuda", "triton", "cpp", "numba", "reference", "_ext_cpu", "compiler", "openmp"):
         assert word in out
 
@@ -256,4 +263,4 @@ def test_importing_never_needs_optional_modules():
     code = ("import sys; sys.modules['numba'] = None; sys.modules['triton'] = None; "
             "import uwe_kernels as uk; b = uk.backends(); "
             "assert not b['numba'][0] and 'numba' in b['numba'][1]; assert not b['triton'][0]")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=_package_parent())
