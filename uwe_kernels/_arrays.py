@@ -52,7 +52,8 @@ def numpy_dtype(tdtype: Any) -> np.dtype:
         torch.float64: np.dtype(np.float64),
     }
     if tdtype in table:
-        return table[tdtype]
+        found: np.dtype = table[tdtype]
+        return found
     try:
         return np.dtype(str(tdtype).replace("torch.", ""))
     except TypeError:
@@ -139,10 +140,10 @@ def _prepare_dlpack(x: Any, name: str) -> Prepared:
         return Prepared(arr, "dlpack", "cpu", arr.dtype, _producer(x))
     if int(device_type) == _DLPACK_CUDA:
         try:
-            import torch
+            from torch.utils.dlpack import from_dlpack
         except ImportError:
             raise TypeError(f"{name}: CUDA arrays are read through torch, which is not installed") from None
-        t = torch.from_dlpack(x)
+        t = from_dlpack(x)
         return Prepared(t, "dlpack", str(t.device), numpy_dtype(t.dtype), _producer(x))
     raise TypeError(
         f"{name}: {type(x).__name__} lives on DLPack device type {device_type}; "
@@ -215,7 +216,8 @@ def to_numpy(p: Prepared) -> np.ndarray:
     """Host view of a CPU input (no copy); device tensors are refused."""
     if not p.on_cpu:
         raise RuntimeError("to_numpy() is for CPU inputs only")
-    return p.data
+    host: np.ndarray = p.data
+    return host
 
 
 def is_torch_dtype(x: Any) -> bool:

@@ -39,8 +39,9 @@ def to_numpy(x: Any) -> np.ndarray:
     """Host numpy, a view where possible (picks and metrics for the frameworks)."""
     if _arrays.is_torch(x):
         x = x.detach().cpu()
-        return (x.float() if x.dtype == _arrays._torch().bfloat16 else x).numpy()
-    return np.asarray(x)
+        x = x.float() if x.dtype == _arrays._torch().bfloat16 else x
+    host: np.ndarray = x.numpy() if _arrays.is_torch(x) else np.asarray(x)
+    return host
 
 
 def check_features(features: Any, n: int, what: str) -> None:

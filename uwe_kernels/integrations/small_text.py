@@ -23,7 +23,7 @@ import numpy as np
 
 import uwe_kernels as uk
 
-from . import _common
+from .. import _arrays
 from ._common import check_features, require, to_numpy
 
 require("small_text", "small-text", "small-text")
@@ -38,8 +38,8 @@ __all__ = ["UWE", "Badge", "Coreset"]
 
 def _l2_normalize(x: Any) -> Any:
     """Rows scaled to unit norm (zero rows stay zero), as small-text's normalize=True."""
-    if _common._arrays.is_torch(x):
-        return _common._arrays._torch().nn.functional.normalize(x, dim=1)
+    if _arrays.is_torch(x):
+        return _arrays._torch().nn.functional.normalize(x, dim=1)
     x = np.asarray(x)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(norms == 0, 1, norms).astype(x.dtype)
@@ -97,7 +97,8 @@ class _KCenter(_EmbeddingStrategy):
         if self.weighted:
             emb = uk.uwe(proba, emb, self.kind, self.tau, from_logits=False, backend=self.backend)
         picks = to_numpy(uk.kcenter_greedy(emb, labelled, n, backend=self.backend))
-        return rows[picks]
+        chosen: np.ndarray = rows[picks]
+        return chosen
 
 
 class UWE(_KCenter):
@@ -164,7 +165,8 @@ class Badge(_EmbeddingStrategy):
         emb, proba = self._embed(clf, dataset, rows, need_proba=True)
         factored = uk.badge_factored(proba, emb, from_logits=False, backend=self.backend)
         picks = to_numpy(uk.kmeans_pp(factored, n, seed=self.seed, backend=self.backend))
-        return rows[picks]
+        chosen: np.ndarray = rows[picks]
+        return chosen
 
     def __str__(self) -> str:
         return f"Badge(seed={self.seed}, normalize={self.normalize})"
