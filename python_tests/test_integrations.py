@@ -4,6 +4,7 @@ import importlib
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,8 @@ def test_importing_the_package_imports_no_framework() -> None:
         "import sys, uwe_kernels, uwe_kernels.integrations; "
         "print(sorted(m for m in ('modAL', 'skactiveml', 'small_text') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(uk.__file__).resolve().parent.parent)
     assert out.stdout.strip() == "[]"
 
 
