@@ -66,7 +66,8 @@ class Prepared:
 
     data: numpy array for CPU inputs (torch CPU tensors as zero-copy views), a torch tensor
     for CUDA inputs. lib: the caller's library ("numpy", "torch", or "dlpack" for any other
-    DLPack producer). device: "cpu" or e.g. "cuda:0". dtype: numpy dtype of the elements (bfloat16 as ml_dtypes.bfloat16).
+    DLPack producer). device: "cpu" or e.g. "cuda:0". dtype: numpy dtype of the elements
+    (bfloat16 as ml_dtypes.bfloat16). Views of DLPack producers may be read-only (JAX).
     """
 
     data: Any
@@ -119,8 +120,6 @@ def prepare(x: Any, name: str) -> Prepared:
 
 _DLPACK_CPU = (1, 3)  # kDLCPU, kDLCUDAHost: host memory numpy can view
 _DLPACK_CUDA = 2  # kDLCUDA
-
-
 _PRODUCER_ALIASES = {"jaxlib": "jax"}  # JAX arrays are jaxlib classes; from_dlpack lives in jax
 
 
@@ -131,7 +130,7 @@ def _producer(x: Any) -> Any:
 
 def _prepare_dlpack(x: Any, name: str) -> Prepared:
     """A DLPack producer other than numpy/torch, viewed without a copy."""
-    device_type, device_id = x.__dlpack_device__()
+    device_type, _ = x.__dlpack_device__()
     if int(device_type) in _DLPACK_CPU:
         try:
             arr = np.from_dlpack(x)
