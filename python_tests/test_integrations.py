@@ -247,6 +247,28 @@ def test_skactiveml_badge_utilities_are_probabilities(skal: Any, digits: Any, sp
     assert np.isnan(utilities[1:, idx[0]]).all()
 
 
+def test_skactiveml_uwe_embeddings_from_predict_proba_flag(skal: Any, digits: Any, split: Any) -> None:
+    from skactiveml.classifier import SklearnClassifier
+
+    projection = np.linspace(-1, 1, 64 * 8).reshape(64, 8)
+
+    class EmbeddingClassifier(SklearnClassifier):  # type: ignore[misc]
+        def predict_proba(self, X: Any, return_embeddings: bool = False) -> Any:
+            proba = super().predict_proba(X)
+            return (proba, np.tanh(X @ projection)) if return_embeddings else proba
+
+    X, y = digits
+    labelled, _ = split
+    y_part = _partial_labels(y, labelled)
+    clf = EmbeddingClassifier(_logreg(), classes=np.arange(10))
+    idx = skal.UWE(kind="bvsb", clf_embedding_flag_name="return_embeddings").query(X, y_part, clf, batch_size=7)
+    proba, emb = EmbeddingClassifier(_logreg(), classes=np.arange(10)).fit(X, y_part).predict_proba(
+        X, return_embeddings=True)
+    mask = np.zeros(len(X), dtype=bool)
+    mask[labelled] = True
+    np.testing.assert_array_equal(idx, uk.kcenter_greedy(uk.uwe(proba, emb, "bvsb", from_logits=False), mask, 7))
+
+
 def test_skactiveml_integer_missing_label_and_small_pool(skal: Any, digits: Any) -> None:
     X, y = digits
     y_part = np.full(len(y), -1)

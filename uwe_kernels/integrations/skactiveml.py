@@ -171,20 +171,17 @@ class UWE(_ClassifierStrategy):
     """Uncertainty-weighted embeddings: k-center greedy on ``u ** tau * features``, the
     labelled samples as centres.
 
-    Parameters
-    ----------
-    kind : {"entropy", "bvsb", "margin", "least_confidence"}, default="entropy"
-        Uncertainty of ``clf.predict_proba``.
-    tau : float, default=1.0
-        Power on the uncertainty (0 gives plain core-set).
-    clf_embedding_flag_name : dict or str or None, default=None
-        As scikit-activeml's Badge: None uses X as the features (or the second output of
-        ``predict_proba`` when it returns ``(proba, embeddings)``); a str or dict is passed
-        to ``predict_proba`` to ask for ``(proba, embeddings)``.
-    missing_label, random_state
-        As every scikit-activeml strategy (k-center greedy draws nothing at random).
-    backend : str, default="auto"
-        uwe_kernels backend.
+    Args:
+        kind: uncertainty of ``clf.predict_proba``: "entropy", "bvsb", "margin" or
+            "least_confidence".
+        tau: power on the uncertainty (0 gives plain core-set).
+        clf_embedding_flag_name: as scikit-activeml's Badge: None uses X as the features
+            (or the second output of ``predict_proba`` when it returns
+            ``(proba, embeddings)``); a str or dict is passed to ``predict_proba`` to ask for
+            ``(proba, embeddings)``.
+        missing_label: value marking an unlabelled sample in y.
+        random_state: as every scikit-activeml strategy (k-center greedy draws nothing).
+        backend: uwe_kernels backend.
     """
 
     def __init__(self, kind: str = "entropy", tau: float = 1.0, clf_embedding_flag_name: Any = None,
