@@ -29,15 +29,15 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
     X, y = load_digits(return_X_y=True)
     rng = np.random.default_rng(0)
-    rows = rng.choice(len(X), 360, replace=False)
-    X = X[rows] / 16.0 + 1e-3 * rng.standard_normal((360, X.shape[1]))
+    rows = rng.choice(len(X), 240, replace=False)
+    X = X[rows] / 16.0 + 1e-3 * rng.standard_normal((240, X.shape[1]))
     return X, y[rows]
 
 
 @pytest.fixture(scope="module")
 def split() -> tuple[np.ndarray, np.ndarray]:
-    labelled = np.arange(0, 360, 9)
-    return labelled, np.setdiff1d(np.arange(360), labelled)
+    labelled = np.arange(0, 240, 8)
+    return labelled, np.setdiff1d(np.arange(240), labelled)
 
 
 def _logreg() -> Any:
