@@ -43,4 +43,5 @@ def build_info() -> dict[str, object]:
     """Build metadata of the compiled modules (each entry, or why it did not load)."""
     from .info import collect
 
-    return collect()["build"]
+    build: dict[str, object] = collect()["build"]
+    return build

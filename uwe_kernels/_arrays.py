@@ -1,8 +1,9 @@
 """Array interoperability: the caller's array -> what a backend takes -> back again.
 
-numpy (np.memmap included) and torch tensors (CPU or CUDA) are accepted; other objects with
-``__array__`` are read through numpy. torch is never imported here unless the caller passed
-a tensor (then it is already imported).
+numpy (np.memmap included) and torch tensors (CPU or CUDA) are accepted. Other objects are
+read through DLPack when they have ``__dlpack__`` (JAX, CuPy, ...: zero-copy, results go back
+to the producer's library), else through ``__array__``. torch is never imported here unless
+the caller passed a tensor (then it is already imported) or a device array by DLPack.
 """
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def numpy_dtype(tdtype: Any) -> np.dtype:
         torch.float64: np.dtype(np.float64),
     }
     if tdtype in table:
-        return table[tdtype]
+        found: np.dtype = table[tdtype]
+        return found
     try:
         return np.dtype(str(tdtype).replace("torch.", ""))
     except TypeError:
@@ -63,14 +65,16 @@ class Prepared:
     """An input as a backend takes it.
 
     data: numpy array for CPU inputs (torch CPU tensors as zero-copy views), a torch tensor
-    for CUDA inputs. lib: the caller's library ("numpy" or "torch"). device: "cpu" or e.g.
-    "cuda:0". dtype: numpy dtype of the elements (bfloat16 as ml_dtypes.bfloat16).
+    for CUDA inputs. lib: the caller's library ("numpy", "torch", or "dlpack" for any other
+    DLPack producer). device: "cpu" or e.g. "cuda:0". dtype: numpy dtype of the elements
+    (bfloat16 as ml_dtypes.bfloat16). Views of DLPack producers may be read-only (JAX).
     """
 
     data: Any
     lib: str
     device: str
     dtype: np.dtype
+    producer: Any = None  # module of a DLPack producer (lib == "dlpack"), for restore()
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -100,6 +104,8 @@ def prepare(x: Any, name: str) -> Prepared:
         return Prepared(t, "torch", str(t.device), numpy_dtype(t.dtype))
     if isinstance(x, np.ndarray):
         return Prepared(x, "numpy", "cpu", x.dtype)
+    if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
+        return _prepare_dlpack(x, name)
     if hasattr(x, "__cuda_array_interface__") and not hasattr(x, "__array__"):
         raise TypeError(
             f"{name}: device arrays other than torch tensors are not supported yet; "
@@ -112,9 +118,61 @@ def prepare(x: Any, name: str) -> Prepared:
     return Prepared(arr, "numpy", "cpu", arr.dtype)
 
 
+_DLPACK_CPU = (1, 3)  # kDLCPU, kDLCUDAHost: host memory numpy can view
+_DLPACK_CUDA = 2  # kDLCUDA
+_PRODUCER_ALIASES = {"jaxlib": "jax"}  # JAX arrays are jaxlib classes; from_dlpack lives in jax
+
+
+def _producer(x: Any) -> Any:
+    root = type(x).__module__.split(".")[0]
+    return sys.modules.get(_PRODUCER_ALIASES.get(root, root))
+
+
+def _prepare_dlpack(x: Any, name: str) -> Prepared:
+    """A DLPack producer other than numpy/torch, viewed without a copy."""
+    device_type, _ = x.__dlpack_device__()
+    if int(device_type) in _DLPACK_CPU:
+        try:
+            arr = np.from_dlpack(x)
+        except (BufferError, TypeError, RuntimeError):
+            arr = np.asarray(x)  # e.g. bfloat16, which numpy's DLPack import lacks
+        return Prepared(arr, "dlpack", "cpu", arr.dtype, _producer(x))
+    if int(device_type) == _DLPACK_CUDA:
+        try:
+            from torch.utils.dlpack import from_dlpack
+        except ImportError:
+            raise TypeError(f"{name}: CUDA arrays are read through torch, which is not installed") from None
+        t = from_dlpack(x)
+        return Prepared(t, "dlpack", str(t.device), numpy_dtype(t.dtype), _producer(x))
+    raise TypeError(
+        f"{name}: {type(x).__name__} lives on DLPack device type {device_type}; "
+        "only CPU and CUDA arrays are supported"
+    )
+
+
+def _to_producer(result: Any, like: Prepared) -> Any:
+    """`result` (numpy or torch) in the DLPack producer's library: zero-copy through its
+    from_dlpack when it has one, a copy through its asarray when DLPack cannot carry the
+    dtype (bfloat16 from numpy), else numpy (host) or torch (device) as it is."""
+    mod = like.producer
+    for space in (mod, getattr(mod, "numpy", None), getattr(mod, "dlpack", None)):
+        convert = getattr(space, "from_dlpack", None)
+        if convert is None or space is np:
+            continue
+        try:
+            return convert(result)
+        except (BufferError, TypeError, RuntimeError, ValueError):
+            as_array = getattr(space, "asarray", None)
+            if as_array is not None and not is_torch(result):
+                return as_array(result)
+    return result
+
+
 def cast_hint(p: Prepared, name: str) -> str:
     if p.lib == "torch":
         return f"{name}.float()"
+    if p.lib == "dlpack":
+        return f"{name}.astype('float32')"
     return f"{name}.astype(np.float32)"
 
 
@@ -140,6 +198,10 @@ def restore(result: Any, like: Prepared) -> Any:
         if is_torch(result):  # a device backend never answers a numpy call; kept for safety
             return result.cpu().numpy()
         return result
+    if like.lib == "dlpack":
+        if like.on_cpu and is_torch(result):
+            result = to_numpy(prepare(result, "result"))
+        return _to_producer(result, like)
     torch = _torch()
     if is_torch(result):
         return result
@@ -153,7 +215,8 @@ def to_numpy(p: Prepared) -> np.ndarray:
     """Host view of a CPU input (no copy); device tensors are refused."""
     if not p.on_cpu:
         raise RuntimeError("to_numpy() is for CPU inputs only")
-    return p.data
+    host: np.ndarray = p.data
+    return host
 
 
 def is_torch_dtype(x: Any) -> bool:

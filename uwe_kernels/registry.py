@@ -87,7 +87,8 @@ class Backend:
         return list(refuse(call.op, call)) if refuse is not None else []
 
     def op(self, op: str) -> Callable[..., Any]:
-        return getattr(_lazy.load_module(self.module_name(op)), op)
+        fn: Callable[..., Any] = getattr(_lazy.load_module(self.module_name(op)), op)
+        return fn
 
 
 class ReferenceBackend(Backend):

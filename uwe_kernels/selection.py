@@ -253,7 +253,8 @@ def _random_picks(mask: np.ndarray, budget: int, seed: int) -> np.ndarray:
 def _top_uncertain(u: Any, mask: np.ndarray, budget: int) -> np.ndarray:
     u = np.asarray(u.cpu() if _arrays.is_torch(u) else u, dtype=np.float64)
     order = np.argsort(-u, kind="stable")
-    return order[~mask[order]][:budget].astype(np.int64)
+    picks: np.ndarray = order[~mask[order]][:budget].astype(np.int64)
+    return picks
 
 
 def select(

@@ -46,7 +46,7 @@ def check_tau(tau: Any) -> float:
     tau = float(tau)
     if not np.isfinite(tau) or tau < 0:
         raise ValueError(f"tau must be a finite number >= 0, got {tau}")
-    return tau
+    return float(tau)
 
 
 def check_int(value: Any, name: str) -> int:
@@ -158,11 +158,11 @@ def check_budget(budget: Any, available: int, n: int, labelled: int) -> int:
             f"budget {budget} is larger than the unlabelled pool: {n} rows, {labelled} labelled, "
             f"{available} left to pick"
         )
-    return budget
+    return int(budget)
 
 
 def check_index(value: Any, name: str, n: int) -> int:
     value = check_int(value, name)
     if not 0 <= value < n:
         raise ValueError(f"{name}={value} is out of range for a pool of {n} rows (valid: 0..{n - 1})")
-    return value
+    return int(value)

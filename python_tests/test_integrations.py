@@ -1,0 +1,371 @@
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import uwe_kernels as uk
+
+FRAMEWORKS = {
+    "modal": ("modAL", "modal"),
+    "skactiveml": ("skactiveml", "skactiveml"),
+    "small_text": ("small_text", "small-text"),
+}
+
+
+def _framework(module: str, extra: str) -> Any:
+    return pytest.importorskip(module, reason=f"{module} not installed: pip install \"uwe_kernels[{extra}]\"")
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(X), 240, replace=False)
+    X = X[rows] / 16.0 + 1e-3 * rng.standard_normal((240, X.shape[1]))
+    return X, y[rows]
+
+
+@pytest.fixture(scope="module")
+def split() -> tuple[np.ndarray, np.ndarray]:
+    labelled = np.arange(0, 240, 8)
+    return labelled, np.setdiff1d(np.arange(240), labelled)
+
+
+def _logreg() -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=400)
+
+
+@pytest.mark.parametrize("name", list(FRAMEWORKS))
+def test_missing_framework_names_the_extra(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    module, extra = FRAMEWORKS[name]
+    monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.delitem(sys.modules, f"uwe_kernels.integrations.{name}", raising=False)
+    with pytest.raises(ImportError, match=rf'pip install "uwe_kernels\[{extra}\]"'):
+        importlib.import_module(f"uwe_kernels.integrations.{name}")
+
+
+def test_importing_the_package_imports_no_framework() -> None:
+    code = (
+        "import sys, uwe_kernels, uwe_kernels.integrations; "
+        "print(sorted(m for m in ('modAL', 'skactiveml', 'small_text') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(uk.__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def modal() -> Any:
+    _framework("modAL", "modal")
+    return importlib.import_module("uwe_kernels.integrations.modal")
+
+
+@pytest.fixture(scope="module")
+def learner(digits: Any, split: Any) -> Any:
+    from modAL.models import ActiveLearner
+
+    X, y = digits
+    labelled, _ = split
+    return lambda strategy: ActiveLearner(
+        estimator=_logreg(), query_strategy=strategy, X_training=X[labelled], y_training=y[labelled]
+    )
+
+
+@pytest.mark.parametrize("n_instances", [1, 2, 7])
+@pytest.mark.parametrize("method", ["uwe", "badge", "coreset"])
+def test_modal_learner_query_equals_direct_call(modal: Any, learner: Any, digits: Any, split: Any,
+                                                method: str, n_instances: int) -> None:
+    X, _ = digits
+    labelled, pool = split
+    strategy = {"uwe": modal.uwe_strategy(), "badge": modal.badge_strategy(seed=5),
+                "coreset": modal.coreset_strategy()}[method]
+    al = learner(strategy)
+    idx, rows = al.query(X[pool], n_instances=n_instances)
+    emb_rows = np.concatenate([X[pool], X[labelled]])
+    centres = np.arange(len(pool), len(emb_rows))
+    if method == "uwe":
+        proba = np.concatenate([al.predict_proba(X[pool]), al.predict_proba(X[labelled])])
+        want = uk.kcenter_greedy(uk.uwe(proba, emb_rows, from_logits=False), centres, n_instances)
+    elif method == "badge":
+        want = uk.kmeans_pp(uk.badge_factored(al.predict_proba(X[pool]), X[pool], from_logits=False),
+                            n_instances, seed=5)
+    else:
+        want = uk.kcenter_greedy(emb_rows, centres, n_instances)
+    np.testing.assert_array_equal(idx, want)
+    np.testing.assert_array_equal(rows, X[pool][want])
+
+
+def test_modal_feature_function_kind_and_metrics(modal: Any, learner: Any, digits: Any, split: Any) -> None:
+    X, _ = digits
+    labelled, pool = split
+
+    def features(clf: Any, rows: np.ndarray) -> np.ndarray:
+        return clf.estimator.decision_function(rows)
+
+    al = learner(modal.uwe_strategy(features, kind="bvsb", tau=0.1))
+    idx, rows, metrics = al.query(X[pool], n_instances=6, return_metrics=True)
+    emb = uk.uwe(np.concatenate([al.predict_proba(X[pool]), al.predict_proba(X[labelled])]),
+                 np.concatenate([features(al, X[pool]), features(al, X[labelled])]),
+                 "bvsb", 0.1, from_logits=False)
+    want, dists = uk.kcenter_greedy(emb, np.arange(len(pool), len(emb)), 6, return_distances=True)
+    np.testing.assert_array_equal(idx, want)
+    np.testing.assert_array_equal(metrics, dists)
+    assert np.all(np.diff(metrics) <= 0)
+
+
+def test_modal_plain_estimator_has_no_centres(modal: Any, digits: Any) -> None:
+    X, y = digits
+    clf = _logreg().fit(X[:50], y[:50])
+    idx, dists = modal.coreset_strategy()(clf, X[50:], 4)
+    np.testing.assert_array_equal(idx, uk.kcenter_greedy(X[50:], None, 4))
+    assert np.isinf(dists[0])
+
+
+def test_modal_torch_features_give_numpy_indices(modal: Any, learner: Any, digits: Any, split: Any) -> None:
+    torch = pytest.importorskip("torch")
+    X, _ = digits
+    _, pool = split
+    al = learner(modal.uwe_strategy(lambda clf, rows: torch.from_numpy(rows)))
+    idx, _ = al.query(X[pool], n_instances=5)
+    assert isinstance(idx, np.ndarray) and idx.dtype == np.int64
+    np.testing.assert_array_equal(idx, learner(modal.uwe_strategy()).query(X[pool], n_instances=5)[0])
+
+
+@pytest.mark.parametrize("n_instances", [0, 400, 2.0])
+def test_modal_rejects_bad_n_instances(modal: Any, learner: Any, digits: Any, split: Any,
+                                       n_instances: Any) -> None:
+    X, _ = digits
+    _, pool = split
+    with pytest.raises(ValueError, match="n_instances"):
+        modal.uwe_strategy()(learner(modal.uwe_strategy()), X[pool], n_instances)
+
+
+@pytest.fixture(scope="module")
+def skal() -> Any:
+    _framework("skactiveml", "skactiveml")
+    return importlib.import_module("uwe_kernels.integrations.skactiveml")
+
+
+def _partial_labels(y: np.ndarray, labelled: np.ndarray, missing: Any = np.nan) -> np.ndarray:
+    out = np.full(len(y), missing, dtype=float if missing is np.nan else y.dtype)
+    out[labelled] = y[labelled]
+    return out
+
+
+def _sk_clf(missing: Any = np.nan) -> Any:
+    from skactiveml.classifier import SklearnClassifier
+
+    return SklearnClassifier(_logreg(), classes=np.arange(10), missing_label=missing)
+
+
+def test_skactiveml_uwe_equals_direct_call(skal: Any, digits: Any, split: Any) -> None:
+    X, y = digits
+    labelled, _ = split
+    y_part = _partial_labels(y, labelled)
+    clf = _sk_clf()
+    idx = skal.UWE(kind="margin", tau=0.5).query(X, y_part, clf, batch_size=9)
+    proba = _sk_clf().fit(X, y_part).predict_proba(X)
+    mask = np.zeros(len(X), dtype=bool)
+    mask[labelled] = True
+    np.testing.assert_array_equal(idx, uk.kcenter_greedy(uk.uwe(proba, X, "margin", 0.5, from_logits=False), mask, 9))
+
+
+def test_skactiveml_uwe_utilities_lead_to_picks(skal: Any, digits: Any, split: Any) -> None:
+    X, y = digits
+    labelled, _ = split
+    idx, utilities = skal.UWE().query(X, _partial_labels(y, labelled), _sk_clf(), batch_size=5,
+                                      return_utilities=True)
+    assert utilities.shape == (5, len(X))
+    np.testing.assert_array_equal(np.nanargmax(utilities, axis=1), idx)
+    assert np.isnan(utilities[:, labelled]).all()
+    for step, pick in enumerate(idx):
+        assert np.isnan(utilities[step + 1 :, pick]).all()
+
+
+@pytest.mark.parametrize("candidates", ["all", "indices", "rows"])
+def test_skactiveml_coreset_equals_skactiveml_coreset(skal: Any, digits: Any, split: Any, candidates: str) -> None:
+    from skactiveml.pool import CoreSet as SkCoreSet
+
+    X, y = digits
+    labelled, pool = split
+    y_part = _partial_labels(y, labelled)
+    cand = {"all": None, "indices": np.concatenate([pool[::3], labelled[:4]]), "rows": X[pool[:60]] + 0.01}[candidates]
+    got, got_u = skal.CoreSet().query(X, y_part, candidates=cand, batch_size=8, return_utilities=True)
+    want, want_u = SkCoreSet().query(X, y_part, candidates=cand, batch_size=8, return_utilities=True)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.isnan(got_u), np.isnan(want_u))
+    np.testing.assert_allclose(got_u, want_u, rtol=1e-9, atol=1e-12)
+
+
+def test_skactiveml_uwe_candidate_rows_index_the_candidates(skal: Any, digits: Any, split: Any) -> None:
+    X, y = digits
+    labelled, pool = split
+    y_part = _partial_labels(y, labelled)
+    rows = X[pool[:50]]
+    idx = skal.UWE().query(X, y_part, _sk_clf(), candidates=rows, batch_size=6)
+    fitted = _sk_clf().fit(X, y_part)
+    emb_rows = np.concatenate([rows, X[labelled]])
+    emb = uk.uwe(fitted.predict_proba(emb_rows), emb_rows, from_logits=False)
+    np.testing.assert_array_equal(idx, uk.kcenter_greedy(emb, np.arange(50, len(emb_rows)), 6))
+    assert idx.max() < 50
+
+
+def test_skactiveml_badge_equals_direct_call_and_first_pick_of_skactiveml(skal: Any, digits: Any,
+                                                                          split: Any) -> None:
+    from skactiveml.pool import Badge as SkBadge
+
+    X, y = digits
+    labelled, pool = split
+    y_part = _partial_labels(y, labelled)
+    idx = skal.Badge(random_state=3).query(X, y_part, _sk_clf(), batch_size=10)
+    proba = _sk_clf().fit(X, y_part).predict_proba(X[pool])
+    np.testing.assert_array_equal(idx, pool[uk.kmeans_pp(uk.badge_factored(proba, X[pool], from_logits=False), 10, seed=3)])
+    assert idx[0] == SkBadge(random_state=3).query(X, y_part, _sk_clf(), batch_size=1)[0]
+    np.testing.assert_array_equal(idx, skal.Badge(random_state=3).query(X, y_part, _sk_clf(), batch_size=10))
+
+
+def test_skactiveml_badge_utilities_are_probabilities(skal: Any, digits: Any, split: Any) -> None:
+    X, y = digits
+    labelled, _ = split
+    idx, utilities = skal.Badge(random_state=1).query(X, _partial_labels(y, labelled), _sk_clf(), batch_size=4,
+                                                      return_utilities=True)
+    assert utilities.shape == (4, len(X))
+    np.testing.assert_allclose(np.nansum(utilities, axis=1), 1.0)
+    assert np.nanargmax(utilities[0]) == idx[0]
+    assert np.isnan(utilities[:, labelled]).all()
+    assert np.isnan(utilities[1:, idx[0]]).all()
+
+
+def test_skactiveml_uwe_embeddings_from_predict_proba_flag(skal: Any, digits: Any, split: Any) -> None:
+    from skactiveml.classifier import SklearnClassifier
+
+    projection = np.linspace(-1, 1, 64 * 8).reshape(64, 8)
+
+    class EmbeddingClassifier(SklearnClassifier):  # type: ignore[misc]
+        def predict_proba(self, X: Any, return_embeddings: bool = False) -> Any:
+            proba = super().predict_proba(X)
+            return (proba, np.tanh(X @ projection)) if return_embeddings else proba
+
+    X, y = digits
+    labelled, _ = split
+    y_part = _partial_labels(y, labelled)
+    clf = EmbeddingClassifier(_logreg(), classes=np.arange(10))
+    idx = skal.UWE(kind="bvsb", clf_embedding_flag_name="return_embeddings").query(X, y_part, clf, batch_size=7)
+    proba, emb = EmbeddingClassifier(_logreg(), classes=np.arange(10)).fit(X, y_part).predict_proba(
+        X, return_embeddings=True)
+    mask = np.zeros(len(X), dtype=bool)
+    mask[labelled] = True
+    np.testing.assert_array_equal(idx, uk.kcenter_greedy(uk.uwe(proba, emb, "bvsb", from_logits=False), mask, 7))
+
+
+def test_skactiveml_integer_missing_label_and_small_pool(skal: Any, digits: Any) -> None:
+    X, y = digits
+    y_part = np.full(len(y), -1)
+    y_part[:-5] = y[:-5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idx = skal.UWE(missing_label=-1).query(X, y_part, _sk_clf(-1), batch_size=10)
+    assert sorted(idx.tolist()) == list(range(len(X) - 5, len(X)))
+
+
+@pytest.fixture(scope="module")
+def stal() -> Any:
+    _framework("small_text", "small-text")
+    return importlib.import_module("uwe_kernels.integrations.small_text")
+
+
+@pytest.fixture(scope="module")
+def text_setup(stal: Any, digits: Any, split: Any) -> Any:
+    from small_text import SklearnClassifier, SklearnClassifierFactory, SklearnDataset
+
+    class EmbeddingClassifier(SklearnClassifier):  # type: ignore[misc]
+        def embed(self, dataset: Any, return_proba: bool = False, pbar: Any = None) -> Any:
+            emb = np.tanh(dataset.x @ np.linspace(-1, 1, 64 * 12).reshape(64, 12))
+            return (emb, self.predict_proba(dataset)) if return_proba else emb
+
+    class Factory(SklearnClassifierFactory):  # type: ignore[misc]
+        def new(self) -> Any:
+            return EmbeddingClassifier(_logreg(), 10)
+
+    X, y = digits
+    return SklearnDataset(X, y, target_labels=np.arange(10)), Factory(_logreg(), 10), SklearnClassifierFactory(_logreg(), 10)
+
+
+def _text_learner(text_setup: Any, split: Any, strategy: Any, with_embed: bool = True) -> Any:
+    from small_text import PoolBasedActiveLearner
+
+    dataset, factory, plain = text_setup
+    labelled, _ = split
+    al = PoolBasedActiveLearner(factory if with_embed else plain, strategy, dataset)
+    al.initialize_data(labelled, dataset.y[labelled])
+    return al
+
+
+@pytest.mark.parametrize("method", ["uwe", "badge", "coreset"])
+def test_small_text_query_equals_direct_call(stal: Any, text_setup: Any, split: Any, method: str) -> None:
+    strategy = {"uwe": stal.UWE(kind="entropy", tau=2.0), "badge": stal.Badge(seed=9),
+                "coreset": stal.Coreset(normalize=False)}[method]
+    al = _text_learner(text_setup, split, strategy)
+    got = al.query(num_samples=8)
+    dataset = text_setup[0]
+    labelled, pool = split
+    emb, proba = al.classifier.embed(dataset, return_proba=True)
+    mask = np.zeros(len(emb), dtype=bool)
+    mask[labelled] = True
+    if method == "uwe":
+        want = uk.kcenter_greedy(uk.uwe(proba, emb, "entropy", 2.0, from_logits=False), mask, 8)
+    elif method == "badge":
+        want = pool[uk.kmeans_pp(uk.badge_factored(proba[pool], emb[pool], from_logits=False), 8, seed=9)]
+    else:
+        want = uk.kcenter_greedy(emb, mask, 8)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_small_text_coreset_equals_greedy_coreset(stal: Any, text_setup: Any, split: Any, normalize: bool) -> None:
+    from small_text.query_strategies import GreedyCoreset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = _text_learner(text_setup, split, GreedyCoreset(distance_metric="euclidean", normalize=normalize))
+    ours = _text_learner(text_setup, split, stal.Coreset(normalize=normalize))
+    np.testing.assert_array_equal(ours.query(num_samples=10), theirs.query(num_samples=10))
+
+
+def test_small_text_feature_function_without_embed(stal: Any, text_setup: Any, split: Any) -> None:
+    al = _text_learner(text_setup, split, stal.UWE(kind="bvsb", features=lambda clf, data: data.x), with_embed=False)
+    got = al.query(num_samples=5)
+    dataset = text_setup[0]
+    labelled, _ = split
+    proba = al.classifier.predict_proba(dataset)
+    mask = np.zeros(len(dataset), dtype=bool)
+    mask[labelled] = True
+    np.testing.assert_array_equal(got, uk.kcenter_greedy(uk.uwe(proba, dataset.x, "bvsb", from_logits=False), mask, 5))
+
+
+def test_small_text_without_embed_or_features_says_what_to_pass(stal: Any, text_setup: Any, split: Any) -> None:
+    al = _text_learner(text_setup, split, stal.UWE(), with_embed=False)
+    with pytest.raises(ValueError, match="features="):
+        al.query(num_samples=3)
+
+
+def test_small_text_pool_errors(stal: Any, text_setup: Any, split: Any) -> None:
+    from small_text.query_strategies.exceptions import EmptyPoolException, PoolExhaustedException
+
+    labelled, pool = split
+    al = _text_learner(text_setup, split, stal.Coreset())
+    with pytest.raises(PoolExhaustedException):
+        stal.Coreset().query(al.classifier, text_setup[0], pool, labelled, None, n=len(pool) + 1)
+    with pytest.raises(EmptyPoolException):
+        stal.Badge().query(al.classifier, text_setup[0], np.array([], dtype=int), labelled, None, n=1)
