@@ -64,6 +64,7 @@ class CMakeBuild(build_ext):
 
         build_temp = Path(self.build_temp) / "cmake"
         build_temp.mkdir(parents=True, exist_ok=True)
+        _drop_stale_cache(build_temp)
         subprocess.run(["cmake", str(ROOT), *args], cwd=build_temp, check=True)
         subprocess.run(["cmake", "--build", ".", *build_args], cwd=build_temp, check=True)
 
@@ -74,6 +75,21 @@ class CMakeBuild(build_ext):
         built = Path(self.build_lib).resolve() / "uwe_kernels"
         for module in built.glob("_ext_cuda*" + Path(self.get_ext_filename("x")).suffix):
             shutil.copy2(module, ROOT / "uwe_kernels" / module.name)
+
+
+def _drop_stale_cache(build_temp: Path) -> None:
+    """pip builds in a fresh temporary environment each time: a cache that names a build
+    tool from an earlier, deleted environment would fail to configure, so start over."""
+    cache = build_temp / "CMakeCache.txt"
+    if not cache.exists():
+        return
+    for line in cache.read_text(errors="replace").splitlines():
+        if line.startswith("CMAKE_MAKE_PROGRAM:"):
+            tool = line.split("=", 1)[1].strip()
+            if tool and not Path(tool).exists():
+                cache.unlink()
+                shutil.rmtree(build_temp / "CMakeFiles", ignore_errors=True)
+            return
 
 
 setup(
