@@ -59,6 +59,10 @@ _U = 2.0**-53
 _NONE = -1.0
 
 
+# torch renamed all_gather_into_tensor to all_gather_single; take whichever this torch has.
+_all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+
+
 class DistributedSelectionError(RuntimeError):
     """Raised on every rank when one rank failed (the message names it and its error)."""
 
@@ -110,7 +114,7 @@ class _Comm:
         """all_gather of a float64 vector of the same length on every rank -> [world, k]."""
         local = torch.as_tensor(np.asarray(values, dtype=np.float64)).to(self.device)
         out = torch.empty(self.world * local.numel(), dtype=torch.float64, device=self.device)
-        self._timed(lambda: dist.all_gather_into_tensor(out, local, group=self.group))
+        self._timed(lambda: _all_gather(out, local, group=self.group))
         return out.cpu().numpy().reshape(self.world, -1)
 
     def broadcast(self, buf: torch.Tensor, src: int) -> torch.Tensor:
