@@ -456,3 +456,13 @@ def test_a_rank_that_never_arrives_raises_within_the_timeout(failure_world: tupl
     assert all(kind in ("RuntimeError", "DistributedSelectionError", "DistBackendError") for kind, _ in others), others
     assert max(out[q][name][1] for q in (0, 1, 3)) < 30.0
     assert elapsed < 120.0
+
+
+def test_importing_the_package_does_not_import_torch_distributed() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, uwe_kernels; print('torch.distributed' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(uwe_kernels.__file__)))
+    assert out.stdout.strip() == "False"

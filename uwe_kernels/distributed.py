@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -79,12 +79,10 @@ class _Stats:
     collectives: int = 0
     comm_s: float = 0.0
     total_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        out = dict(self.__dict__)
         out["comm_s_per_pick"] = self.comm_s / self.picks if self.picks else 0.0
-        out.update(self.extra)
         return out
 
 
@@ -333,9 +331,9 @@ class _Selection:
         if self.rank == owner:
             head = torch.from_numpy(np.asarray(header or [], dtype=np.float64).view(np.uint8).copy())
             body = shard.rows_bytes(local_rows) if count else torch.empty(0, dtype=torch.uint8)
-            buf = torch.cat([head, body.cpu()])
+            buf = torch.cat([head.to(self.comm.device), body.to(self.comm.device)])
         else:
-            buf = torch.empty(size, dtype=torch.uint8)
+            buf = torch.empty(size, dtype=torch.uint8, device=self.comm.device)
         buf = self.comm.broadcast(buf, owner)
         head_vals = buf[: nhead * 8].cpu().numpy().copy().view(np.float64)
         centres = shard.centres_from_bytes(buf[nhead * 8 :], count) if count else None
