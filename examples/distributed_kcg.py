@@ -61,8 +61,8 @@ def main() -> None:
         if rank == 0:
             print(f"world {world}, pool {args.rows} x {args.dim}, budget {args.budget}")
             print("first picks:", np.asarray(picks.cpu() if use_cuda else picks)[:10].tolist())
-            print(f"{stats['total_s']:.3f} s, {stats['rounds']} rounds, {stats['lookahead_accepted']} look-ahead picks, "
-                  f"{stats['collectives']} collectives, {1e6 * stats['comm_s_per_pick']:.0f} us communication per pick")
+            print(f"{stats['total_s']:.3f} s, {stats['rounds']} rounds, "
+                  f"{stats['lookahead_accepted']} look-ahead picks, {stats['collectives']} collectives, {1e6 * stats['comm_s_per_pick']:.0f} us communication per pick")
             if args.check:
                 pool = make_rows(0, args.rows, args.dim, args.seed)
                 labelled = np.concatenate([np.arange(min(args.labelled_per_rank, b - a)) + a

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from helpers import gaussian_pool
+from helpers import as_float64, gaussian_pool, rtol
 
 import uwe_kernels
 from uwe_kernels._arrays import BFLOAT16
@@ -88,13 +88,14 @@ def local_labelled(case: Case, rank: int) -> Any:
     return np.asarray(local, dtype=np.int64)
 
 
-def single_process(case: Case) -> np.ndarray:
+def single_process(case: Case, return_distances: bool = False) -> Any:
     pool = make_pool(case)
     emb = uwe_kernels.FactoredEmbedding(*pool) if case.factored else pool
     labelled = list(case.labelled)
     if case.algo == "kcg":
-        return np.asarray(uwe_kernels.kcenter_greedy(emb, labelled, case.budget, first=case.first,
-                                                     backend=case.backend))
+        out = uwe_kernels.kcenter_greedy(emb, labelled, case.budget, first=case.first, backend=case.backend,
+                                         return_distances=return_distances)
+        return out if return_distances else np.asarray(out)
     first = "max_norm" if case.first is None else case.first
     return np.asarray(uwe_kernels.kmeans_pp(emb, case.budget, labelled_idx=labelled, seed=case.seed,
                                             first=first, backend=case.backend))
@@ -357,6 +358,8 @@ def test_kcg_distances_and_properties(world: int, tmp_path_factory: pytest.TempP
             assert np.isinf(dists[0])
         for other in res[1:]:
             np.testing.assert_array_equal(_array(other["dists"]), _array(res[0]["dists"]))
+        _, expected = single_process(case, return_distances=True)
+        np.testing.assert_allclose(dists, as_float64(expected), rtol=rtol(DTYPES[case.dtype]), err_msg=case.name)
 
 
 @pytest.mark.parametrize("world", WORLDS)

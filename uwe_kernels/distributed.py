@@ -203,7 +203,8 @@ class _Shard:
     def centres_from_bytes(self, raw: torch.Tensor, count: int) -> Any:
         """The inverse of rows_bytes for `count` rows, in the backend's array kind."""
         raw = raw.to(self.device)
-        out, start = [], 0
+        out: list[Any] = []
+        start = 0
         for p, w in zip(self.parts, self.row_widths):
             nbytes = count * w * p.dtype.itemsize
             piece = raw[start : start + nbytes]
@@ -330,7 +331,8 @@ class _Selection:
         size = nhead * 8 + count * shard.row_nbytes
         if self.rank == owner:
             head = torch.from_numpy(np.asarray(header or [], dtype=np.float64).view(np.uint8).copy())
-            body = shard.rows_bytes(local_rows) if count else torch.empty(0, dtype=torch.uint8)
+            body = shard.rows_bytes(local_rows) if count and local_rows is not None else torch.empty(
+                0, dtype=torch.uint8)
             buf = torch.cat([head.to(self.comm.device), body.to(self.comm.device)])
         else:
             buf = torch.empty(size, dtype=torch.uint8, device=self.comm.device)
@@ -462,7 +464,8 @@ def kcenter_greedy(
             raise ValueError("first applies only when nothing is labelled (the labelled set seeds D)")
     shard = sel.shard
     assert shard is not None
-    picks, dists = sel.picks, []
+    picks = sel.picks
+    dists: list[float] = []
     D = torch.full((shard.n,), math.inf, dtype=torch.float64, device=shard.device)
     if budget and world.total_labelled:
         D = sel.seed_from_labelled(D)
