@@ -27,10 +27,13 @@ single-process rule). Shard totals summed in rank order are NOT that chain. Fast
 rank gathers the local chain totals, the approximate carries c^_q and the owner's prefix
 values differ from the sequential ones by at most `_chain_error_bound` (Higham's gamma_n
 bound, any summation order); the owner accepts its index only when the target falls more
-than that bound inside the interval (P_{i-1}, P_i]. Otherwise the exact path runs the chain
+than twice that bound inside the interval (P_{i-1}, P_i]. Otherwise the exact path runs the chain
 rank by rank (one broadcast of the carry per non-empty shard) and picks with the exact
 sequential values. Either way the pick is the one of the sequential chain, bit for bit, for the
 same D values.
+Failures: a local error is held and sent as a flag on the next collective, so every rank
+raises DistributedSelectionError at the same point; a rank that never arrives is bounded by
+the process group's timeout.
 Ties: lowest global index. Accumulators: D in float64 (the kernel accumulates in float32, or
 float64 for float64 input); prefix sums in float64.
 """
@@ -673,6 +676,23 @@ def _host_chain(D: torch.Tensor, carry: float) -> np.ndarray:
     return np.cumsum(x)
 
 
+def _first_above(D: torch.Tensor, carry: float, target: float) -> tuple[int, float, float] | None:
+    """(i, P_(i-1), P_i) for the first i with P_i > target, P = carry + prefix sums of D in any
+    summation order (within the certified bound); None when there is none. On the GPU only
+    two values come back to the host."""
+    if D.device.type == "cpu":
+        chain = _host_chain(D, carry)
+        hit = np.flatnonzero(chain[1:] > target)
+        return (int(hit[0]), float(chain[hit[0]]), float(chain[hit[0] + 1])) if hit.size else None
+    dev_chain = torch.cumsum(torch.cat([D.new_tensor([carry]), D]), 0)
+    above = dev_chain[1:] > target
+    if not bool(above.any()):
+        return None
+    i = int(torch.argmax(above.to(torch.uint8)))
+    before, after = dev_chain[i : i + 2].tolist()
+    return i, float(before), float(after)
+
+
 def _prefix_pick(sel: _Selection, D: torch.Tensor, avail: torch.Tensor, r: float,
                  force_exact: bool = False) -> tuple[int, Any]:
     """The k-means++ pick for draw r (see the module header) and its row, on every rank."""
@@ -697,12 +717,10 @@ def _prefix_pick(sel: _Selection, D: torch.Tensor, avail: torch.Tensor, r: float
     margin = _chain_error_bound(world.n + comm.world, s_hat)
     cert, local = 0.0, -1
     if owner == sel.rank and not force_exact:
-        chain = _host_chain(D, carries[owner]) if D.device.type == "cpu" else torch.cumsum(
-            torch.cat([D.new_tensor([carries[owner]]), D]), 0).cpu().numpy()
-        hit = np.flatnonzero(chain[1:] > target)
-        if hit.size:
-            i = int(hit[0])
-            if chain[i + 1] - target > 2 * margin and target - chain[i] > 2 * margin:
+        found = _first_above(D, carries[owner], target)
+        if found is not None:
+            i, before, after = found
+            if after - target > 2 * margin and target - before > 2 * margin:
                 cert, local = 1.0, i
     head, centres = sel.broadcast_rows(owner, np.array([max(local, 0)]), 1,
                                        [cert, float(local)] if owner == sel.rank else [0.0, 0.0])
