@@ -44,12 +44,16 @@ class Case:
     as_torch: bool = False
     backend: str = "reference"
     pool_seed: int = 0
+    distinct: int = 0
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 def make_pool(case: Case) -> Any:
     n = sum(case.sizes)
     dtype = DTYPES[case.dtype]
+    if case.distinct:
+        base = gaussian_pool(case.distinct, case.d, case.pool_seed, dtype)
+        return base[np.random.default_rng(case.pool_seed).integers(0, case.distinct, n)]
     if not case.factored:
         return gaussian_pool(n, case.d, case.pool_seed, dtype)
     rng = np.random.default_rng(case.pool_seed + 1000)
@@ -277,6 +281,9 @@ def selection_cases(world: int) -> list[Case]:
             Case(f"kmpp-uwe-factored-s{s_i}", "kmpp", sizes_w, factored="uwe", budget=5, seed=4,
                  dtype="bfloat16", as_torch=True),
             Case(f"kmpp-all-s{s_i}", "kmpp", sizes_w, budget=n - 3, labelled=lab, seed=9, dtype="float64"),
+            Case(f"kmpp-duplicates-s{s_i}", "kmpp", sizes_w, budget=n - 2, labelled=lab[:1], seed=10, distinct=4),
+            Case(f"kcg-duplicates-s{s_i}", "kcg", sizes_w, budget=n - 2, labelled=lab[:1], distinct=4),
+            Case(f"kcg-duplicates-nolab-s{s_i}", "kcg", sizes_w, budget=n, distinct=3, lookahead=3),
         ]
     return cases
 
