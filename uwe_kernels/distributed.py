@@ -401,9 +401,9 @@ def _settings(budget: Any, lookahead: Any, seed: Any, first: Any) -> list[float]
     budget = check_int(budget, "budget")
     lookahead = check_int(lookahead, "lookahead")
     seed = rng.check_seed(seed)
-    if first is None or first == "max_norm":
+    if first is None or (isinstance(first, str) and first == "max_norm"):
         code = -1.0
-    elif first == "random":
+    elif isinstance(first, str) and first == "random":
         code = -2.0
     elif isinstance(first, str):
         raise ValueError(f"first must be 'max_norm', 'random' or an index, got {first!r}")
