@@ -136,6 +136,7 @@ def bench_distributed_selection(benchmark: Any, world: _World, algo: str, lookah
         "lookahead_accepted": last["lookahead_accepted"],
         "exact_prefix_picks": last["exact_prefix_picks"],
         "bytes_read_per_pick": N_ROWS * DIM * 4 // world.world,
+        "shard_gb_per_s": N_ROWS * DIM * 4 / world.world * picks / last["total_s"] / 1e9,
     })
 
 
