@@ -210,16 +210,23 @@ def test_bench_passes_pytest_exit_code_through(tmp_path, capsys):
     pytest.importorskip("pytest_benchmark")
     bench = tmp_path / "bench"
     bench.mkdir()
-    (bench / "bench_ok.py").write_text("def bench_ok(benchmark):\n    benchmark(sum, [1, 2])\n")
+    (bench / "bench_ok.py").write_text(
+        "import os\n\ndef bench_ok(benchmark):\n    assert os.environ['UWE_BENCH_SIZE'] == os.environ['WANT_SIZE']\n"
+        "    benchmark(sum, [1, 2])\n")
     (bench / "conftest.py").write_text("")
     (tmp_path / "pytest.ini").write_text("[pytest]\npython_files = bench_*.py\npython_functions = bench_*\n")
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
+        os.environ["WANT_SIZE"] = "quick"
         assert cli.main(["bench"]) == 0
+        os.environ["WANT_SIZE"] = "full"
+        assert cli.main(["bench", "--full"]) == 0
+        os.environ["WANT_SIZE"] = "quick"
         (bench / "bench_fail.py").write_text("def bench_fail(benchmark):\n    assert False\n")
         assert cli.main(["bench"]) == 1
     finally:
+        os.environ.pop("WANT_SIZE", None)
         os.chdir(cwd)
 
 

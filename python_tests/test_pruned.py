@@ -248,3 +248,26 @@ def test_choose_algorithm() -> None:
     assert pruned.choose_algorithm(gaussian_pool(100, 8, seed=1)) == "brute"
     emb = uwe_kernels.FactoredEmbedding(np.ones(10, np.float32), gaussian_pool(10, 4))
     assert pruned.choose_algorithm(emb) == "brute"
+
+
+# ---------------------------------------------------------------- through the public functions
+
+
+@pytest.mark.parametrize("algorithm", ["pruned", "auto"])
+def test_public_functions_route_to_the_pruned_kernels(algorithm: str) -> None:
+    x = clustered_pool(6000, 32, clusters=20, seed=4, spread=0.1)
+    lab = np.arange(0, 6000, 997)
+    want_kcg = uwe_kernels.kcenter_greedy(x, lab, 60, algorithm="brute", backend="cpp")
+    got_kcg = uwe_kernels.kcenter_greedy(x, lab, 60, algorithm=algorithm, backend="cpp")
+    np.testing.assert_array_equal(got_kcg, want_kcg)
+    want_kmpp = uwe_kernels.kmeans_pp(x, 60, labelled_idx=lab, seed=9, algorithm="brute", backend="cpp")
+    got_kmpp = uwe_kernels.kmeans_pp(x, 60, labelled_idx=lab, seed=9, algorithm=algorithm, backend="cpp")
+    np.testing.assert_array_equal(got_kmpp, want_kmpp)
+
+
+def test_public_pruned_on_a_factored_embedding_is_refused_with_a_reason() -> None:
+    emb = uwe_kernels.FactoredEmbedding(np.ones(10, np.float32), gaussian_pool(10, 4))
+    with pytest.raises(uwe_kernels.BackendUnavailable, match="dense"):
+        uwe_kernels.kcenter_greedy(emb, None, 3, algorithm="pruned", backend="cpp")
+    with pytest.raises(uwe_kernels.BackendUnavailable, match="dense"):
+        uwe_kernels.kmeans_pp(emb, 3, algorithm="pruned", backend="cpp")

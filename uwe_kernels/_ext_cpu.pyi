@@ -1,5 +1,18 @@
-"""Type stub of the compiled CPU module (csrc/bindings_cpu.cpp)."""
-from typing import Any
+"""Type stub of the compiled CPU module (csrc/bindings_cpu.cpp and csrc/cpu/*_cpu.cpp).
+
+Dtype codes: 0 float16, 1 bfloat16 (both passed as uint16 views), 2 float32, 3 float64.
+Embedding kernels write into `out` and return the first non-finite score row, the first
+negative score row and the first non-finite feature row (-1 for none).
+"""
+from typing import Any, Callable
+
+import numpy as np
+import numpy.typing as npt
+
+_Progress = Callable[[int], None] | None
+# (kind 0 dense / 1 UWE / 2 BADGE, features, dtype code, weights or None, dtype code)
+_EmbSpec = tuple[int, np.ndarray, int, np.ndarray | None, int]
+_RowFlags = tuple[int, int, int]
 
 def build_info() -> dict[str, Any]:
     """Compiler, OpenMP and vectorisation settings of this build."""
@@ -10,5 +23,42 @@ def get_num_threads() -> int:
 def set_num_threads(n: int) -> None:
     """Threads for later calls (no effect without OpenMP); n >= 1."""
 
-# Kernel functions are registered per family (csrc/cpu/<family>_cpu.cpp).
-def __getattr__(name: str) -> Any: ...
+def uncertainty(scores: np.ndarray, s_code: int, kind: int, from_logits: bool, out: np.ndarray, o_code: int,
+                acc64: bool) -> _RowFlags: ...
+def uwe(scores: np.ndarray, s_code: int, features: np.ndarray, f_code: int, kind: int, tau: float,
+        from_logits: bool, out: np.ndarray, o_code: int, acc64: bool) -> _RowFlags: ...
+def badge_weights(scores: np.ndarray, s_code: int, from_logits: bool, out: np.ndarray, o_code: int,
+                  acc64: bool) -> _RowFlags: ...
+def badge_embedding(scores: np.ndarray, s_code: int, features: np.ndarray, f_code: int, from_logits: bool,
+                    out: np.ndarray, o_code: int, acc64: bool) -> _RowFlags: ...
+def uwe_segmentation(scores: np.ndarray, s_code: int, features: np.ndarray, f_code: int, rh: int, rw: int,
+                     kind: int, tau: float, from_logits: bool, out: np.ndarray, o_code: int,
+                     acc64: bool) -> _RowFlags: ...
+def uwe_detection(scores: np.ndarray, s_code: int, features: np.ndarray, f_code: int,
+                  image_ids: npt.NDArray[np.int64], num_images: int, kind: int, tau: float, mean: bool,
+                  from_logits: bool, out: np.ndarray, o_code: int, acc64: bool) -> _RowFlags: ...
+
+def kcenter_greedy(emb: _EmbSpec, labelled: npt.NDArray[np.bool_], budget: int, first: int, double_acc: bool,
+                   progress: _Progress) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """(picks, Euclidean distance at pick time); first = -1 for the row of largest norm."""
+
+def kmeans_pp(emb: _EmbSpec, labelled: npt.NDArray[np.bool_], budget: int, seed: int, first: int,
+              double_acc: bool, progress: _Progress) -> npt.NDArray[np.int64]:
+    """Picks with SplitMix64 draws; first = -1 max norm, -2 random, or an index."""
+
+def min_distances(emb: _EmbSpec, centres: _EmbSpec,
+                  double_acc: bool) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """(squared distance to the nearest centre, its index, lowest on ties)."""
+
+def kcenter_greedy_pruned(pool: np.ndarray, dtype: int, labelled_mask: npt.NDArray[np.bool_], budget: int,
+                          first: int, double_acc: bool, mode: int, progress: _Progress
+                          ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], dict[str, Any]]:
+    """Pruned k-center greedy: (picks, distances, work statistics); mode 0 plain / 1 pruned / 2 adaptive."""
+
+def kmeans_pp_pruned(pool: np.ndarray, dtype: int, labelled_mask: npt.NDArray[np.bool_], budget: int, seed: int,
+                     first: int, double_acc: bool, mode: int,
+                     progress: _Progress) -> tuple[npt.NDArray[np.int64], dict[str, Any]]:
+    """Pruned k-means++ seeding: (picks, work statistics)."""
+
+def splitmix64_uniforms(seed: int, start: int, count: int) -> npt.NDArray[np.float64]:
+    """SplitMix64 draws start .. start + count - 1 as float64 in [0, 1)."""

@@ -175,9 +175,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.bench_dir):
         raise FileNotFoundError(f"no benchmark folder {args.bench_dir} (run from the source tree)")
-    env = dict(os.environ)
-    if not args.full:
-        env["UWE_KERNELS_BENCH_QUICK"] = "1"
+    env = dict(os.environ, UWE_BENCH_SIZE="full" if args.full else "quick")
     cmd = [sys.executable, "-m", "pytest", args.bench_dir, "--benchmark-only", *args.pytest_args]
     return subprocess.call(cmd, env=env)
 
@@ -263,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run the benchmark suite (pytest bench --benchmark-only)", formatter_class=fmt,
                        description="Runs `python -m pytest bench --benchmark-only` with the quick sizes "
-                                   "(UWE_KERNELS_BENCH_QUICK=1) and passes its output and exit code through. "
+                                   "(UWE_BENCH_SIZE=quick; --full sets it to full) and passes its output and exit code through. "
                                    "Needs pytest-benchmark and the source tree's bench/ folder.",
                        epilog="examples:\n  uwe-kernels bench\n  uwe-kernels bench --full -- -k kcenter")
     p.add_argument("--full", action="store_true", help="full sizes instead of the quick ones")

@@ -458,12 +458,36 @@ void cu_detection(uintptr_t s_ptr, py::tuple s_shape, py::tuple s_stride, int s_
 }  // namespace
 
 void register_embed_cuda(py::module_& m) {
-  m.def("uncertainty", &cu_uncertainty, "Per-row uncertainty of device scores [n, K] into out [n].");
-  m.def("uwe", &cu_uwe, "Fused u ** tau * features into device out [n, d].");
-  m.def("badge_weights", &cu_badge_weights, "p - onehot(argmax) into device out [n, K].");
-  m.def("badge_embedding", &cu_badge_embedding, "BADGE gradient embedding into device out [n, K*d].");
-  m.def("uwe_segmentation", &cu_segmentation, "Region UWEs into device out [N*R, C].");
-  m.def("uwe_detection", &cu_detection, "Class-wise aggregated box UWEs into device out [num_images, K*d].");
+  m.def("uncertainty", &cu_uncertainty, py::arg("s_ptr"), py::arg("s_shape"), py::arg("s_stride"),
+        py::arg("s_code"), py::arg("kind"), py::arg("logits"), py::arg("out"), py::arg("o_code"),
+        py::arg("acc64"), py::arg("stream"),
+        "Per-row uncertainty of device scores [n, K] into out [n].");
+  m.def("uwe", &cu_uwe, py::arg("s_ptr"), py::arg("s_shape"), py::arg("s_stride"), py::arg("s_code"),
+        py::arg("f_ptr"), py::arg("f_shape"), py::arg("f_stride"), py::arg("f_code"), py::arg("kind"),
+        py::arg("tau"), py::arg("logits"), py::arg("out"), py::arg("o_code"), py::arg("acc64"),
+        py::arg("stream"),
+        "Fused u ** tau * features into device out [n, d].");
+  m.def("badge_weights", &cu_badge_weights, py::arg("s_ptr"), py::arg("s_shape"), py::arg("s_stride"),
+        py::arg("s_code"), py::arg("logits"), py::arg("out"), py::arg("o_code"), py::arg("acc64"),
+        py::arg("stream"),
+        "p - onehot(argmax) into device out [n, K].");
+  m.def("badge_embedding", &cu_badge_embedding, py::arg("s_ptr"), py::arg("s_shape"), py::arg("s_stride"),
+        py::arg("s_code"), py::arg("f_ptr"), py::arg("f_shape"), py::arg("f_stride"), py::arg("f_code"),
+        py::arg("logits"), py::arg("w"), py::arg("out"), py::arg("o_code"), py::arg("acc64"),
+        py::arg("stream"),
+        "BADGE gradient embedding into device out [n, K*d].");
+  m.def("uwe_segmentation", &cu_segmentation, py::arg("s_ptr"), py::arg("s_shape"), py::arg("s_stride"),
+        py::arg("s_code"), py::arg("f_ptr"), py::arg("f_shape"), py::arg("f_stride"), py::arg("f_code"),
+        py::arg("rh"), py::arg("rw"), py::arg("kind"), py::arg("tau"), py::arg("logits"), py::arg("pixel_u"),
+        py::arg("region_w"), py::arg("out"), py::arg("o_code"), py::arg("acc64"), py::arg("stream"),
+        "Region UWEs into device out [N*R, C].");
+  m.def("uwe_detection", &cu_detection, py::arg("s_ptr"), py::arg("s_shape"), py::arg("s_stride"),
+        py::arg("s_code"), py::arg("f_ptr"), py::arg("f_shape"), py::arg("f_stride"), py::arg("f_code"),
+        py::arg("order"), py::arg("start"), py::arg("num_images"), py::arg("kind"), py::arg("tau"),
+        py::arg("mean"), py::arg("logits"), py::arg("scratch"), py::arg("cls"), py::arg("best"),
+        py::arg("count"), py::arg("acc"), py::arg("out"), py::arg("o_code"), py::arg("acc64"),
+        py::arg("stream"),
+        "Class-wise aggregated box UWEs into device out [num_images, K*d].");
 }
 
 }  // namespace uwe

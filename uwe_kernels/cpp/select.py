@@ -1,6 +1,9 @@
 """Selection ops of the cpp backend: k-center greedy, k-means++ and nearest-centre distances
 on numpy arrays (any strides, float16/bfloat16/float32/float64, np.memmap streamed in place),
-dense or factored, computed by the compiled module with the GIL released."""
+dense or factored, computed by the compiled module with the GIL released.
+
+algorithm='brute' reads every row per pick; 'pruned' hands dense pools to the exact pruned
+kernels in `pruned.py` (same picks); 'auto' lets `pruned.choose_algorithm` look at the pool."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -10,8 +13,9 @@ import numpy as np
 from .. import _lazy
 from .._arrays import BFLOAT16
 from ..factored import FactoredArrays
+from . import pruned
 
-ALGORITHMS = ("brute",)
+ALGORITHMS = ("brute", "pruned")
 DTYPE_CODES = {np.dtype(np.float16): 0, BFLOAT16: 1, np.dtype(np.float32): 2, np.dtype(np.float64): 3}
 DENSE, UWE, BADGE = 0, 1, 2
 FIRST_MAX_NORM, FIRST_RANDOM = -1, -2
@@ -36,18 +40,22 @@ def _double(accum_dtype: Any) -> bool:
 
 def _check_algorithm(algorithm: str) -> None:
     if algorithm not in ALGORITHMS:
-        raise ValueError(f"the cpp backend runs algorithm 'brute' only, got {algorithm!r}")
+        raise ValueError(f"the cpp backend runs algorithms {ALGORITHMS}, got {algorithm!r}")
 
 
 def not_supported_reasons(op: str, call: Any) -> list[str]:
     algorithm = call.options.get("algorithm", "auto")
-    if op != "min_distances" and algorithm not in ("auto",) + ALGORITHMS:
-        return [f"algorithm={algorithm!r} is not implemented by cpp (it runs 'brute')"]
-    return []
+    if op == "min_distances" or algorithm in ("auto", "brute"):
+        return []
+    if algorithm == "pruned":
+        if call.options.get("factored"):
+            return ["algorithm='pruned' runs on dense embeddings only (materialize the factored one)"]
+        return []
+    return [f"algorithm={algorithm!r} is not implemented by cpp"]
 
 
 def choose_algorithm(emb: Any) -> str:
-    return "brute"
+    return pruned.choose_algorithm(emb)
 
 
 def kcenter_greedy(
@@ -61,6 +69,9 @@ def kcenter_greedy(
     accum_dtype: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     _check_algorithm(algorithm)
+    if algorithm == "pruned":
+        return pruned.kcenter_greedy_pruned(emb, labelled_mask, budget, first, progress=progress,
+                                            accum_dtype=accum_dtype)
     return tuple(_ext().kcenter_greedy(
         _emb_spec(emb), labelled_mask, int(budget), -1 if first is None else int(first),
         _double(accum_dtype), progress,
@@ -79,6 +90,9 @@ def kmeans_pp(
     accum_dtype: Any,
 ) -> np.ndarray:
     _check_algorithm(algorithm)
+    if algorithm == "pruned":
+        return pruned.kmeans_pp_pruned(emb, labelled_mask, budget, seed, first, progress=progress,
+                                       accum_dtype=accum_dtype)
     code = {"max_norm": FIRST_MAX_NORM, "random": FIRST_RANDOM}.get(first, None) if isinstance(first, str) else int(first)
     return _ext().kmeans_pp(
         _emb_spec(emb), labelled_mask, int(budget), int(seed), code, _double(accum_dtype), progress,
