@@ -279,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.pytest_args = args.pytest_args[1:]
     try:
         return int(args.func(args))
-    except (*USER_ERRORS, BackendUnavailable) as exc:
+    except USER_ERRORS + (BackendUnavailable,) as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"uwe-kernels {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -180,7 +180,7 @@ def badge_checks(
     tau: float = 1.0,
     seed: int = 0,
     backend: str = "auto",
-) -> dict[str, float | bool]:
+) -> dict[str, Any]:
     """UWE against BADGE on one set of model outputs over the unlabelled pool.
 
     corr_uwe / corr_badge: Pearson correlation of the embedding norm with the uncertainty

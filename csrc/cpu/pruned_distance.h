@@ -12,6 +12,8 @@
 #include <cstring>
 #include <limits>
 
+#include "common/dtype.h"
+
 #if defined(__F16C__)
 #include <immintrin.h>
 #endif
@@ -19,42 +21,22 @@
 namespace uwe {
 namespace pruned {
 
-// Raw 16-bit element types (no half-precision headers needed).
-struct Half {
-  uint16_t bits;
-};
-struct BFloat16 {
-  uint16_t bits;
-};
-
-enum PoolDtype : int { kFloat16 = 0, kBFloat16 = 1, kFloat32 = 2, kFloat64 = 3 };
-
-inline float bits_to_float(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-// IEEE binary16 -> binary32, exact for every finite input.
-inline float half_to_float(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const uint32_t exponent = (h >> 10) & 0x1fu;
-  const uint32_t mantissa = h & 0x3ffu;
-  if (exponent == 0) {
-    const float magnitude = static_cast<float>(mantissa) * 5.9604644775390625e-8f;  // 2^-24
-    return sign ? -magnitude : magnitude;
-  }
-  if (exponent == 31) return bits_to_float(sign | 0x7f800000u | (mantissa << 13));
-  return bits_to_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
-}
+// Element types and their conversions are the shared ones (common/dtype.h).
+using Half = uwe::half_t;
+using BFloat16 = uwe::bf16_t;
+using PoolDtype = uwe::DType;
+using uwe::kBFloat16;
+using uwe::kFloat16;
+using uwe::kFloat32;
+using uwe::kFloat64;
 
 template <class Acc>
 inline Acc to_acc(Half v) {
-  return static_cast<Acc>(half_to_float(v.bits));
+  return static_cast<Acc>(half_bits_to_float(v.bits));
 }
 template <class Acc>
 inline Acc to_acc(BFloat16 v) {
-  return static_cast<Acc>(bits_to_float(static_cast<uint32_t>(v.bits) << 16));
+  return static_cast<Acc>(bf16_bits_to_float(v.bits));
 }
 template <class Acc>
 inline Acc to_acc(float v) {

@@ -27,13 +27,14 @@ from numba.extending import overload
 
 from .._arrays import BFLOAT16
 
+_NUMBA_CONFIG: Any = numba.config  # settings are plain module attributes, untyped
 NATIVE, F16, BF16 = 0, 1, 2
 BLOCK = 4096  # rows per parallel work item; fixed, so results never depend on the thread count
 
 
 def _choose_threading_layer() -> str:
     if os.environ.get("NUMBA_THREADING_LAYER"):
-        return str(numba.config.THREADING_LAYER)
+        return str(_NUMBA_CONFIG.THREADING_LAYER)
     for layer, module in (("omp", "numba.np.ufunc.omppool"), ("tbb", "numba.np.ufunc.tbbpool")):
         try:
             __import__(module)
@@ -47,9 +48,9 @@ def _configure() -> str:
     from numba.np.ufunc import parallel
 
     if getattr(parallel, "_is_initialized", False):  # someone already launched a parallel kernel
-        return str(numba.config.THREADING_LAYER)
+        return str(_NUMBA_CONFIG.THREADING_LAYER)
     layer = _choose_threading_layer()
-    numba.config.THREADING_LAYER = layer
+    _NUMBA_CONFIG.THREADING_LAYER = layer
     return layer
 
 

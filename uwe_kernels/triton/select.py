@@ -199,6 +199,7 @@ class _Rows:
             return x.contiguous(), empty, empty
         if self.mode == 1:
             return (self.w[idx].to(self.acc)[:, None] * x).contiguous(), empty, empty
+        assert self.norms is not None  # mode 2 always has them
         return x.contiguous(), self.w[idx].to(self.acc).contiguous(), self.norms[idx].contiguous()
 
 
