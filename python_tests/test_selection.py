@@ -441,7 +441,8 @@ def test_labelled_set_needs_no_n_by_m_matrix():
     """)
     root = os.path.dirname(os.path.dirname(os.path.abspath(uk.__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=root,
+                         timeout=300)
     assert out.returncode == 0, out.stderr
     picks, grown = map(int, out.stdout.split())
     assert picks == 5
