@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "small PyTorch MLP; prints accuracy per cycle, the pairwise penalty matrix, "
                                    "the Fig. 1 correlations and timings; writes accuracy.png, results.json and "
                                    "results.csv. Needs torch, scikit-learn, scipy and matplotlib.",
-                       epilog="examples:\n  uwe-kernels demo\n  uwe-kernels demo --quick --out-dir /tmp/demo\n"
+                       epilog="examples:\n  uwe-kernels demo\n  uwe-kernels demo --quick --out-dir demo_results\n"
                               "  uwe-kernels demo --seeds 1 --cycles 2 --strategies random,uwe,badge")
     p.add_argument("--quick", action="store_true", help="small pool, 2 seeds, 3 cycles: under a minute")
     p.add_argument("--out-dir", default="uwe_demo_results", help="output folder (default ./uwe_demo_results)")
