@@ -45,10 +45,10 @@ def load_array(path: str, key: str | None = None) -> np.ndarray:
                 key = archive.files[0]
             if key not in archive.files:
                 raise UserError(f"{path} has no array {key!r}; it holds {', '.join(archive.files)}")
-            return archive[key]
+            return np.asarray(archive[key])
     if path.endswith(".npy"):
         try:
-            return np.load(path, mmap_mode="r")
+            return np.asarray(np.load(path, mmap_mode="r"))
         except ValueError as exc:
             raise UserError(f"{path} is not a readable .npy file ({exc})") from None
     raise UserError(f"{path}: inputs must be .npy or .npz")

@@ -166,7 +166,10 @@ def report(results: loop.Results) -> str:
     for s in results.strategies():
         recs = [r for r in results.records if r.strategy == s]
         sel = [r for r in recs if r.picks]
-        mean = lambda key, rs: float(np.mean([getattr(r, key) for r in rs])) if rs else 0.0  # noqa: E731
+
+        def mean(key: str, rs: list[loop.CycleRecord]) -> float:
+            return float(np.mean([getattr(r, key) for r in rs])) if rs else 0.0
+
         lines.append(f"  {s:<{width}} {mean('train_s', recs):8.3f} {mean('extract_s', sel):8.4f} "
                      f"{mean('select_s', sel):8.4f}")
     return "\n".join(lines)

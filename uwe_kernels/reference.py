@@ -55,7 +55,7 @@ def uncertainty_from_probs(p: np.ndarray, kind: str) -> np.ndarray:
     if kind == "entropy":
         with np.errstate(divide="ignore", invalid="ignore"):
             terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-        return np.maximum(-terms.sum(axis=1), 0.0)
+        return np.asarray(np.maximum(-terms.sum(axis=1), 0.0))
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
     best, second = _top_two(p)
@@ -63,7 +63,7 @@ def uncertainty_from_probs(p: np.ndarray, kind: str) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(best > 0, second / np.where(best > 0, best, 1.0), 1.0)
     if kind == "margin":
-        return 1.0 - (best - second)
+        return np.asarray(1.0 - (best - second))
     return 1.0 - best
 
 
@@ -114,7 +114,7 @@ def uwe(scores: Any, features: Any, kind: str, tau: float, from_logits: bool, *,
 def _badge_block(scores: np.ndarray, from_logits: bool) -> np.ndarray:
     w = probabilities(scores, from_logits).copy()
     w[np.arange(len(w)), np.argmax(scores, axis=1)] -= 1.0
-    return w
+    return np.asarray(w)
 
 
 def badge_weights(scores: Any, from_logits: bool, *, out_dtype: Any = None,
@@ -216,7 +216,7 @@ def factored_sq_dist(wa: Any, fa: Any, wb: Any, fb: Any) -> np.ndarray:
         return _dense_sq_dist(wa[:, None] * fa, wb[:, None] * fb)
     na = (wa * wa).sum(1) * (fa * fa).sum(1)
     nb = (wb * wb).sum(1) * (fb * fb).sum(1)
-    return np.maximum(na[:, None] + nb[None, :] - 2.0 * (wa @ wb.T) * (fa @ fb.T), 0.0)
+    return np.asarray(np.maximum(na[:, None] + nb[None, :] - 2.0 * (wa @ wb.T) * (fa @ fb.T), 0.0))
 
 
 def _dense_sq_dist(x: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -55,7 +55,7 @@ def uniforms(seed: int, start: int, count: int) -> np.ndarray:
         z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
     z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) * TWO_POW_M53
+    return np.asarray((z >> np.uint64(11)).astype(np.float64) * TWO_POW_M53)
 
 
 class Draws:

@@ -31,7 +31,7 @@ def _code(arr: np.ndarray) -> int:
 
 
 def _acc64(accum_dtype: Any) -> bool:
-    return np.dtype(accum_dtype) == np.float64
+    return bool(np.dtype(accum_dtype) == np.float64)
 
 
 def _raise_bad(bad: tuple[int, int, int], scores: str, features: str | None = None) -> None:

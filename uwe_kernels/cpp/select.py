@@ -35,7 +35,7 @@ def _emb_spec(emb: Any) -> tuple[Any, ...]:
 
 
 def _double(accum_dtype: Any) -> bool:
-    return np.dtype(accum_dtype) == np.float64
+    return bool(np.dtype(accum_dtype) == np.float64)
 
 
 def _check_algorithm(algorithm: str) -> None:
@@ -94,9 +94,9 @@ def kmeans_pp(
         return pruned.kmeans_pp_pruned(emb, labelled_mask, budget, seed, first, progress=progress,
                                        accum_dtype=accum_dtype)
     code = {"max_norm": FIRST_MAX_NORM, "random": FIRST_RANDOM}.get(first, None) if isinstance(first, str) else int(first)
-    return _ext().kmeans_pp(
+    return np.asarray(_ext().kmeans_pp(
         _emb_spec(emb), labelled_mask, int(budget), int(seed), code, _double(accum_dtype), progress,
-    )
+    ))
 
 
 def min_distances(

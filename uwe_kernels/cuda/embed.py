@@ -36,7 +36,7 @@ def _tensor(t: Any) -> tuple[int, tuple[int, ...], tuple[int, ...], int]:
 
 
 def _acc64(accum_dtype: Any) -> bool:
-    return np.dtype(accum_dtype) == np.float64
+    return bool(np.dtype(accum_dtype) == np.float64)
 
 
 class _OnDevice:
@@ -48,7 +48,7 @@ class _OnDevice:
 
     def __enter__(self) -> int:
         self.guard.__enter__()
-        return _torch().cuda.current_stream(self.device).cuda_stream
+        return int(_torch().cuda.current_stream(self.device).cuda_stream)
 
     def __exit__(self, *exc: Any) -> None:
         self.guard.__exit__(*exc)

@@ -50,7 +50,7 @@ def _features(emb: Any) -> Any:
 
 
 def _width(spec: tuple[Any, ...]) -> int:
-    return spec[2] + spec[3]
+    return int(spec[2] + spec[3])
 
 
 def _workspace(spec: tuple[Any, ...], mask: np.ndarray, device: Any, acc: Any) -> tuple[tuple[int, ...], list[Any]]:
