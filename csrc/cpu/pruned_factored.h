@@ -15,6 +15,7 @@
 // |x_i|^2, itself within a factor 1 + (n + 1) u of the exact one).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -24,6 +25,8 @@
 
 namespace uwe {
 namespace pruned {
+
+constexpr int64_t kPrefetchBytes = 1024;
 
 template <class AccT>
 class FactoredRows {
@@ -68,8 +71,12 @@ class FactoredRows {
   double slack(int64_t i) const { return badge_ ? eta_ * static_cast<double>(p_[i]) : 0.0; }
   double rel() const { return rel_; }
   double abs() const { return abs_; }
+  // Rows of a group are scattered over the pool and read in full (no early exit): fetch the
+  // whole feature row (up to kPrefetchBytes) and the weights.
   void prefetch(int64_t i) const {
-    __builtin_prefetch(e_.f.row(i), 0, 1);
+    const char* f = e_.f.row(i);
+    const int64_t bytes = std::min<int64_t>(e_.d() * e_.f.stride1, kPrefetchBytes);
+    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(f + b, 0, 1);
     __builtin_prefetch(e_.w.row(i), 0, 1);
   }
 
