@@ -502,3 +502,29 @@ def test_factored_badge_near_duplicates_under_cancellation(seed: int, offset: fl
             want = brute_kmeans_pp(emb, mask, 120, s, "random")
             got, _ = pruned.kmeans_pp_stats(emb, mask, 120, s, "random", mode="pruned")
             np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_factored_auto_routes_clustered_pools_to_the_pruned_kernels(kind: str) -> None:
+    emb = factored_pool(6000, 6, 24, badge=kind == "badge", clusters=20, spread=0.05, seed=4)
+    fa = emb.backend_arrays()
+    assert select.choose_algorithm(fa) == "pruned"
+    lab = np.arange(0, 6000, 997)
+    want = uwe_kernels.kcenter_greedy(emb, lab, 60, algorithm="brute", backend="cpp")
+    np.testing.assert_array_equal(uwe_kernels.kcenter_greedy(emb, lab, 60, algorithm="auto", backend="cpp"), want)
+    want = uwe_kernels.kmeans_pp(emb, 60, labelled_idx=lab, seed=9, algorithm="brute", backend="cpp")
+    got = uwe_kernels.kmeans_pp(emb, 60, labelled_idx=lab, seed=9, algorithm="auto", backend="cpp")
+    np.testing.assert_array_equal(got, want)
+
+
+def test_cpp_accepts_pruned_on_factored_calls_and_refuses_unknown_dtypes() -> None:
+    from uwe_kernels.registry import Call
+
+    f32 = np.dtype(np.float32)
+    call = Call(op="kcenter_greedy", device="cpu", dtypes=(f32, f32),
+                options={"algorithm": "pruned", "factored": True, "n": 10})
+    assert select.not_supported_reasons("kcenter_greedy", call) == []
+    odd = Call(op="kmeans_pp", device="cpu", dtypes=(np.dtype(np.float32), np.dtype(np.complex64)),
+               options={"algorithm": "pruned", "factored": True, "n": 10})
+    reasons = select.not_supported_reasons("kmeans_pp", odd)
+    assert reasons and "complex64" in reasons[0]
