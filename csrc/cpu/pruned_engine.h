@@ -6,8 +6,8 @@
 //   * group c is skipped whole when |s - c|^2 >= 4 R(c) (triangle inequality: no member can
 //     get closer to s than to c); |s - c|^2 itself is computed with an early exit at 4 R(c),
 //   * in a touched group, row i is skipped when |s - c|^2 >= 4 D(i),
-//   * any other row gets sq_dist(row, s) with an early exit at D(i) and moves to s's group
-//     when it is strictly closer.
+//   * any other row gets its distance to s (dense rows: with an early exit at D(i)) and moves
+//     to s's group when it is strictly closer.
 // Float safety: the skip tests compare computed values, so they carry the error bound of a
 // computed squared distance, |computed - exact| <= rel * exact + slack(i) + slack(j) + abs
 // (rel for the difference formula; slack(i) = eta |x_i|^2 for the expanded BADGE formula,
@@ -119,9 +119,9 @@ class Engine {
     if (probe_centres_ >= probe && touched_average_ > kSwitchFraction) go_plain();
   }
 
-  // The labelled rows become centres at once, from a pass that found every other row's nearest
-  // one: D[i] its squared distance (as the pass computed it), A[i] its position in `centres`
-  // (-1: none). `pairs` distances were evaluated.
+  // The labelled rows become centres at once (on an engine with no centres yet), from a pass
+  // that found every other row's nearest one: D[i] its squared distance (as the pass computed
+  // it), A[i] its position in `centres` (-1: none). `pairs` distances were evaluated.
   void add_centres(const std::vector<int64_t>& centres, const std::vector<Acc>& D, const std::vector<int64_t>& A,
                    int64_t pairs) {
     const int32_t first_id = static_cast<int32_t>(groups_.size());

@@ -96,7 +96,6 @@ def _check(emb: Any) -> None:
 
 
 def _pool(emb: Any) -> tuple[np.ndarray, int]:
-    _check(emb)
     code = DTYPE_CODES[emb.dtype]
     if emb.shape[1] > 1 and emb.strides[1] != emb.itemsize:
         emb = np.ascontiguousarray(emb)
@@ -137,12 +136,12 @@ def kcenter_greedy_stats(
     """k-center greedy picks, distances at pick time and work statistics (rows_touched,
     values_read, centre_distances, switched_at, ...). `mode`: 'adaptive' (pruned, plain pass
     once pruning stops paying), 'pruned' (never falls back) or 'plain' (every row every pick)."""
+    _check(emb)
     mask = np.asarray(labelled_mask, dtype=bool)
     first_code = -1 if first is None else int(first)
     double = _double(accum_dtype, *_arrays(emb))
     fa = _factored(emb)
     if fa is not None:
-        _check(emb)
         picks, dists, stats = _ext().kcenter_greedy_pruned_factored(
             _factored_spec(fa), mask, int(budget), first_code, double, MODES[mode], progress)
     else:
@@ -168,11 +167,11 @@ def kmeans_pp_stats(
         first_code = {"max_norm": FIRST_MAX_NORM, "random": FIRST_RANDOM}[first]
     else:
         first_code = int(first)
+    _check(emb)
     mask = np.asarray(labelled_mask, dtype=bool)
     double = _double(accum_dtype, *_arrays(emb))
     fa = _factored(emb)
     if fa is not None:
-        _check(emb)
         picks, stats = _ext().kmeans_pp_pruned_factored(
             _factored_spec(fa), mask, int(budget), int(seed), first_code, double, MODES[mode], progress)
     else:
