@@ -108,6 +108,7 @@ py::dict stats_dict(const pruned::Stats& s, int64_t n, int64_t budget, bool plai
   out["groups_touched"] = s.groups_touched;
   out["switched_at"] = s.switched_at;
   out["plain_centres"] = s.plain_centres;
+  out["labelled_pairs"] = s.labelled_pairs;
   out["plain_at_end"] = plain_at_end;
   return out;
 }

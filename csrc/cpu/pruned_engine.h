@@ -64,6 +64,7 @@ struct Stats {
   int64_t groups_touched = 0;
   int64_t switched_at = -1;      // centre index where adaptive mode first went plain (-1: never)
   int64_t plain_centres = 0;     // centres added by the plain pass
+  int64_t labelled_pairs = 0;    // of rows_touched: the labelled set's one-off pass (add_centres)
 };
 
 template <class Rows>
@@ -143,6 +144,7 @@ class Engine {
     }
     stats_.centres += static_cast<int64_t>(centres.size());
     stats_.rows_touched += pairs;
+    stats_.labelled_pairs += pairs;
     stats_.values_read += pairs * rows_.width();
     if (!plain_) rebuild_members();
   }

@@ -134,7 +134,8 @@ def kcenter_greedy_stats(
     accum_dtype: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """k-center greedy picks, distances at pick time and work statistics (rows_touched,
-    values_read, centre_distances, switched_at, ...). `mode`: 'adaptive' (pruned, plain pass
+    values_read, centre_distances, switched_at, labelled_pairs (of rows_touched, the factored
+    kernels' one-off labelled-set pass), ...). `mode`: 'adaptive' (pruned, plain pass
     once pruning stops paying), 'pruned' (never falls back) or 'plain' (every row every pick)."""
     _check(emb)
     mask = np.asarray(labelled_mask, dtype=bool)
