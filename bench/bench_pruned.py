@@ -5,6 +5,10 @@ bandwidth is measured here (np.sum over 1 GiB of float32, best of 3). Pools are 
 mixtures (clusters with a low intrinsic dimension, embedded in d dimensions) and isotropic
 Gaussian noise. Quick sizes by default; UWE_BENCH_SIZE=full runs n up to 2,000,000.
 extra_info: rows touched per pick, fraction of rows touched, time / floor, speed-up vs plain.
+
+Factored cases: BADGE gradient embeddings at CIFAR-10-like shapes (K = 10 classes, d = 512
+features, K*d = 5120 implicit columns never built), clustered (class logits follow the feature
+clusters) and isotropic; pruned vs the brute-force factored kernel, same picks asserted.
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from uwe_kernels.cpp import pruned
+from uwe_kernels.cpp import pruned, select
+from uwe_kernels.factored import FactoredArrays
 
 FULL = os.environ.get("UWE_BENCH_SIZE", "quick") == "full"
 GIB = 1 << 30
@@ -51,6 +56,10 @@ def pool_id(spec: tuple[Any, ...]) -> str:
 
 def gaussian_mixture(n: int, d: int, clusters: int, intrinsic: int, seed: int = 0) -> np.ndarray:
     """Clusters of `intrinsic` dimensions (random bases) around well-separated centres."""
+    return mixture_and_labels(n, d, clusters, intrinsic, seed)[0]
+
+
+def mixture_and_labels(n: int, d: int, clusters: int, intrinsic: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     out = np.empty((n, d), dtype=np.float32)
     labels = rng.integers(0, clusters, n)
@@ -60,7 +69,7 @@ def gaussian_mixture(n: int, d: int, clusters: int, intrinsic: int, seed: int = 
         basis = rng.standard_normal((intrinsic, d)).astype(np.float32) / np.sqrt(intrinsic)
         z = rng.standard_normal((len(rows), intrinsic)).astype(np.float32)
         out[rows] = centres[c] + z @ basis
-    return out
+    return out, labels
 
 
 @pytest.fixture(scope="session")
@@ -148,3 +157,86 @@ def _record(benchmark: Any, spec: tuple[Any, ...], provider: str, seconds: float
     plain = _plain_seconds.get(pool_id(spec))
     if plain is not None and not provider.endswith("plain"):
         info["speedup_vs_plain"] = plain / seconds
+
+
+# ---------------------------------------------------------------- factored BADGE embeddings
+# (name, n, K, d, clusters, intrinsic dimension, budget); clusters 0 = isotropic noise
+QUICK_FACTORED = [
+    ("badge-mixture", 20_000, 10, 512, 100, 16, 500),
+    ("badge-isotropic", 20_000, 10, 512, 0, 0, 100),
+]
+FULL_FACTORED = [
+    ("badge-mixture", 50_000, 10, 512, 100, 16, 1_000),
+    ("badge-mixture", 50_000, 10, 512, 1_000, 16, 1_000),
+    ("badge-isotropic", 50_000, 10, 512, 0, 0, 500),
+]
+FACTORED = FULL_FACTORED if FULL else QUICK_FACTORED
+FACTORED_PROVIDERS = ["brute", "adaptive", "pruned"]
+
+_brute_seconds: dict[str, float] = {}
+_factored: dict[str, Any] = {}
+
+
+def factored_id(spec: tuple[Any, ...]) -> str:
+    name, n, k, d, clusters, intrinsic, budget = spec
+    shape = f"{clusters}x{intrinsic}" if clusters else "noise"
+    return f"{name}-{shape}-n{n}-K{k}-d{d}-b{budget}"
+
+
+def badge_factors(spec: tuple[Any, ...]) -> FactoredArrays:
+    """BADGE factors p - onehot(argmax p) and features; clustered pools draw each cluster's class
+    logits around one vector, so the weights cluster with the features."""
+    key = factored_id(spec)
+    if key not in _factored:
+        _factored.clear()
+        name, n, k, d, clusters, intrinsic, _ = spec
+        rng = np.random.default_rng(3)
+        if clusters:
+            feats, labels = mixture_and_labels(n, d, clusters, intrinsic, seed=3)
+            logits = 4.0 * rng.standard_normal((clusters, k))[labels] + 0.2 * rng.standard_normal((n, k))
+        else:
+            feats = rng.standard_normal((n, d), dtype=np.float32)
+            logits = 3.0 * rng.standard_normal((n, k))
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        w = (p - np.eye(k)[p.argmax(1)]).astype(np.float32)
+        _factored[key] = FactoredArrays(w, np.ascontiguousarray(feats, dtype=np.float32))
+    return _factored[key]
+
+
+@pytest.mark.parametrize("spec", FACTORED, ids=[factored_id(s) for s in FACTORED])
+@pytest.mark.parametrize("provider", FACTORED_PROVIDERS)
+def bench_kcenter_greedy_factored(benchmark: Any, spec: tuple[Any, ...], provider: str) -> None:
+    fa = badge_factors(spec)
+    n, budget = spec[1], spec[-1]
+    mask = np.zeros(n, dtype=bool)
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        if provider == "brute":
+            out["picks"], _ = select.kcenter_greedy(fa, mask, budget, None, algorithm="brute", progress=None,
+                                                    accum_dtype=np.float32)
+            out["stats"] = None
+        else:
+            out["picks"], _, out["stats"] = pruned.kcenter_greedy_stats(fa, mask, budget, None, mode=provider)
+
+    benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
+    seconds = benchmark.stats.stats.min
+    key = factored_id(spec)
+    info = benchmark.extra_info
+    info["provider"] = provider
+    info["auto_choice"] = pruned.choose_algorithm(fa)
+    if provider == "brute":
+        _brute_seconds[key] = seconds
+        _factored[key + "/picks"] = out["picks"]
+        info["rows_touched_per_pick"] = n - 1
+        return
+    stats = out["stats"]
+    touched = stats["rows_touched"] - stats["labelled_pairs"]
+    info["rows_touched_per_pick"] = touched / max(1, budget)
+    info["fraction_touched"] = touched / max(1, budget * n)
+    info["switched_at"] = stats["switched_at"]
+    if key + "/picks" in _factored:
+        np.testing.assert_array_equal(out["picks"], _factored[key + "/picks"])
+    if key in _brute_seconds:
+        info["speedup_vs_brute"] = _brute_seconds[key] / seconds

@@ -60,5 +60,15 @@ def kmeans_pp_pruned(pool: np.ndarray, dtype: int, labelled_mask: npt.NDArray[np
                      progress: _Progress) -> tuple[npt.NDArray[np.int64], dict[str, Any]]:
     """Pruned k-means++ seeding: (picks, work statistics)."""
 
+def kcenter_greedy_pruned_factored(emb: _EmbSpec, labelled_mask: npt.NDArray[np.bool_], budget: int, first: int,
+                                   double_acc: bool, mode: int, progress: _Progress
+                                   ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], dict[str, Any]]:
+    """Pruned k-center greedy on a factored (kind 1 UWE / 2 BADGE) embedding: (picks, distances, statistics)."""
+
+def kmeans_pp_pruned_factored(emb: _EmbSpec, labelled_mask: npt.NDArray[np.bool_], budget: int, seed: int,
+                              first: int, double_acc: bool, mode: int,
+                              progress: _Progress) -> tuple[npt.NDArray[np.int64], dict[str, Any]]:
+    """Pruned k-means++ seeding on a factored (kind 1 UWE / 2 BADGE) embedding: (picks, statistics)."""
+
 def splitmix64_uniforms(seed: int, start: int, count: int) -> npt.NDArray[np.float64]:
     """SplitMix64 draws start .. start + count - 1 as float64 in [0, 1)."""

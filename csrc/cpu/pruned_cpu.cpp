@@ -1,7 +1,10 @@
 // Pruned k-center greedy and k-means++ of the CPU module: exactly the picks of the plain
 // per-pick pass, with far fewer rows read on clustered pools (see cpu/pruned_engine.h).
+// Pools: dense [n, d] (cpu/pruned_distance.h) or factored UWE / BADGE embeddings
+// (cpu/pruned_factored.h, the brute-force kernels' own distance functions).
 //
-// k-center greedy: labelled rows are added as centres one by one (the same pruned update), then
+// k-center greedy: labelled rows are added as centres (dense: one by one, the same pruned
+// update; factored: the brute-force labelled pass, so D starts from the same values), then
 // each pick is the argmax of D over untaken rows (lowest index on ties), found from the group
 // maxima. Picked distances are sqrt(D) at pick time, inf for a first pick with nothing labelled.
 // k-means++: the same updates; each pick draws r_t (SplitMix64) and takes the first row whose
@@ -14,6 +17,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -22,13 +26,16 @@
 #include <vector>
 
 #include "cpu/pruned_engine.h"
+#include "cpu/pruned_factored.h"
 
 namespace py = pybind11;
 
 namespace uwe {
 namespace {
 
+using pruned::DenseRows;
 using pruned::Engine;
+using pruned::FactoredRows;
 
 constexpr int64_t kPrefixBlock = 4096;
 constexpr int64_t kFirstMaxNorm = -1;
@@ -101,15 +108,19 @@ py::dict stats_dict(const pruned::Stats& s, int64_t n, int64_t budget, bool plai
   out["groups_touched"] = s.groups_touched;
   out["switched_at"] = s.switched_at;
   out["plain_centres"] = s.plain_centres;
+  out["labelled_pairs"] = s.labelled_pairs;
   out["plain_at_end"] = plain_at_end;
   return out;
 }
 
-template <class T, class Acc>
-int64_t max_norm_row(const Engine<T, Acc>& eng, int64_t n, int64_t d) {
+// The row of largest norm, lowest index on ties (norms as the brute-force first pick computes them).
+template <class Rows>
+int64_t max_norm_row(const Engine<Rows>& eng) {
+  using Acc = typename Rows::Acc;
+  const int64_t n = eng.rows().n();
   std::vector<Acc> norms(n);
 #pragma omp parallel for schedule(static, 4096) if (n >= 4096)
-  for (int64_t i = 0; i < n; ++i) norms[i] = pruned::sq_norm<T, Acc>(eng.row(i), d);
+  for (int64_t i = 0; i < n; ++i) norms[i] = eng.rows().norm(i);
   int64_t best = 0;
   for (int64_t i = 1; i < n; ++i)
     if (norms[i] > norms[best]) best = i;
@@ -161,28 +172,56 @@ int64_t sample_d2(const std::vector<Acc>& D, double r, std::vector<double>& bloc
   return -1;
 }
 
+// The labelled rows become centres; false when there are none. Dense pools: one pruned update
+// per labelled row, in index order.
 template <class T, class Acc>
-py::tuple kcenter_impl(const Pool& pool, const std::vector<uint8_t>& labelled, int64_t budget, int64_t first,
+bool add_labelled(Engine<DenseRows<T, Acc>>& eng, const std::vector<uint8_t>& labelled, Heartbeat& heart,
+                  cpu::Checkpoint&) {
+  bool any = false;
+  for (int64_t i = 0; i < static_cast<int64_t>(labelled.size()); ++i) {
+    if (!labelled[i]) continue;
+    any = true;
+    eng.add_centre(i);
+    heart.beat(0);
+  }
+  return any;
+}
+
+// Factored embeddings: the brute-force labelled pass (same tiles, same BADGE recompute), so
+// every D starts bit-identical to the brute-force kernels'; then all centres at once.
+template <class Acc>
+bool add_labelled(Engine<FactoredRows<Acc>>& eng, const std::vector<uint8_t>& labelled, Heartbeat&,
+                  cpu::Checkpoint& checkpoint) {
+  const FactoredRows<Acc>& rows = eng.rows();
+  const int64_t n = rows.n();
+  const int64_t m = std::count(labelled.begin(), labelled.end(), uint8_t(1));
+  if (m == 0) return false;
+  std::vector<Acc> D(static_cast<size_t>(n), std::numeric_limits<Acc>::infinity());
+  std::vector<int64_t> A;
+  const std::vector<int64_t> centres =
+      cpu::labelled_init<Acc>(rows.emb(), labelled.data(), rows.norms(), D.data(), rows.workspace(), checkpoint, A);
+  eng.add_centres(centres, D, A, (n - m) * m);
+  return true;
+}
+
+template <class Rows>
+py::tuple kcenter_impl(const Rows& rows, const std::vector<uint8_t>& labelled, int64_t budget, int64_t first,
                        int mode, py::object progress) {
   py::array_t<int64_t> picks(budget);
   py::array_t<double> dists(budget);
   int64_t* pk = picks.mutable_data();
   double* ds = dists.mutable_data();
-  Engine<T, Acc> eng(pool.base, pool.n, pool.d, pool.row_stride, mode);
+  const int64_t n = rows.n();
+  Engine<Rows> eng(rows, mode);
+  cpu::Checkpoint checkpoint{py::none()};
   Heartbeat heart(std::move(progress));
   {
     py::gil_scoped_release release;
     int64_t t = 0;
     if (budget > 0) {
-      bool any_labelled = false;
-      for (int64_t i = 0; i < pool.n; ++i) {
-        if (!labelled[i]) continue;
-        any_labelled = true;
-        eng.add_centre(i);
-        heart.beat(0);
-      }
+      const bool any_labelled = add_labelled(eng, labelled, heart, checkpoint);
       if (!any_labelled) {
-        const int64_t s = first >= 0 ? first : max_norm_row(eng, pool.n, pool.d);
+        const int64_t s = first >= 0 ? first : max_norm_row(eng);
         pk[0] = s;
         ds[0] = std::numeric_limits<double>::infinity();
         eng.add_centre(s);
@@ -198,15 +237,17 @@ py::tuple kcenter_impl(const Pool& pool, const std::vector<uint8_t>& labelled, i
     }
   }
   heart.finish(budget);
-  return py::make_tuple(picks, dists, stats_dict(eng.stats(), pool.n, budget, eng.plain()));
+  return py::make_tuple(picks, dists, stats_dict(eng.stats(), n, budget, eng.plain()));
 }
 
-template <class T, class Acc>
-py::tuple kmeans_impl(const Pool& pool, const std::vector<uint8_t>& labelled, int64_t budget, uint64_t seed,
+template <class Rows>
+py::tuple kmeans_impl(const Rows& rows, const std::vector<uint8_t>& labelled, int64_t budget, uint64_t seed,
                       int64_t first, int mode, py::object progress) {
   py::array_t<int64_t> picks(budget);
   int64_t* pk = picks.mutable_data();
-  Engine<T, Acc> eng(pool.base, pool.n, pool.d, pool.row_stride, mode);
+  const int64_t n = rows.n();
+  Engine<Rows> eng(rows, mode);
+  cpu::Checkpoint checkpoint{py::none()};
   Heartbeat heart(std::move(progress));
   {
     py::gil_scoped_release release;
@@ -214,16 +255,10 @@ py::tuple kmeans_impl(const Pool& pool, const std::vector<uint8_t>& labelled, in
     int64_t t = 0;
     std::vector<double> block_start;
     if (budget > 0) {
-      bool any_labelled = false;
-      for (int64_t i = 0; i < pool.n; ++i) {
-        if (!labelled[i]) continue;
-        any_labelled = true;
-        eng.add_centre(i);
-        heart.beat(0);
-      }
+      const bool any_labelled = add_labelled(eng, labelled, heart, checkpoint);
       if (!any_labelled) {
         int64_t s = first;
-        if (first == kFirstMaxNorm) s = max_norm_row(eng, pool.n, pool.d);
+        if (first == kFirstMaxNorm) s = max_norm_row(eng);
         if (first == kFirstRandom) s = uniform_untaken(eng.taken(), eng.untaken(), splitmix_uniform(seed, draw++));
         pk[0] = s;
         eng.add_centre(s);
@@ -240,23 +275,36 @@ py::tuple kmeans_impl(const Pool& pool, const std::vector<uint8_t>& labelled, in
     }
   }
   heart.finish(budget);
-  return py::make_tuple(picks, stats_dict(eng.stats(), pool.n, budget, eng.plain()));
+  return py::make_tuple(picks, stats_dict(eng.stats(), n, budget, eng.plain()));
 }
 
+// fn(rows) with the DenseRows of the pool's element type and the accumulator.
 template <class Fn>
 py::tuple dispatch(const Pool& pool, bool double_acc, Fn&& fn) {
   using pruned::BFloat16;
   using pruned::Half;
+  auto run = [&](auto t, auto a) {
+    return fn(DenseRows<decltype(t), decltype(a)>{pool.base, pool.n, pool.d, pool.row_stride});
+  };
   switch (pool.dtype) {
-    case pruned::kFloat16: return double_acc ? fn(Half{}, double{}) : fn(Half{}, float{});
-    case pruned::kBFloat16: return double_acc ? fn(BFloat16{}, double{}) : fn(BFloat16{}, float{});
-    case pruned::kFloat32: return double_acc ? fn(float{}, double{}) : fn(float{}, float{});
-    default: return fn(double{}, double{});
+    case pruned::kFloat16: return double_acc ? run(Half{}, double{}) : run(Half{}, float{});
+    case pruned::kBFloat16: return double_acc ? run(BFloat16{}, double{}) : run(BFloat16{}, float{});
+    case pruned::kFloat32: return double_acc ? run(float{}, double{}) : run(float{}, float{});
+    default: return run(double{}, double{});
   }
 }
 
-void check_common(const Pool& pool, int64_t budget, int mode) {
-  if (budget < 0 || budget > pool.n) throw py::value_error("pruned selection: budget out of range");
+// fn(rows) with the FactoredRows of a UWE / BADGE embedding spec (the brute-force kernels' spec).
+template <class Fn>
+py::tuple dispatch_factored(const cpu::Emb& e, bool double_acc, Fn&& fn) {
+  if (e.kind != cpu::kUwe && e.kind != cpu::kBadge)
+    throw py::value_error("pruned selection: factored kernels take a UWE or BADGE embedding (kind 1 or 2)");
+  if (double_acc) return fn(FactoredRows<double>(e));
+  return fn(FactoredRows<float>(e));
+}
+
+void check_common(int64_t n, int64_t budget, int mode) {
+  if (budget < 0 || budget > n) throw py::value_error("pruned selection: budget out of range");
   if (mode < pruned::kPlain || mode > pruned::kAdaptive) throw py::value_error("pruned selection: unknown mode");
 }
 
@@ -268,12 +316,11 @@ void register_pruned_cpu(py::module_& m) {
       [](const py::array& pool, int dtype, const py::array_t<bool, py::array::forcecast>& labelled_mask,
          int64_t budget, int64_t first, bool double_acc, int mode, py::object progress) {
         const Pool p = pool_view(pool, dtype);
-        check_common(p, budget, mode);
+        check_common(p.n, budget, mode);
         if (first >= p.n) throw py::value_error("pruned selection: first out of range");
         const std::vector<uint8_t> labelled = mask_vector(labelled_mask, p.n);
-        return dispatch(p, double_acc, [&](auto t, auto a) {
-          return kcenter_impl<decltype(t), decltype(a)>(p, labelled, budget, first, mode, progress);
-        });
+        return dispatch(p, double_acc,
+                        [&](const auto& rows) { return kcenter_impl(rows, labelled, budget, first, mode, progress); });
       },
       py::arg("pool"), py::arg("dtype"), py::arg("labelled_mask"), py::arg("budget"), py::arg("first"),
       py::arg("double_acc"), py::arg("mode"), py::arg("progress"),
@@ -283,16 +330,47 @@ void register_pruned_cpu(py::module_& m) {
       [](const py::array& pool, int dtype, const py::array_t<bool, py::array::forcecast>& labelled_mask,
          int64_t budget, uint64_t seed, int64_t first, bool double_acc, int mode, py::object progress) {
         const Pool p = pool_view(pool, dtype);
-        check_common(p, budget, mode);
+        check_common(p.n, budget, mode);
         if (first >= p.n || first < kFirstRandom) throw py::value_error("pruned selection: first out of range");
         const std::vector<uint8_t> labelled = mask_vector(labelled_mask, p.n);
-        return dispatch(p, double_acc, [&](auto t, auto a) {
-          return kmeans_impl<decltype(t), decltype(a)>(p, labelled, budget, seed, first, mode, progress);
+        return dispatch(p, double_acc, [&](const auto& rows) {
+          return kmeans_impl(rows, labelled, budget, seed, first, mode, progress);
         });
       },
       py::arg("pool"), py::arg("dtype"), py::arg("labelled_mask"), py::arg("budget"), py::arg("seed"),
       py::arg("first"), py::arg("double_acc"), py::arg("mode"), py::arg("progress"),
       "Pruned k-means++ seeding: (picks [budget] int64, stats dict).");
+  m.def(
+      "kcenter_greedy_pruned_factored",
+      [](const py::tuple& emb, const py::array_t<bool, py::array::forcecast>& labelled_mask, int64_t budget,
+         int64_t first, bool double_acc, int mode, py::object progress) {
+        const cpu::Emb e = cpu::emb_of(emb);
+        check_common(e.n(), budget, mode);
+        if (first >= e.n()) throw py::value_error("pruned selection: first out of range");
+        const std::vector<uint8_t> labelled = mask_vector(labelled_mask, e.n());
+        return dispatch_factored(e, double_acc, [&](const auto& rows) {
+          return kcenter_impl(rows, labelled, budget, first, mode, progress);
+        });
+      },
+      py::arg("emb"), py::arg("labelled_mask"), py::arg("budget"), py::arg("first"), py::arg("double_acc"),
+      py::arg("mode"), py::arg("progress"),
+      "Pruned k-center greedy on a factored embedding spec (kind 1 UWE / 2 BADGE, features, dtype code, "
+      "weights, dtype code): (picks, dists, stats dict).");
+  m.def(
+      "kmeans_pp_pruned_factored",
+      [](const py::tuple& emb, const py::array_t<bool, py::array::forcecast>& labelled_mask, int64_t budget,
+         uint64_t seed, int64_t first, bool double_acc, int mode, py::object progress) {
+        const cpu::Emb e = cpu::emb_of(emb);
+        check_common(e.n(), budget, mode);
+        if (first >= e.n() || first < kFirstRandom) throw py::value_error("pruned selection: first out of range");
+        const std::vector<uint8_t> labelled = mask_vector(labelled_mask, e.n());
+        return dispatch_factored(e, double_acc, [&](const auto& rows) {
+          return kmeans_impl(rows, labelled, budget, seed, first, mode, progress);
+        });
+      },
+      py::arg("emb"), py::arg("labelled_mask"), py::arg("budget"), py::arg("seed"), py::arg("first"),
+      py::arg("double_acc"), py::arg("mode"), py::arg("progress"),
+      "Pruned k-means++ seeding on a factored embedding spec: (picks, stats dict).");
 }
 
 }  // namespace uwe

@@ -8,6 +8,7 @@
 // without reading the rest of the row. A full evaluation is bit-identical on every call.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -182,6 +183,35 @@ template <class Acc>
 inline double abs_error_floor(int64_t d) {
   return 64.0 * static_cast<double>(d + 1) * static_cast<double>(std::numeric_limits<Acc>::min());
 }
+
+// Dense [n, d] pool rows of type T (unit inner stride, any row stride) for the engine:
+// difference formula with early exit, relative error bound, no per-row slack.
+template <class T, class AccT>
+struct DenseRows {
+  using Acc = AccT;
+  const char* base;
+  int64_t rows, d, row_stride;
+
+  const T* row(int64_t i) const { return reinterpret_cast<const T*>(base + i * row_stride); }
+  int64_t n() const { return rows; }
+  int64_t width() const { return d; }
+  int64_t centre_size() const { return d; }
+  void load_centre(int64_t s, Acc* c) const {
+    for (int64_t k = 0; k < d; ++k) c[k] = to_acc<Acc>(row(s)[k]);
+  }
+  Acc dist(int64_t i, const Acc* c, Acc bound, int64_t& read) const { return sq_dist<T, Acc>(row(i), c, d, bound, read); }
+  Acc norm(int64_t i) const { return sq_norm<T, Acc>(row(i), d); }
+  double slack(int64_t) const { return 0.0; }
+  double rel() const { return rel_error_bound<Acc>(d); }
+  double abs() const { return abs_error_floor<Acc>(d); }
+  // The first kPrefetchBytes of row i towards the cache (early exit rarely reads more).
+  void prefetch(int64_t i) const {
+    constexpr int64_t kPrefetchBytes = 1024;
+    const char* p = reinterpret_cast<const char*>(row(i));
+    const int64_t bytes = std::min<int64_t>(d * static_cast<int64_t>(sizeof(T)), kPrefetchBytes);
+    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 1);
+  }
+};
 
 }  // namespace pruned
 }  // namespace uwe

@@ -6,12 +6,18 @@
 //   * group c is skipped whole when |s - c|^2 >= 4 R(c) (triangle inequality: no member can
 //     get closer to s than to c); |s - c|^2 itself is computed with an early exit at 4 R(c),
 //   * in a touched group, row i is skipped when |s - c|^2 >= 4 D(i),
-//   * any other row gets sq_dist(row, s) with an early exit at D(i) and moves to s's group
-//     when it is strictly closer.
-// Float safety: the skip tests compare computed values, so they carry the relative error bound
-// of a computed squared distance (rel_error_bound) and an absolute floor; a skipped row's
-// computed distance is provably >= D(i). D is therefore bit-identical to the plain pass, which
-// evaluates every row, and the picks are exactly those of the plain pass.
+//   * any other row gets its distance to s (dense rows: with an early exit at D(i)) and moves
+//     to s's group when it is strictly closer.
+// Float safety: the skip tests compare computed values, so they carry the error bound of a
+// computed squared distance, |computed - exact| <= rel * exact + slack(i) + slack(j) + abs
+// (rel for the difference formula; slack(i) = eta |x_i|^2 for the expanded BADGE formula,
+// whose error scales with the norms, not with the distance). A skipped row's computed distance
+// is provably >= D(i), so D is bit-identical to the plain pass, which evaluates every row, and
+// the picks are exactly those of the plain pass.
+// Rows: a policy giving the row representation (cpu/pruned_distance.h DenseRows for [n, d]
+// pools, cpu/pruned_factored.h FactoredRows for UWE / BADGE factors): load_centre, dist (with
+// an early exit at `bound` where that is a proven lower bound, else the full value), norm,
+// slack, rel, abs, prefetch.
 // The next k-center pick is the argmax over group maxima: O(groups), never O(n).
 // Adaptive mode: when an exponential average of the fraction of rows touched per centre stays
 // above kSwitchFraction, the member lists are dropped and the next centres run the plain pass
@@ -19,8 +25,7 @@
 // O(n) and pruning is probed again, each failed probe doubling the next plain stretch.
 // Complexity per centre: O(G d) for centre-centre distances (early exit) plus O(m d) for the m
 // rows touched, plus O(members) of the touched groups; memory O(n) plus O(G).
-// Shapes: pool [n, d] (T as stored, unit inner stride, any row stride), D [n] in Acc
-// (float for float16/bfloat16/float32 pools, double for float64).
+// Shapes: D [n] in Acc (float for float16/bfloat16/float32 pools, double for float64).
 #pragma once
 
 #include <algorithm>
@@ -47,7 +52,6 @@ constexpr int64_t kFirstPlainStretch = 48;
 constexpr double kSwitchSmoothing = 1.0 / 8.0;
 constexpr int64_t kTaskRows = 1024;
 constexpr int64_t kPrefetchRows = 8;
-constexpr int64_t kPrefetchBytes = 1024;
 // Below this many row (or centre) evaluations a step runs on one thread: waking a team for a
 // few microseconds of work costs more than it saves, and far more on a busy machine.
 constexpr int64_t kParallelMin = 4096;
@@ -60,15 +64,18 @@ struct Stats {
   int64_t groups_touched = 0;
   int64_t switched_at = -1;      // centre index where adaptive mode first went plain (-1: never)
   int64_t plain_centres = 0;     // centres added by the plain pass
+  int64_t labelled_pairs = 0;    // of rows_touched: the labelled set's one-off pass (add_centres)
 };
 
-template <class T, class Acc>
+template <class Rows>
 class Engine {
  public:
-  Engine(const char* base, int64_t n, int64_t d, int64_t row_stride, int mode)
-      : base_(base), n_(n), d_(d), row_stride_(row_stride), mode_(mode),
-        D_(n, std::numeric_limits<Acc>::infinity()), group_of_(n, 0), taken_(n, 0), centre_(d),
-        rel_(rel_error_bound<Acc>(d)), abs_(abs_error_floor<Acc>(d)) {
+  using Acc = typename Rows::Acc;
+
+  Engine(const Rows& rows, int mode)
+      : rows_(rows), n_(rows.n()), mode_(mode), D_(n_, std::numeric_limits<Acc>::infinity()), group_of_(n_, 0),
+        taken_(n_, 0), centre_(rows.centre_size()), rel_(rows.rel()), abs_(rows.abs()) {
+    const int64_t n = n_;
     plain_ = mode == kPlain;
     Group none;
     none.centre = -1;
@@ -80,15 +87,8 @@ class Engine {
     groups_.push_back(std::move(none));
   }
 
-  const T* row(int64_t i) const { return reinterpret_cast<const T*>(base_ + i * row_stride_); }
+  const Rows& rows() const { return rows_; }
   const std::vector<Acc>& D() const { return D_; }
-
-  // The first kPrefetchBytes of row i towards the cache (early exit rarely reads more).
-  void prefetch_row(int64_t i) const {
-    const char* p = reinterpret_cast<const char*>(row(i));
-    const int64_t bytes = std::min<int64_t>(d_ * static_cast<int64_t>(sizeof(T)), kPrefetchBytes);
-    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 1);
-  }
   const std::vector<uint8_t>& taken() const { return taken_; }
   const Stats& stats() const { return stats_; }
   bool plain() const { return plain_; }
@@ -98,7 +98,7 @@ class Engine {
   void add_centre(int64_t s) {
     const int64_t live_before = untaken_;
     const int64_t touched_before = stats_.rows_touched;
-    for (int64_t k = 0; k < d_; ++k) centre_[k] = to_acc<Acc>(row(s)[k]);
+    rows_.load_centre(s, centre_.data());
     if (!taken_[s]) --untaken_;
     taken_[s] = 1;
     D_[s] = 0;
@@ -118,6 +118,35 @@ class Engine {
     ++probe_centres_;
     const int64_t probe = stats_.switched_at < 0 ? kFirstProbe : kProbe;
     if (probe_centres_ >= probe && touched_average_ > kSwitchFraction) go_plain();
+  }
+
+  // The labelled rows become centres at once (on an engine with no centres yet), from a pass
+  // that found every other row's nearest one: D[i] its squared distance (as the pass computed
+  // it), A[i] its position in `centres` (-1: none). `pairs` distances were evaluated.
+  void add_centres(const std::vector<int64_t>& centres, const std::vector<Acc>& D, const std::vector<int64_t>& A,
+                   int64_t pairs) {
+    const int32_t first_id = static_cast<int32_t>(groups_.size());
+    for (const int64_t c : centres) {
+      if (!taken_[c]) --untaken_;
+      taken_[c] = 1;
+      Group g;
+      g.centre = c;
+      groups_.push_back(std::move(g));
+    }
+    for (int64_t i = 0; i < n_; ++i) {
+      if (taken_[i]) {
+        D_[i] = 0;
+        group_of_[i] = -1;
+      } else if (A[i] >= 0 && D[i] < D_[i]) {
+        D_[i] = D[i];
+        group_of_[i] = first_id + static_cast<int32_t>(A[i]);
+      }
+    }
+    stats_.centres += static_cast<int64_t>(centres.size());
+    stats_.rows_touched += pairs;
+    stats_.labelled_pairs += pairs;
+    stats_.values_read += pairs * rows_.width();
+    if (!plain_) rebuild_members();
   }
 
   // Next k-center pick: argmax D over untaken rows (lowest index on ties); -1 when none.
@@ -140,7 +169,7 @@ class Engine {
   struct Group {
     int64_t centre = -1;  // -1: rows that have no centre yet (D = inf)
     std::vector<int64_t> members;
-    double radius2 = 0;  // max D over members
+    double radius2 = 0;  // max D + slack over members
     Acc best_d = -1;
     int64_t best_i = -1;
   };
@@ -153,10 +182,15 @@ class Engine {
     for (Group& g : groups_) std::vector<int64_t>().swap(g.members);
   }
 
-  // Member lists (in index order) from each row's recorded nearest centre: O(n + groups).
   void go_pruned() {
     plain_ = false;
     probe_centres_ = 0;
+    rebuild_members();
+  }
+
+  // Member lists (in index order) from each row's recorded nearest centre: O(n + groups).
+  void rebuild_members() {
+    for (Group& g : groups_) std::vector<int64_t>().swap(g.members);
     const int64_t G = static_cast<int64_t>(groups_.size());
     std::vector<int64_t> counts(G, 0);
     for (int64_t i = 0; i < n_; ++i)
@@ -177,7 +211,7 @@ class Engine {
 #pragma omp parallel for schedule(static, 4096) reduction(+ : touched, read) if (n_ >= kParallelMin)
     for (int64_t i = 0; i < n_; ++i) {
       if (taken_[i]) continue;
-      const Acc v = sq_dist<T, Acc>(row(i), c, d_, D_[i], read);
+      const Acc v = rows_.dist(i, c, D_[i], read);
       ++touched;
       if (v < D_[i]) {
         D_[i] = v;
@@ -200,10 +234,11 @@ class Engine {
     const double inf = std::numeric_limits<double>::infinity();
 
     // 1. Which groups can change, and |s - c|^2 (or a lower bound of it) for those that can.
-    std::vector<double> centre_d2(G, inf);
+    const double slack_s = rows_.slack(s);
+    std::vector<double> centre_d2(G, inf), centre_slack(G, 0.0);
     std::vector<uint8_t> touch(G, 0);
     int64_t read = 0, evaluated = 0;
-#pragma omp parallel for schedule(dynamic, 8) reduction(+ : read, evaluated) if (G * d_ >= kParallelMin * 16)
+#pragma omp parallel for schedule(dynamic, 8) reduction(+ : read, evaluated) if (G * rows_.width() >= kParallelMin * 16)
     for (int64_t g = 0; g < G; ++g) {
       const Group& grp = groups_[g];
       if (grp.members.empty()) continue;
@@ -211,12 +246,17 @@ class Engine {
         touch[g] = 1;
         continue;
       }
-      const double group_bound = 4.0 * grp.radius2 * (1.0 + rel_) / (1.0 - rel_) + abs_;
+      // The group cannot change when its radius (max of D + slack) is within the row
+      // threshold of step 2, i.e. when |s - c|^2 reaches group_bound.
+      const double slack_c = rows_.slack(grp.centre);
+      const double group_bound = 4.0 * (grp.radius2 + std::max(slack_s, slack_c) + abs_) * (1.0 + rel_) / (1.0 - rel_) +
+                                 slack_s + slack_c + abs_;
       const bool forced = g == old_group;
       const Acc bound = forced ? std::numeric_limits<Acc>::infinity() : static_cast<Acc>(group_bound);
-      const Acc v = sq_dist<T, Acc>(row(grp.centre), c, d_, bound, read);
+      const Acc v = rows_.dist(grp.centre, c, bound, read);
       ++evaluated;
       centre_d2[g] = static_cast<double>(v);
+      centre_slack[g] = slack_c;
       touch[g] = forced || !(static_cast<double>(v) >= group_bound);
     }
     stats_.values_read += read;
@@ -242,23 +282,26 @@ class Engine {
     for (int64_t t = 0; t < n_tasks; ++t) {
       const Group& grp = groups_[tasks[t].first];
       const bool no_centre = grp.centre < 0;
-      // Row i cannot change when |s - c|^2 (1 - rel) >= 4 D(i) (1 + rel) + abs.
+      // Row i cannot change when D(i) + slack(i) <= skip_below: then the exact |x_i - c| is at
+      // most half a lower bound of the exact |s - c|, with room for every rounding error.
+      const double slack_c = centre_slack[tasks[t].first];
       const double skip_below = no_centre ? -1.0
-          : (centre_d2[tasks[t].first] * (1.0 - rel_) - abs_) / (4.0 * (1.0 + rel_));
+          : (1.0 - rel_) * (centre_d2[tasks[t].first] - slack_s - slack_c - abs_) / (4.0 * (1.0 + rel_)) -
+            std::max(slack_s, slack_c) - abs_;
       const int64_t end = std::min<int64_t>(tasks[t].second + kTaskRows, grp.members.size());
       int64_t candidates_here[kTaskRows];
       int64_t m = 0;
       for (int64_t k = tasks[t].second; k < end; ++k) {
         const int64_t i = grp.members[k];
-        if (taken_[i] || static_cast<double>(D_[i]) <= skip_below) continue;
+        if (taken_[i] || static_cast<double>(D_[i]) + rows_.slack(i) <= skip_below) continue;
         candidates_here[m++] = i;
       }
       // Rows of a group are scattered over the pool: fetch a few rows ahead.
-      for (int64_t k = 0; k < std::min<int64_t>(m, kPrefetchRows); ++k) prefetch_row(candidates_here[k]);
+      for (int64_t k = 0; k < std::min<int64_t>(m, kPrefetchRows); ++k) rows_.prefetch(candidates_here[k]);
       for (int64_t k = 0; k < m; ++k) {
-        if (k + kPrefetchRows < m) prefetch_row(candidates_here[k + kPrefetchRows]);
+        if (k + kPrefetchRows < m) rows_.prefetch(candidates_here[k + kPrefetchRows]);
         const int64_t i = candidates_here[k];
-        const Acc v = sq_dist<T, Acc>(row(i), c, d_, D_[i], read);
+        const Acc v = rows_.dist(i, c, D_[i], read);
         ++touched;
         if (v < D_[i]) {
           D_[i] = v;
@@ -302,14 +345,14 @@ class Engine {
     groups_.push_back(std::move(fresh));
   }
 
-  // Radius and argmax (lowest index on ties) of a group from its members' D.
+  // Radius (max D + slack) and argmax of D (lowest index on ties) of a group from its members.
   void refresh(Group& grp) const {
     double r = 0;
     Acc best_d = -1;
     int64_t best_i = -1;
     for (const int64_t i : grp.members) {
       const Acc v = D_[i];
-      r = std::max(r, static_cast<double>(v));
+      r = std::max(r, static_cast<double>(v) + rows_.slack(i));
       if (v > best_d || (v == best_d && i < best_i)) best_d = v, best_i = i;
     }
     grp.radius2 = grp.centre < 0 ? std::numeric_limits<double>::infinity() : r;
@@ -317,8 +360,8 @@ class Engine {
     grp.best_i = best_i;
   }
 
-  const char* base_;
-  int64_t n_, d_, row_stride_;
+  const Rows& rows_;
+  int64_t n_;
   int mode_;
   std::vector<Acc> D_;
   std::vector<int32_t> group_of_;

@@ -3,8 +3,9 @@ picks of the plain per-pick pass while reading only the rows whose nearest-centr
 change (triangle-inequality groups, early-exit distances; see csrc/cpu/pruned_engine.h).
 
 Dense float16/bfloat16/float32/float64 pools of any row stride are read in place (a pool whose
-elements are not contiguous within a row is copied once, in its own dtype). Factored
-embeddings are turned down by `pruned_supported`.
+elements are not contiguous within a row is copied once, in its own dtype). Factored UWE
+([n] weights) and BADGE ([n, K] weights) embeddings run on the factors, with the brute-force
+kernels' own distance arithmetic (csrc/cpu/pruned_factored.h): same picks, same distances.
 """
 from __future__ import annotations
 
@@ -28,10 +29,24 @@ def _ext() -> Any:
     return _lazy.load("cpu")
 
 
+def _factored(emb: Any) -> FactoredArrays | None:
+    if isinstance(emb, FactoredEmbedding):
+        return emb.backend_arrays()
+    return emb if isinstance(emb, FactoredArrays) else None
+
+
 def pruned_supported(emb: Any) -> list[str]:
     """Reasons the pruned kernels cannot run on `emb` (empty when they can)."""
-    if isinstance(emb, (FactoredArrays, FactoredEmbedding)):
-        return ["algorithm='pruned' runs on dense embeddings only (materialize the factored one)"]
+    fa = _factored(emb)
+    if fa is not None:
+        reasons = []
+        for name, a in (("weights", fa.weights), ("features", fa.features)):
+            if not isinstance(a, np.ndarray):
+                reasons.append(f"algorithm='pruned' takes numpy factors on the cpp backend, got {name} of type "
+                               f"{type(a).__name__}")
+            elif a.dtype not in DTYPE_CODES:
+                reasons.append(f"algorithm='pruned' does not run {name} of dtype {a.dtype}")
+        return reasons
     reasons = []
     if not isinstance(emb, np.ndarray):
         reasons.append(f"algorithm='pruned' takes numpy arrays on the cpp backend, got {type(emb).__name__}")
@@ -42,27 +57,45 @@ def pruned_supported(emb: Any) -> list[str]:
     return reasons
 
 
+def _sample_sq_distances(emb: Any) -> np.ndarray:
+    """Pairwise squared distances of about SAMPLE_ROWS evenly spaced rows, float64. Factored
+    rows are never materialised: UWE |u_i f_i - u_j f_j|^2 and BADGE
+    |a_i|^2|f_i|^2 + |a_j|^2|f_j|^2 - 2 (a_i . a_j)(f_i . f_j) from the factors."""
+    step = max(1, emb.shape[0] // SAMPLE_ROWS)
+    fa = _factored(emb)
+    if fa is None:
+        x = np.asarray(emb[::step][:SAMPLE_ROWS], dtype=np.float64)
+        gram = x @ x.T
+    else:
+        f = np.asarray(fa.features[::step][:SAMPLE_ROWS], dtype=np.float64)
+        w = np.asarray(fa.weights[::step][:SAMPLE_ROWS], dtype=np.float64)
+        gram = f @ f.T
+        gram *= w[:, None] * w[None, :] if w.ndim == 1 else w @ w.T
+    sq = np.diag(gram).copy()
+    return np.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
+
+
 def choose_algorithm(emb: Any) -> str:
     """'pruned' when a small sample looks clustered (nearest neighbours much closer than the
     average pair), else 'brute'. The kernel itself still falls back to the plain pass when the
     fraction of rows it touches stays high."""
     if pruned_supported(emb) or emb.shape[0] < MIN_ROWS_FOR_PRUNING:
         return "brute"
-    step = max(1, emb.shape[0] // SAMPLE_ROWS)
-    x = np.asarray(emb[::step][:SAMPLE_ROWS], dtype=np.float64)
-    sq = (x * x).sum(1)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0)
+    d2 = _sample_sq_distances(emb)
     np.fill_diagonal(d2, np.inf)
     nearest = np.sqrt(d2.min(1)).mean()
     np.fill_diagonal(d2, 0.0)
-    mean = np.sqrt(d2).sum() / max(1, len(x) * (len(x) - 1))
+    mean = np.sqrt(d2).sum() / max(1, len(d2) * (len(d2) - 1))
     return "pruned" if mean > 0 and nearest < NEAREST_TO_MEAN_RATIO * mean else "brute"
 
 
-def _pool(emb: Any) -> tuple[np.ndarray, int]:
+def _check(emb: Any) -> None:
     reasons = pruned_supported(emb)
     if reasons:
         raise ValueError("; ".join(reasons))
+
+
+def _pool(emb: Any) -> tuple[np.ndarray, int]:
     code = DTYPE_CODES[emb.dtype]
     if emb.shape[1] > 1 and emb.strides[1] != emb.itemsize:
         emb = np.ascontiguousarray(emb)
@@ -71,12 +104,27 @@ def _pool(emb: Any) -> tuple[np.ndarray, int]:
     return emb, code
 
 
-def _double(accum_dtype: Any, emb: np.ndarray) -> bool:
-    return np.dtype(accum_dtype if accum_dtype is not None else np.float32) == np.float64 or emb.dtype == np.float64
+def _factored_spec(fa: FactoredArrays) -> tuple[Any, ...]:
+    """The compiled module's view of a factored embedding (as for the brute-force kernels)."""
+    w, f = fa.weights, fa.features
+    if w.ndim not in (1, 2) or f.ndim != 2 or w.shape[0] != f.shape[0]:
+        raise ValueError(f"factored embedding needs weights [n] or [n, K] and features [n, d], got {w.shape} "
+                         f"and {f.shape}")
+    return (1 if w.ndim == 1 else 2), f, DTYPE_CODES[f.dtype], w, DTYPE_CODES[w.dtype]
+
+
+def _double(accum_dtype: Any, *arrays: Any) -> bool:
+    return (np.dtype(accum_dtype if accum_dtype is not None else np.float32) == np.float64
+            or any(a.dtype == np.float64 for a in arrays))
+
+
+def _arrays(emb: Any) -> tuple[Any, ...]:
+    fa = _factored(emb)
+    return (emb,) if fa is None else (fa.weights, fa.features)
 
 
 def kcenter_greedy_stats(
-    emb: np.ndarray,  # [n, d]
+    emb: Any,  # [n, d], FactoredArrays or FactoredEmbedding
     labelled_mask: np.ndarray,  # [n] bool
     budget: int,
     first: int | None,
@@ -86,17 +134,26 @@ def kcenter_greedy_stats(
     accum_dtype: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """k-center greedy picks, distances at pick time and work statistics (rows_touched,
-    values_read, centre_distances, switched_at, ...). `mode`: 'adaptive' (pruned, plain pass
+    values_read, centre_distances, switched_at, labelled_pairs (of rows_touched, the factored
+    kernels' one-off labelled-set pass), ...). `mode`: 'adaptive' (pruned, plain pass
     once pruning stops paying), 'pruned' (never falls back) or 'plain' (every row every pick)."""
-    pool, code = _pool(emb)
-    picks, dists, stats = _ext().kcenter_greedy_pruned(
-        pool, code, np.asarray(labelled_mask, dtype=bool), int(budget), -1 if first is None else int(first),
-        _double(accum_dtype, emb), MODES[mode], progress)
+    _check(emb)
+    mask = np.asarray(labelled_mask, dtype=bool)
+    first_code = -1 if first is None else int(first)
+    double = _double(accum_dtype, *_arrays(emb))
+    fa = _factored(emb)
+    if fa is not None:
+        picks, dists, stats = _ext().kcenter_greedy_pruned_factored(
+            _factored_spec(fa), mask, int(budget), first_code, double, MODES[mode], progress)
+    else:
+        pool, code = _pool(emb)
+        picks, dists, stats = _ext().kcenter_greedy_pruned(
+            pool, code, mask, int(budget), first_code, double, MODES[mode], progress)
     return picks, dists, dict(stats)
 
 
 def kmeans_pp_stats(
-    emb: np.ndarray,  # [n, d]
+    emb: Any,  # [n, d], FactoredArrays or FactoredEmbedding
     labelled_mask: np.ndarray,  # [n] bool
     budget: int,
     seed: int,
@@ -107,19 +164,26 @@ def kmeans_pp_stats(
     accum_dtype: Any = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """k-means++ picks and work statistics; `mode` as for kcenter_greedy_stats."""
-    pool, code = _pool(emb)
     if isinstance(first, str):
         first_code = {"max_norm": FIRST_MAX_NORM, "random": FIRST_RANDOM}[first]
     else:
         first_code = int(first)
-    picks, stats = _ext().kmeans_pp_pruned(
-        pool, code, np.asarray(labelled_mask, dtype=bool), int(budget), int(seed), first_code,
-        _double(accum_dtype, emb), MODES[mode], progress)
+    _check(emb)
+    mask = np.asarray(labelled_mask, dtype=bool)
+    double = _double(accum_dtype, *_arrays(emb))
+    fa = _factored(emb)
+    if fa is not None:
+        picks, stats = _ext().kmeans_pp_pruned_factored(
+            _factored_spec(fa), mask, int(budget), int(seed), first_code, double, MODES[mode], progress)
+    else:
+        pool, code = _pool(emb)
+        picks, stats = _ext().kmeans_pp_pruned(
+            pool, code, mask, int(budget), int(seed), first_code, double, MODES[mode], progress)
     return picks, dict(stats)
 
 
 def kcenter_greedy_pruned(
-    emb: np.ndarray,  # [n, d]
+    emb: Any,  # [n, d], FactoredArrays or FactoredEmbedding
     labelled_mask: np.ndarray,  # [n] bool
     budget: int,
     first: int | None,
@@ -134,7 +198,7 @@ def kcenter_greedy_pruned(
 
 
 def kmeans_pp_pruned(
-    emb: np.ndarray,  # [n, d]
+    emb: Any,  # [n, d], FactoredArrays or FactoredEmbedding
     labelled_mask: np.ndarray,  # [n] bool
     budget: int,
     seed: int,

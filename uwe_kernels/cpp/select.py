@@ -2,8 +2,9 @@
 on numpy arrays (any strides, float16/bfloat16/float32/float64, np.memmap streamed in place),
 dense or factored, computed by the compiled module with the GIL released.
 
-algorithm='brute' reads every row per pick; 'pruned' hands dense pools to the exact pruned
-kernels in `pruned.py` (same picks); 'auto' lets `pruned.choose_algorithm` look at the pool."""
+algorithm='brute' reads every row per pick; 'pruned' hands dense pools and factored UWE / BADGE
+embeddings to the exact pruned kernels in `pruned.py` (same picks); 'auto' lets
+`pruned.choose_algorithm` look at the pool."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -48,9 +49,9 @@ def not_supported_reasons(op: str, call: Any) -> list[str]:
     if op == "min_distances" or algorithm in ("auto", "brute"):
         return []
     if algorithm == "pruned":
-        if call.options.get("factored"):
-            return ["algorithm='pruned' runs on dense embeddings only (materialize the factored one)"]
-        return []
+        # Dense pools and factored UWE / BADGE embeddings alike; only element types it cannot read.
+        return [f"algorithm='pruned' does not run dtype {dt}" for dt in call.dtypes
+                if np.dtype(dt) not in pruned.DTYPE_CODES]
     return [f"algorithm={algorithm!r} is not implemented by cpp"]
 
 
