@@ -72,7 +72,7 @@ def _sample_sq_distances(emb: Any) -> np.ndarray:
         gram = f @ f.T
         gram *= w[:, None] * w[None, :] if w.ndim == 1 else w @ w.T
     sq = np.diag(gram).copy()
-    return np.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
+    return np.asarray(np.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0))
 
 
 def choose_algorithm(emb: Any) -> str:
