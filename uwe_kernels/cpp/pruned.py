@@ -14,14 +14,12 @@ import numpy as np
 
 from .. import _lazy
 from .._arrays import BFLOAT16
+from .._pruning import looks_clustered
 from ..factored import FactoredArrays, FactoredEmbedding
 
 DTYPE_CODES = {np.dtype(np.float16): 0, BFLOAT16: 1, np.dtype(np.float32): 2, np.dtype(np.float64): 3}
 MODES = {"plain": 0, "pruned": 1, "adaptive": 2}
 FIRST_MAX_NORM, FIRST_RANDOM = -1, -2
-SAMPLE_ROWS = 256
-MIN_ROWS_FOR_PRUNING = 4096
-NEAREST_TO_MEAN_RATIO = 0.6
 
 
 def _ext() -> Any:
@@ -43,20 +41,12 @@ def pruned_supported(emb: Any) -> list[str]:
 
 
 def choose_algorithm(emb: Any) -> str:
-    """'pruned' when a small sample looks clustered (nearest neighbours much closer than the
-    average pair), else 'brute'. The kernel itself still falls back to the plain pass when the
-    fraction of rows it touches stays high."""
-    if pruned_supported(emb) or emb.shape[0] < MIN_ROWS_FOR_PRUNING:
+    """'pruned' when a small sample looks clustered (uwe_kernels._pruning), else 'brute'. The
+    kernel itself still falls back to the plain pass when the fraction of rows it touches
+    stays high."""
+    if pruned_supported(emb):
         return "brute"
-    step = max(1, emb.shape[0] // SAMPLE_ROWS)
-    x = np.asarray(emb[::step][:SAMPLE_ROWS], dtype=np.float64)
-    sq = (x * x).sum(1)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0)
-    np.fill_diagonal(d2, np.inf)
-    nearest = np.sqrt(d2.min(1)).mean()
-    np.fill_diagonal(d2, 0.0)
-    mean = np.sqrt(d2).sum() / max(1, len(x) * (len(x) - 1))
-    return "pruned" if mean > 0 and nearest < NEAREST_TO_MEAN_RATIO * mean else "brute"
+    return "pruned" if looks_clustered(emb) else "brute"
 
 
 def _pool(emb: Any) -> tuple[np.ndarray, int]:
