@@ -154,10 +154,11 @@ def _rebuild(A, taken, G, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, me
 
 @njit(cache=True)
 def _pruned_pass(X, xcode, W, wcode, has_w, c, s, G, D, A, taken, gcentre, gstart, gcount, grad,  # type: ignore[no-untyped-def]
-                 gbest_d, gbest_i, mem, top, rel, absf, zero, sb, tg, moved, counts):
+                 gbest_d, gbest_i, mem, rel, absf, zero, sb, tg, moved, counts):
     """Row s becomes centre G (c: its row in the accumulator): D = min(D, |x - c|^2) exactly as
-    the plain pass computes it, evaluating only rows that can change. Returns the buffer's new
-    fill; counts = [rows evaluated, centre distances, groups touched, first changed row]."""
+    the plain pass computes it, evaluating only rows that can change. Rows that moved to s are
+    left in moved[:m] (m returned) for _place_group; counts = [rows evaluated, centre
+    distances, groups touched, first changed row]."""
     old = A[s]
     taken[s] = True
     D[s] = 0.0
@@ -209,22 +210,26 @@ def _pruned_pass(X, xcode, W, wcode, has_w, c, s, G, D, A, taken, gcentre, gstar
             kept += 1
         gcount[g] = kept - gstart[g]
         _refresh(g, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, mem)
-    # 3. The rows that moved form s's group, in index order (later passes stream forward).
-    gcentre[G] = s
-    if top + m > mem.shape[0]:
-        top = _rebuild(A, taken, G + 1, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, mem)
-    else:
-        fresh = np.sort(moved[:m])
-        mem[top : top + m] = fresh
-        gstart[G] = top
-        gcount[G] = m
-        top += m
-        _refresh(G, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, mem)
     counts[0] = evaluated
     counts[1] = cdist
     counts[2] = nt
     counts[3] = first_changed
-    return top
+    return m
+
+
+@njit(cache=True)
+def _place_group(G, s, fresh, A, taken, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, mem, top):  # type: ignore[no-untyped-def]
+    """Rows `fresh` (the rows that moved to s, in index order: later passes stream forward)
+    become group G; the buffer is rebuilt when they do not fit. Returns the buffer's fill."""
+    gcentre[G] = s
+    m = fresh.shape[0]
+    if top + m > mem.shape[0]:
+        return _rebuild(A, taken, G + 1, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, mem)
+    mem[top : top + m] = fresh
+    gstart[G] = top
+    gcount[G] = m
+    _refresh(G, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, mem)
+    return top + m
 
 
 @njit(cache=True)
@@ -310,7 +315,7 @@ class _Engine:
         self.rel = 4.0 * (d + 16) * eps
         self.absf = 64.0 * (d + 1) * tiny
         self.first_changed = 0  # lowest row whose D changed since the last prefix pass
-        self.stats = {"n": n, "centres": 0, "rows_touched": 0, "centre_distances": 0, "groups_touched": 0,
+        self.stats = {"n": n, "centres": len(labelled), "rows_touched": 0, "centre_distances": 0, "groups_touched": 0,
                       "switched_at": -1, "plain_centres": 0}
         self.plain = mode == "plain"
         self.average = 0.0
@@ -361,10 +366,14 @@ class _Engine:
                 if self.plain_left == 0:
                     self._go_pruned()
             return
-        self.top = int(_pruned_pass(r.X, r.xcode, r.W, r.wcode, r.has_w, c[0], int(s), self.G, self.D, self.A,
-                                    self.taken, self.gcentre, self.gstart, self.gcount, self.grad, self.gbest_d,
-                                    self.gbest_i, self.mem, self.top, self.rel, self.absf, r.zero, self.sb,
-                                    self.tg, self.moved, self.counts))
+        m = int(_pruned_pass(r.X, r.xcode, r.W, r.wcode, r.has_w, c[0], int(s), self.G, self.D, self.A,
+                             self.taken, self.gcentre, self.gstart, self.gcount, self.grad, self.gbest_d,
+                             self.gbest_i, self.mem, self.rel, self.absf, r.zero, self.sb, self.tg, self.moved,
+                             self.counts))
+        # Kept out of the pass, which compiles once per pool type: these compile once.
+        self.top = int(_place_group(self.G, int(s), np.sort(self.moved[:m]), self.A, self.taken, self.D,
+                                    self.gcentre, self.gstart, self.gcount, self.grad, self.gbest_d,
+                                    self.gbest_i, self.mem, self.top))
         self.G += 1
         evaluated, cdist, groups, first = (int(v) for v in self.counts)
         self.first_changed = min(self.first_changed, first, int(s))
