@@ -115,6 +115,14 @@ def test_adaptive_switches_on_noise_and_back() -> None:
     check_kmpp(x, np.zeros(len(x), bool), budget, 7, "max_norm")
 
 
+def test_parallel_evaluation(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pools here are small; force the parallel row evaluation of large pools.
+    monkeypatch.setattr(pruned, "PARALLEL_MIN", 0)
+    for x in (make_pool("clustered", 700, 21, np.dtype(np.float32), seed=2), gaussian_pool(500, 21, seed=2)):
+        check_kcg(x, labelled(len(x), 2), 40)
+        check_kmpp(x, np.zeros(len(x), bool), 40, 5, "random")
+
+
 def test_clustered_pool_touches_few_rows() -> None:
     x = clustered_pool(3000, 16, clusters=30, seed=2, spread=0.1)
     stats = check_kcg(x, np.zeros(len(x), bool), 60)

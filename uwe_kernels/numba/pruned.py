@@ -36,7 +36,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .. import rng
 from ..factored import FactoredArrays, FactoredEmbedding
@@ -53,6 +53,9 @@ PROBE = 12  # centres of a later probe
 FIRST_PLAIN_STRETCH = 48
 SWITCH_SMOOTHING = 1.0 / 8.0
 CHUNK = 64  # elements between early-exit checks of a centre-centre distance
+PARALLEL_MIN = 4096  # candidate rows below which a centre is evaluated on one thread
+EVAL_BLOCK = 1024  # candidate rows per parallel work item
+SORT_BELOW = 64  # candidates are put in index order when more than n / SORT_BELOW
 
 _NO_MASK = np.zeros(0, dtype=np.bool_)
 DENSE_ONLY = "algorithm='pruned' runs on dense embeddings only (materialize the factored one)"
@@ -153,16 +156,12 @@ def _rebuild(A, taken, G, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, me
 
 
 @njit(cache=True)
-def _pruned_pass(X, xcode, W, wcode, has_w, c, s, G, D, A, taken, gcentre, gstart, gcount, grad,  # type: ignore[no-untyped-def]
-                 gbest_d, gbest_i, mem, rel, absf, zero, sb, tg, moved, counts):
-    """Row s becomes centre G (c: its row in the accumulator): D = min(D, |x - c|^2) exactly as
-    the plain pass computes it, evaluating only rows that can change. Rows that moved to s are
-    left in moved[:m] (m returned) for _place_group; counts = [rows evaluated, centre
-    distances, groups touched, first changed row]."""
+def _touched_groups(X, xcode, c, s, G, A, taken, D, gcentre, gcount, grad, rel, absf, zero, sb, tg, counts):  # type: ignore[no-untyped-def]
+    """Row s becomes centre G (c: its row in the accumulator). Which groups can change, with
+    their row thresholds sb[g]; returns how many (listed in tg). counts[1] = centre distances."""
     old = A[s]
     taken[s] = True
     D[s] = 0.0
-    # 1. Which groups can change; for those, the row threshold sb[g].
     nt = 0
     cdist = 0
     for g in range(G):
@@ -182,37 +181,80 @@ def _pruned_pass(X, xcode, W, wcode, has_w, c, s, G, D, A, taken, gcentre, gstar
             sb[g] = t
         tg[nt] = g
         nt += 1
-    # 2. Rows of touched groups; leavers go to `moved`, the rest are compacted in place.
-    evaluated = 0
-    first_changed = D.shape[0]
+    counts[1] = cdist
+    return nt
+
+
+@njit(cache=True)
+def _candidates(nt, tg, sb, taken, D, gstart, gcount, mem, cand, flag):  # type: ignore[no-untyped-def]
+    """Rows of the touched groups that may get closer to s (D above the group's threshold and
+    above 0: a distance is never below 0); returns how many (listed in cand). Many of them are
+    listed in index order (a flag per row, then one scan): rows of a group are scattered over
+    the pool, and a forward walk lets the memory system fetch ahead."""
     m = 0
     for k in range(nt):
         g = tg[k]
         t = sb[g]
+        for p in range(gstart[g], gstart[g] + gcount[g]):
+            i = mem[p]
+            di = D[i]
+            if not taken[i] and di > t and di > 0.0:
+                cand[m] = i
+                m += 1
+    n = D.shape[0]
+    if m * SORT_BELOW > n:
+        for k in range(m):
+            flag[cand[k]] = True
+        m = 0
+        for i in range(n):
+            if flag[i]:
+                flag[i] = False
+                cand[m] = i
+                m += 1
+    return m
+
+
+@njit(cache=True)
+def _eval_rows(lo, hi, X, xcode, W, wcode, has_w, c, cand, G, D, A, zero):  # type: ignore[no-untyped-def]
+    """D = min(D, |x - c|^2) on rows cand[lo:hi] with the plain pass's arithmetic; rows that
+    get strictly closer join group G."""
+    for k in range(lo, hi):
+        i = cand[k]
+        v = np.float64(_dense_dist(X, xcode, W, wcode, has_w, i, c, zero))
+        if v < D[i]:
+            D[i] = v
+            A[i] = G
+
+
+@njit(parallel=True)
+def _eval_parallel(m, X, xcode, W, wcode, has_w, c, cand, G, D, A, zero):  # type: ignore[no-untyped-def]
+    for b in prange((m + EVAL_BLOCK - 1) // EVAL_BLOCK):
+        _eval_rows(b * EVAL_BLOCK, min(m, (b + 1) * EVAL_BLOCK), X, xcode, W, wcode, has_w, c, cand, G, D, A, zero)
+
+
+@njit(cache=True)
+def _compact(nt, tg, G, A, taken, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, mem, moved, counts):  # type: ignore[no-untyped-def]
+    """Touched groups drop rows that were taken or moved to group G (in place, order kept);
+    the movers are listed in moved (returns how many). counts[3] = lowest row that moved."""
+    first_changed = D.shape[0]
+    m = 0
+    for k in range(nt):
+        g = tg[k]
         kept = gstart[g]
         for p in range(gstart[g], gstart[g] + gcount[g]):
             i = mem[p]
             if taken[i]:
                 continue
-            di = D[i]
-            if di > t and di > 0.0:
-                v = np.float64(_dense_dist(X, xcode, W, wcode, has_w, i, c, zero))
-                evaluated += 1
-                if v < di:
-                    D[i] = v
-                    A[i] = G
-                    moved[m] = i
-                    m += 1
-                    if i < first_changed:
-                        first_changed = i
-                    continue
+            if A[i] == G:
+                moved[m] = i
+                m += 1
+                if i < first_changed:
+                    first_changed = i
+                continue
             mem[kept] = i
             kept += 1
         gcount[g] = kept - gstart[g]
         _refresh(g, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, mem)
-    counts[0] = evaluated
-    counts[1] = cdist
-    counts[2] = nt
     counts[3] = first_changed
     return m
 
@@ -305,6 +347,8 @@ class _Engine:
         self.untaken = n - len(labelled)
         self.mem = np.empty(2 * n + 16, dtype=np.int64)
         self.moved = np.empty(max(1, n), dtype=np.int64)
+        self.cand = np.empty(max(1, n), dtype=np.int64)
+        self.flag = np.zeros(n, dtype=np.bool_)
         self.counts = np.zeros(4, dtype=np.int64)
         nb = (n + BLOCK - 1) // BLOCK
         self.blk_val = np.empty(nb, dtype=np.float64)
@@ -366,11 +410,21 @@ class _Engine:
                 if self.plain_left == 0:
                     self._go_pruned()
             return
-        m = int(_pruned_pass(r.X, r.xcode, r.W, r.wcode, r.has_w, c[0], int(s), self.G, self.D, self.A,
-                             self.taken, self.gcentre, self.gstart, self.gcount, self.grad, self.gbest_d,
-                             self.gbest_i, self.mem, self.rel, self.absf, r.zero, self.sb, self.tg, self.moved,
-                             self.counts))
-        # Kept out of the pass, which compiles once per pool type: these compile once.
+        X, xcode, W, wcode, has_w, zero = r.X, r.xcode, r.W, r.wcode, r.has_w, r.zero
+        nt = int(_touched_groups(X, xcode, c[0], int(s), self.G, self.A, self.taken, self.D, self.gcentre,
+                                 self.gcount, self.grad, self.rel, self.absf, zero, self.sb, self.tg, self.counts))
+        nc = int(_candidates(nt, self.tg, self.sb, self.taken, self.D, self.gstart, self.gcount, self.mem,
+                             self.cand, self.flag))
+        if nc >= PARALLEL_MIN:
+            with parallel_section():
+                _eval_parallel(nc, X, xcode, W, wcode, has_w, c[0], self.cand, self.G, self.D, self.A, zero)
+        else:  # waking the thread team costs more than a few thousand rows
+            _eval_rows(0, nc, X, xcode, W, wcode, has_w, c[0], self.cand, self.G, self.D, self.A, zero)
+        m = int(_compact(nt, self.tg, self.G, self.A, self.taken, self.D, self.gcentre, self.gstart, self.gcount,
+                         self.grad, self.gbest_d, self.gbest_i, self.mem, self.moved, self.counts))
+        self.counts[0] = nc
+        self.counts[2] = nt
+        # Sorted by numpy: inside a kernel np.sort would be compiled again per pool type.
         self.top = int(_place_group(self.G, int(s), np.sort(self.moved[:m]), self.A, self.taken, self.D,
                                     self.gcentre, self.gstart, self.gcount, self.grad, self.gbest_d,
                                     self.gbest_i, self.mem, self.top))
