@@ -26,8 +26,14 @@ plain parallel pass (which still records each row's group); after a stretch of p
 the lists are rebuilt in O(n) and pruning is probed again, each failed probe doubling the next
 plain stretch.
 Labelled rows seed D with the plain pass's nearest-centre sweep and become the first groups.
+Per centre: the group tests (one thread), the candidate rows of touched groups (put in index
+order when there are many, so the walk over the pool runs forward), their distances (in
+parallel blocks above PARALLEL_MIN rows; each row's value never depends on the thread count),
+then the touched groups are compacted and the movers form the new group. Python drives the
+picks, so Ctrl-C works between picks and progress is reported about every 100 ms.
 Complexity per centre: O(G d) centre-centre work (early exit) plus O(m d) for the m rows
-evaluated plus O(members) of the touched groups; memory O(n) plus O(G).
+evaluated plus O(members) of the touched groups (O(n) when the candidates are ordered);
+k-means++ adds an O(n) prefix pass at worst. Memory O(n) plus O(G).
 Member lists live in one int64 buffer: a touched group is compacted in place, a new group is
 appended at the end, and the buffer is rebuilt by a counting sort over A when it fills up.
 """

@@ -17,6 +17,8 @@ accumulator); BADGE rows use |a_i|^2|f_i|^2 + |a_c|^2|f_c|^2 - 2 (a_i.a_c)(f_i.f
 Accumulator: float32, float64 for float64 inputs; D and prefix sums are float64.
 Ties: lowest index wins (strict comparisons in index order within blocks, blocks in order),
 so results never depend on the thread count.
+algorithm='pruned' (dense pools) runs pruned.py: the same picks, reading only rows whose
+nearest-centre distance can change; 'auto' picks it when a row sample looks clustered.
 """
 from __future__ import annotations
 
