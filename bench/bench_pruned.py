@@ -159,8 +159,13 @@ def _numba_warm(x: np.ndarray) -> None:
                            accum_dtype=np.float32)
     nselect.kmeans_pp(small, np.zeros(64, bool), 3, 0, "max_norm", algorithm="brute", progress=None,
                       accum_dtype=np.float32)
-    npruned.kcenter_greedy_stats(small, np.zeros(64, bool), 3, None)
-    npruned.kmeans_pp_stats(small, np.zeros(64, bool), 3, 0, "max_norm")
+    parallel_min = npruned.PARALLEL_MIN
+    npruned.PARALLEL_MIN = 0  # compile the parallel row evaluation too
+    try:
+        npruned.kcenter_greedy_stats(small, np.zeros(64, bool), 3, None)
+        npruned.kmeans_pp_stats(small, np.zeros(64, bool), 3, 0, "max_norm")
+    finally:
+        npruned.PARALLEL_MIN = parallel_min
 
 
 def _numba_run(op: str, provider: str, x: np.ndarray, budget: int) -> tuple[np.ndarray, dict[str, Any]]:
