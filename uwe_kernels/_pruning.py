@@ -12,6 +12,7 @@ import numpy as np
 SAMPLE_ROWS = 256
 MIN_ROWS_FOR_PRUNING = 4096
 NEAREST_TO_MEAN_RATIO = 0.6
+DENSE_ONLY = "algorithm='pruned' runs on dense embeddings only (materialize the factored one)"
 
 
 def looks_clustered(emb: Any) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _lazy
 from .._arrays import BFLOAT16
-from .._pruning import looks_clustered
+from .._pruning import DENSE_ONLY, looks_clustered
 from ..factored import FactoredArrays, FactoredEmbedding
 
 DTYPE_CODES = {np.dtype(np.float16): 0, BFLOAT16: 1, np.dtype(np.float32): 2, np.dtype(np.float64): 3}
@@ -29,7 +29,7 @@ def _ext() -> Any:
 def pruned_supported(emb: Any) -> list[str]:
     """Reasons the pruned kernels cannot run on `emb` (empty when they can)."""
     if isinstance(emb, (FactoredArrays, FactoredEmbedding)):
-        return ["algorithm='pruned' runs on dense embeddings only (materialize the factored one)"]
+        return [DENSE_ONLY]
     reasons = []
     if not isinstance(emb, np.ndarray):
         reasons.append(f"algorithm='pruned' takes numpy arrays on the cpp backend, got {type(emb).__name__}")

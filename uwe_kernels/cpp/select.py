@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import _lazy
 from .._arrays import BFLOAT16
+from .._pruning import DENSE_ONLY
 from ..factored import FactoredArrays
 from . import pruned
 
@@ -49,7 +50,7 @@ def not_supported_reasons(op: str, call: Any) -> list[str]:
         return []
     if algorithm == "pruned":
         if call.options.get("factored"):
-            return ["algorithm='pruned' runs on dense embeddings only (materialize the factored one)"]
+            return [DENSE_ONLY]
         return []
     return [f"algorithm={algorithm!r} is not implemented by cpp"]
 

@@ -45,6 +45,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import rng
+from .._pruning import DENSE_ONLY
 from ..factored import FactoredArrays, FactoredEmbedding
 from ._runtime import BLOCK, acc_zero, load, parallel_section
 from .select import (
@@ -64,15 +65,16 @@ EVAL_BLOCK = 1024  # candidate rows per parallel work item
 SORT_BELOW = 64  # candidates are put in index order when more than n / SORT_BELOW
 
 _NO_MASK = np.zeros(0, dtype=np.bool_)
-DENSE_ONLY = "algorithm='pruned' runs on dense embeddings only (materialize the factored one)"
 
 
 def pruned_supported(emb: Any) -> list[str]:
     """Reasons the pruned kernels cannot run on `emb` (empty when they can)."""
     if isinstance(emb, (FactoredArrays, FactoredEmbedding)) or hasattr(emb, "weights"):
         return [DENSE_ONLY]
-    if not hasattr(emb, "ndim") or emb.ndim != 2:
-        return [f"algorithm='pruned' needs a 2-D [n, d] embedding, got {type(emb).__name__}"]
+    if not hasattr(emb, "ndim"):
+        return [f"algorithm='pruned' needs a 2-D [n, d] array, got {type(emb).__name__}"]
+    if emb.ndim != 2:
+        return [f"algorithm='pruned' needs a 2-D [n, d] embedding, got ndim={emb.ndim}"]
     return []
 
 

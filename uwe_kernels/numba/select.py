@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import rng
-from .._pruning import looks_clustered
+from .._pruning import DENSE_ONLY, looks_clustered
 from ._runtime import BLOCK, acc_zero, load, parallel_section, storage
 
 CHECKS_FINITE = False
@@ -59,7 +59,7 @@ def _check_algorithm(algorithm: str) -> None:
 
 def not_supported_reasons(op: str, call: Any) -> list[str]:
     if op != "min_distances" and call.options.get("algorithm") == "pruned" and call.options.get("factored"):
-        return ["algorithm='pruned' runs on dense embeddings only (materialize the factored one)"]
+        return [DENSE_ONLY]
     return []
 
 
