@@ -9,6 +9,9 @@ extra_info: rows touched per pick, fraction of rows touched, time / floor, speed
 Factored cases: BADGE gradient embeddings at CIFAR-10-like shapes (K = 10 classes, d = 512
 features, K*d = 5120 implicit columns never built), clustered (class logits follow the feature
 clusters) and isotropic; pruned vs the brute-force factored kernel, same picks asserted.
+
+The numba cases time the numba backend's pruned kernels against its own brute force
+(algorithm="brute", every row every pick) on smaller pools.
 """
 from __future__ import annotations
 
@@ -140,8 +143,91 @@ def bench_kmeans_pp(benchmark: Any, spec: tuple[Any, ...], provider: str, read_b
     _record(benchmark, spec, "kmpp-" + provider, benchmark.stats.stats.min, out["stats"], x, read_bandwidth)
 
 
+# ---------------------------------------------------------------- numba backend
+
+NUMBA_QUICK_POOLS = [
+    ("mixture", 20_000, 64, 100, 8, 300),
+    ("isotropic", 20_000, 64, 0, 0, 100),
+]
+NUMBA_FULL_POOLS = [
+    ("mixture", 200_000, 128, 100, 16, 1_000),
+    ("mixture", 200_000, 128, 1_000, 8, 2_000),
+    ("isotropic", 200_000, 128, 0, 0, 300),
+]
+NUMBA_POOLS = NUMBA_FULL_POOLS if FULL else NUMBA_QUICK_POOLS
+NUMBA_PROVIDERS = ["brute", "adaptive", "pruned"]
+_numba_picks: dict[str, np.ndarray] = {}
+
+
+def _numba_warm(x: np.ndarray) -> None:
+    """Compile outside the timed region (numba compiles on first call per input type)."""
+    from uwe_kernels.numba import pruned as npruned
+    from uwe_kernels.numba import select as nselect
+
+    small = np.ascontiguousarray(x[:64])
+    nselect.kcenter_greedy(small, np.zeros(64, bool), 3, None, algorithm="brute", progress=None,
+                           accum_dtype=np.float32)
+    nselect.kmeans_pp(small, np.zeros(64, bool), 3, 0, "max_norm", algorithm="brute", progress=None,
+                      accum_dtype=np.float32)
+    parallel_min = npruned.PARALLEL_MIN
+    npruned.PARALLEL_MIN = 0  # compile the parallel row evaluation too
+    try:
+        npruned.kcenter_greedy_stats(small, np.zeros(64, bool), 3, None)
+        npruned.kmeans_pp_stats(small, np.zeros(64, bool), 3, 0, "max_norm")
+    finally:
+        npruned.PARALLEL_MIN = parallel_min
+
+
+def _numba_run(op: str, provider: str, x: np.ndarray, budget: int) -> tuple[np.ndarray, dict[str, Any]]:
+    from uwe_kernels.numba import pruned as npruned
+    from uwe_kernels.numba import select as nselect
+
+    n = len(x)
+    mask = np.zeros(n, dtype=bool)
+    if provider == "brute":
+        if op == "kcg":
+            picks = nselect.kcenter_greedy(x, mask, budget, None, algorithm="brute", progress=None,
+                                           accum_dtype=np.float32)[0]
+        else:
+            picks = nselect.kmeans_pp(x, mask, budget, 0, "max_norm", algorithm="brute", progress=None,
+                                      accum_dtype=np.float32)
+        return picks, {"rows_touched": (budget - 1) * n, "values_read": (budget - 1) * n * x.shape[1],
+                       "switched_at": -1}
+    if op == "kcg":
+        picks, _, stats = npruned.kcenter_greedy_stats(x, mask, budget, None, mode=provider)
+    else:
+        picks, stats = npruned.kmeans_pp_stats(x, mask, budget, 0, "max_norm", mode=provider)
+    # numba's distances have no early exit: a touched row reads all d values
+    stats["values_read"] = stats["rows_touched"] * x.shape[1]
+    return picks, stats
+
+
+@pytest.mark.parametrize("spec", NUMBA_POOLS, ids=[pool_id(s) for s in NUMBA_POOLS])
+@pytest.mark.parametrize("provider", NUMBA_PROVIDERS)
+@pytest.mark.parametrize("op", ["kcg", "kmpp"])
+def bench_numba(benchmark: Any, op: str, spec: tuple[Any, ...], provider: str, read_bandwidth: float) -> None:
+    pytest.importorskip("numba")
+    x = get_pool(spec)
+    budget = spec[-1]
+    _numba_warm(x)
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        out["picks"], out["stats"] = _numba_run(op, provider, x, budget)
+
+    benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
+    seconds = benchmark.stats.stats.min
+    key = f"numba-{op}/" + pool_id(spec)
+    if provider == "brute":
+        _plain_seconds[key] = seconds
+        _numba_picks[key] = out["picks"]
+    elif key in _numba_picks:  # exact: the picks of brute force
+        np.testing.assert_array_equal(out["picks"], _numba_picks[key])
+    _record(benchmark, spec, f"numba-{op}-{provider}", seconds, out["stats"], x, read_bandwidth, plain_key=key)
+
+
 def _record(benchmark: Any, spec: tuple[Any, ...], provider: str, seconds: float, stats: dict[str, Any],
-            x: np.ndarray, bandwidth: float) -> None:
+            x: np.ndarray, bandwidth: float, plain_key: str | None = None) -> None:
     n, d = x.shape
     budget = spec[-1]
     floor = budget * n * d * x.itemsize / bandwidth
@@ -154,8 +240,8 @@ def _record(benchmark: Any, spec: tuple[Any, ...], provider: str, seconds: float
     info["read_GBps"] = bandwidth / 1e9
     info["floor_s"] = floor
     info["time_over_floor"] = seconds / floor
-    plain = _plain_seconds.get(pool_id(spec))
-    if plain is not None and not provider.endswith("plain"):
+    plain = _plain_seconds.get(plain_key or pool_id(spec))
+    if plain is not None and not provider.endswith(("plain", "brute")):
         info["speedup_vs_plain"] = plain / seconds
 
 

@@ -275,12 +275,18 @@ def test_selection_properties(jit):
     assert len(set(km1)) == 15 and not set(km1) & set(lab)
 
 
-def test_pruned_is_refused_with_a_reason(jit):
+def test_pruned_runs_on_numba_and_is_refused_with_a_reason_elsewhere(jit):
     (f,) = _inputs(jit, _pool(20, 3, np.float32))
-    with pytest.raises(uk.BackendUnavailable, match="pruned"):
-        uk.kcenter_greedy(f, None, 3, algorithm="pruned", backend=jit)
-    with pytest.raises(uk.BackendUnavailable, match="pruned"):
-        uk.kmeans_pp(f, 3, algorithm="pruned", backend=jit)
+    if jit == "numba":  # exact: the picks of brute force
+        np.testing.assert_array_equal(uk.kcenter_greedy(f, None, 3, algorithm="pruned", backend=jit),
+                                      uk.kcenter_greedy(f, None, 3, algorithm="brute", backend=jit))
+        np.testing.assert_array_equal(uk.kmeans_pp(f, 3, algorithm="pruned", backend=jit),
+                                      uk.kmeans_pp(f, 3, algorithm="brute", backend=jit))
+    else:
+        with pytest.raises(uk.BackendUnavailable, match="pruned"):
+            uk.kcenter_greedy(f, None, 3, algorithm="pruned", backend=jit)
+        with pytest.raises(uk.BackendUnavailable, match="pruned"):
+            uk.kmeans_pp(f, 3, algorithm="pruned", backend=jit)
     np.testing.assert_array_equal(_picks(uk.kcenter_greedy(f, None, 3, algorithm="auto", backend=jit)),
                                   uk.kcenter_greedy(_pool(20, 3, np.float32), None, 3, backend="reference"))
 

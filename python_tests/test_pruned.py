@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import uwe_kernels
-from uwe_kernels import reference
+from uwe_kernels import _pruning, reference
 from uwe_kernels._arrays import BFLOAT16
 from uwe_kernels.cpp import pruned, select
 from uwe_kernels.factored import FactoredArrays
@@ -271,9 +271,9 @@ def test_choose_algorithm_on_factored_embeddings() -> None:
 def test_factored_sample_distances_match_the_materialised_rows() -> None:
     for badge in (False, True):
         emb = factored_pool(600, 5, 9, badge=badge, clusters=4, seed=4, dtype=np.float64)
-        x = emb.materialize()[::2][: pruned.SAMPLE_ROWS]
+        x = emb.materialize()[::2][: _pruning.SAMPLE_ROWS]
         want = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-        np.testing.assert_allclose(pruned._sample_sq_distances(emb), want, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(_pruning._sample_sq_distances(emb), want, rtol=1e-9, atol=1e-9)
 
 
 # ---------------------------------------------------------------- through the public functions

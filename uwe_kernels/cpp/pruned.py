@@ -15,14 +15,12 @@ import numpy as np
 
 from .. import _lazy
 from .._arrays import BFLOAT16
+from .._pruning import looks_clustered
 from ..factored import FactoredArrays, FactoredEmbedding
 
 DTYPE_CODES = {np.dtype(np.float16): 0, BFLOAT16: 1, np.dtype(np.float32): 2, np.dtype(np.float64): 3}
 MODES = {"plain": 0, "pruned": 1, "adaptive": 2}
 FIRST_MAX_NORM, FIRST_RANDOM = -1, -2
-SAMPLE_ROWS = 256
-MIN_ROWS_FOR_PRUNING = 4096
-NEAREST_TO_MEAN_RATIO = 0.6
 
 
 def _ext() -> Any:
@@ -57,36 +55,13 @@ def pruned_supported(emb: Any) -> list[str]:
     return reasons
 
 
-def _sample_sq_distances(emb: Any) -> np.ndarray:
-    """Pairwise squared distances of about SAMPLE_ROWS evenly spaced rows, float64. Factored
-    rows are never materialised: UWE |u_i f_i - u_j f_j|^2 and BADGE
-    |a_i|^2|f_i|^2 + |a_j|^2|f_j|^2 - 2 (a_i . a_j)(f_i . f_j) from the factors."""
-    step = max(1, emb.shape[0] // SAMPLE_ROWS)
-    fa = _factored(emb)
-    if fa is None:
-        x = np.asarray(emb[::step][:SAMPLE_ROWS], dtype=np.float64)
-        gram = x @ x.T
-    else:
-        f = np.asarray(fa.features[::step][:SAMPLE_ROWS], dtype=np.float64)
-        w = np.asarray(fa.weights[::step][:SAMPLE_ROWS], dtype=np.float64)
-        gram = f @ f.T
-        gram *= w[:, None] * w[None, :] if w.ndim == 1 else w @ w.T
-    sq = np.diag(gram).copy()
-    return np.asarray(np.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0))
-
-
 def choose_algorithm(emb: Any) -> str:
-    """'pruned' when a small sample looks clustered (nearest neighbours much closer than the
-    average pair), else 'brute'. The kernel itself still falls back to the plain pass when the
-    fraction of rows it touches stays high."""
-    if pruned_supported(emb) or emb.shape[0] < MIN_ROWS_FOR_PRUNING:
+    """'pruned' when a small sample looks clustered (uwe_kernels._pruning), else 'brute'. The
+    kernel itself still falls back to the plain pass when the fraction of rows it touches
+    stays high."""
+    if pruned_supported(emb):
         return "brute"
-    d2 = _sample_sq_distances(emb)
-    np.fill_diagonal(d2, np.inf)
-    nearest = np.sqrt(d2.min(1)).mean()
-    np.fill_diagonal(d2, 0.0)
-    mean = np.sqrt(d2).sum() / max(1, len(d2) * (len(d2) - 1))
-    return "pruned" if mean > 0 and nearest < NEAREST_TO_MEAN_RATIO * mean else "brute"
+    return "pruned" if looks_clustered(emb) else "brute"
 
 
 def _check(emb: Any) -> None:

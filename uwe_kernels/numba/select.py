@@ -17,6 +17,8 @@ accumulator); BADGE rows use |a_i|^2|f_i|^2 + |a_c|^2|f_c|^2 - 2 (a_i.a_c)(f_i.f
 Accumulator: float32, float64 for float64 inputs; D and prefix sums are float64.
 Ties: lowest index wins (strict comparisons in index order within blocks, blocks in order),
 so results never depend on the thread count.
+algorithm='pruned' (dense pools) runs pruned.py: the same picks, reading only rows whose
+nearest-centre distance can change; 'auto' picks it when a row sample looks clustered.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import rng
-from ..errors import BackendUnavailable
+from .._pruning import DENSE_ONLY, looks_clustered
 from ._runtime import BLOCK, acc_zero, load, parallel_section, storage
 
 CHECKS_FINITE = False
@@ -38,18 +40,26 @@ PROGRESS_EVERY_S = 0.1
 _REASSOC = {"reassoc", "contract"}
 
 
+ALGORITHMS = ("brute", "pruned")
+
+
 def choose_algorithm(emb: Any) -> str:
-    return "brute"
+    """'pruned' for dense pools whose row sample looks clustered (the same test as cpp)."""
+    from . import pruned  # imports this module: resolved at call time
+
+    if pruned.pruned_supported(emb):
+        return "brute"
+    return "pruned" if looks_clustered(emb) else "brute"
 
 
-def _pruned_refusal(op: str) -> BackendUnavailable:
-    return BackendUnavailable(op, {"numba": [
-        "algorithm='pruned' is not implemented by numba yet; use algorithm='brute' (same picks)"]})
+def _check_algorithm(algorithm: str) -> None:
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"the numba backend runs algorithms {ALGORITHMS}, got {algorithm!r}")
 
 
 def not_supported_reasons(op: str, call: Any) -> list[str]:
-    if call.options.get("algorithm") == "pruned":
-        return ["algorithm='pruned' is not implemented by numba yet; use algorithm='brute' (same picks)"]
+    if op != "min_distances" and call.options.get("algorithm") == "pruned" and call.options.get("factored"):
+        return [DENSE_ONLY]
     return []
 
 
@@ -334,8 +344,12 @@ class _Progress:
 def kcenter_greedy(emb: Any, labelled_mask: np.ndarray, budget: int, first: int | None, *,
                    algorithm: str, progress: Callable[[int], None] | None, accum_dtype: Any
                    ) -> tuple[np.ndarray, np.ndarray]:
-    if algorithm != "brute":
-        raise _pruned_refusal("kcenter_greedy")
+    _check_algorithm(algorithm)
+    if algorithm == "pruned":
+        from . import pruned
+
+        return pruned.kcenter_greedy_pruned(emb, labelled_mask, budget, first, progress=progress,
+                                            accum_dtype=accum_dtype)
     budget = int(budget)
     picks = np.empty(budget, dtype=np.int64)
     dists = np.empty(budget, dtype=np.float64)
@@ -361,8 +375,12 @@ def kcenter_greedy(emb: Any, labelled_mask: np.ndarray, budget: int, first: int 
 
 def kmeans_pp(emb: Any, labelled_mask: np.ndarray, budget: int, seed: int, first: Any, *,
               algorithm: str, progress: Callable[[int], None] | None, accum_dtype: Any) -> np.ndarray:
-    if algorithm != "brute":
-        raise _pruned_refusal("kmeans_pp")
+    _check_algorithm(algorithm)
+    if algorithm == "pruned":
+        from . import pruned
+
+        return pruned.kmeans_pp_pruned(emb, labelled_mask, budget, seed, first, progress=progress,
+                                       accum_dtype=accum_dtype)
     budget = int(budget)
     picks = np.empty(budget, dtype=np.int64)
     if budget == 0:

@@ -1,0 +1,617 @@
+"""Exact pruned selection on numba: k-center greedy and k-means++ seeding over dense [n, d]
+pools that return the picks of the plain per-pick pass (select.py) while evaluating only the
+rows whose nearest-centre distance can change.
+
+Algorithm: every unpicked, unlabelled row i keeps D(i), its squared distance to the nearest
+centre, and belongs to that centre's group (A[i]); a group keeps its radius R = max D of its
+members and its argmax (lowest index on ties). When centre s arrives:
+  * group c is skipped whole when |s - c|^2 >= 4 R(c) (triangle inequality: no member can get
+    closer to s than to c); |s - c|^2 is summed in chunks and stops once it passes that bound,
+  * in a touched group, row i is skipped when |s - c|^2 >= 4 D(i), or when D(i) = 0,
+  * any other row gets the distance of the plain pass (the same compiled routine,
+    select._dense_dist) and moves to s's group when it is strictly closer.
+Float safety: the skip tests carry a relative margin (well above the rounding error of a
+computed squared distance) and an absolute floor for gradual underflow, so a skipped row's
+computed distance to s is provably >= D(i): the plain pass would leave it unchanged too. Rows
+that are evaluated get bit-identical values, so D, the picks and the distances equal the plain
+pass's exactly.
+k-center greedy: the next pick is the argmax over group maxima, O(groups) instead of O(n).
+k-means++: the draw is mapped to a row by the plain pass's own rule (first row whose sequential
+float64 prefix sum of D exceeds r * sum(D), select._prefix_search) over the maintained D; the
+block checkpoints of that prefix are recomputed only from the first block whose D changed, in
+the same order, so they are bit-identical to a full recomputation.
+Adaptive mode: when an exponential average of the fraction of live rows evaluated per centre
+stays above SWITCH_FRACTION (isotropic noise), member lists are dropped and centres run the
+plain parallel pass (which still records each row's group); after a stretch of plain centres
+the lists are rebuilt in O(n) and pruning is probed again, each failed probe doubling the next
+plain stretch.
+Labelled rows seed D with the plain pass's nearest-centre sweep and become the first groups.
+Per centre: the group tests (one thread), the candidate rows of touched groups (put in index
+order when there are many, so the walk over the pool runs forward), their distances (in
+parallel blocks above PARALLEL_MIN rows; each row's value never depends on the thread count),
+then the touched groups are compacted and the movers form the new group. Python drives the
+picks, so Ctrl-C works between picks and progress is reported about every 100 ms.
+Complexity per centre: O(G d) centre-centre work (early exit) plus O(m d) for the m rows
+evaluated plus O(members) of the touched groups (O(n) when the candidates are ordered);
+k-means++ adds an O(n) prefix pass at worst. Memory O(n) plus O(G).
+Member lists live in one int64 buffer: a touched group is compacted in place, a new group is
+appended at the end, and the buffer is rebuilt by a counting sort over A when it fills up.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+from numba import njit, prange
+
+from .. import rng
+from .._pruning import DENSE_ONLY
+from ..factored import FactoredArrays, FactoredEmbedding
+from ._runtime import BLOCK, acc_zero, load, parallel_section
+from .select import (
+    ARGMAX, NEAREST, _REASSOC, _Progress, _Rows, _dense_dist, _kth_free, _prefix_search, _sweep,
+    nearest_into,
+)
+
+MODES = ("adaptive", "pruned", "plain")
+SWITCH_FRACTION = 0.75
+FIRST_PROBE = 32  # centres of the first pruned stretch before a switch
+PROBE = 12  # centres of a later probe
+FIRST_PLAIN_STRETCH = 48
+SWITCH_SMOOTHING = 1.0 / 8.0
+CHUNK = 64  # elements between early-exit checks of a centre-centre distance
+PARALLEL_MIN = 4096  # candidate rows below which a centre is evaluated on one thread
+EVAL_BLOCK = 1024  # candidate rows per parallel work item
+SORT_BELOW = 64  # candidates are put in index order when more than n / SORT_BELOW
+
+_NO_MASK = np.zeros(0, dtype=np.bool_)
+
+
+def pruned_supported(emb: Any) -> list[str]:
+    """Reasons the pruned kernels cannot run on `emb` (empty when they can)."""
+    if isinstance(emb, (FactoredArrays, FactoredEmbedding)) or hasattr(emb, "weights"):
+        return [DENSE_ONLY]
+    if not hasattr(emb, "ndim"):
+        return [f"algorithm='pruned' needs a 2-D [n, d] array, got {type(emb).__name__}"]
+    if emb.ndim != 2:
+        return [f"algorithm='pruned' needs a 2-D [n, d] embedding, got ndim={emb.ndim}"]
+    return []
+
+
+# ---------------------------------------------------------------- kernels
+
+
+@njit(cache=True, fastmath=_REASSOC)
+def _chunk_sq(X, xcode, i, c, lo, hi, zero):  # type: ignore[no-untyped-def]
+    s = zero
+    for j in range(lo, hi):
+        t = load(X, i, j, xcode, zero) - c[j]
+        s += t * t
+    return s
+
+
+@njit(cache=True)
+def _bounded_dist(X, xcode, i, c, bound, zero):  # type: ignore[no-untyped-def]
+    """|x_i - c|^2 in float64, or a partial sum >= bound. Chunk sums are >= 0, so every
+    partial sum is <= the full one: stopping early only ever under-estimates."""
+    d = c.shape[0]
+    total = 0.0
+    for lo in range(0, d, CHUNK):
+        total += np.float64(_chunk_sq(X, xcode, i, c, lo, min(d, lo + CHUNK), zero))
+        if total >= bound:
+            return total
+    return total
+
+
+@njit(cache=True)
+def _skip_below(a, rel, absf):  # type: ignore[no-untyped-def]
+    """Rows with D <= this cannot get closer to s, given a = computed |s - c|^2 (or a lower
+    bound of it): exact |s - c|^2 >= 4 (D + absf) / (1 - rel) >= 4 exact |x - c|^2, so the
+    exact |x - s|^2 >= (D + absf) / (1 - rel) and its computed value is >= D."""
+    if not np.isfinite(a):  # overflow says nothing about the exact distance
+        return -1.0
+    return (a - absf) * (1.0 - rel) / (4.0 * (1.0 + rel)) - absf
+
+
+@njit(cache=True)
+def _group_bound(radius, rel, absf):  # type: ignore[no-untyped-def]
+    """The a above which _skip_below(a) >= radius: where a centre-centre sum may stop."""
+    return 4.0 * (1.0 + rel) * (radius + absf) / (1.0 - rel) + absf
+
+
+@njit(cache=True)
+def _refresh(g, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, mem):  # type: ignore[no-untyped-def]
+    """Radius and argmax (lowest index on ties) of group g from its members' D."""
+    r = 0.0
+    bd = -1.0
+    bi = -1
+    for p in range(gstart[g], gstart[g] + gcount[g]):
+        i = mem[p]
+        v = D[i]
+        if v > r:
+            r = v
+        if v > bd or (v == bd and i < bi):
+            bd = v
+            bi = i
+    grad[g] = np.inf if gcentre[g] < 0 else r
+    gbest_d[g] = bd
+    gbest_i[g] = bi
+
+
+@njit(cache=True)
+def _rebuild(A, taken, G, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, mem):  # type: ignore[no-untyped-def]
+    """Member lists (index order) of groups 0..G-1 from A by a counting sort; returns the
+    buffer's fill. O(n + G)."""
+    n = A.shape[0]
+    for g in range(G):
+        gcount[g] = 0
+    for i in range(n):
+        if not taken[i]:
+            gcount[A[i]] += 1
+    pos = 0
+    for g in range(G):
+        gstart[g] = pos
+        pos += gcount[g]
+        gcount[g] = 0
+    for i in range(n):
+        if not taken[i]:
+            g = A[i]
+            mem[gstart[g] + gcount[g]] = i
+            gcount[g] += 1
+    for g in range(G):
+        _refresh(g, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, mem)
+    return pos
+
+
+@njit(cache=True)
+def _touched_groups(X, xcode, c, s, G, A, taken, D, gcentre, gcount, grad, rel, absf, zero, sb, tg, counts):  # type: ignore[no-untyped-def]
+    """Row s becomes centre G (c: its row in the accumulator). Which groups can change, with
+    their row thresholds sb[g]; returns how many (listed in tg). counts[1] = centre distances."""
+    old = A[s]
+    taken[s] = True
+    D[s] = 0.0
+    nt = 0
+    cdist = 0
+    for g in range(G):
+        if gcount[g] == 0:
+            continue
+        cg = gcentre[g]
+        if cg < 0:
+            sb[g] = -1.0  # rows without a centre yet (D = inf): all change
+        else:
+            forced = g == old  # s's own group: its members lose s and are always looked at
+            bound = np.inf if forced else _group_bound(grad[g], rel, absf)
+            a = _bounded_dist(X, xcode, cg, c, bound, zero)
+            cdist += 1
+            t = _skip_below(a, rel, absf)
+            if not forced and grad[g] <= t:
+                continue
+            sb[g] = t
+        tg[nt] = g
+        nt += 1
+    counts[1] = cdist
+    return nt
+
+
+@njit(cache=True)
+def _candidates(nt, tg, sb, taken, D, gstart, gcount, mem, cand, flag):  # type: ignore[no-untyped-def]
+    """Rows of the touched groups that may get closer to s (D above the group's threshold and
+    above 0: a distance is never below 0); returns how many (listed in cand). Many of them are
+    listed in index order (a flag per row, then one scan): rows of a group are scattered over
+    the pool, and a forward walk lets the memory system fetch ahead."""
+    m = 0
+    for k in range(nt):
+        g = tg[k]
+        t = sb[g]
+        for p in range(gstart[g], gstart[g] + gcount[g]):
+            i = mem[p]
+            di = D[i]
+            if not taken[i] and di > t and di > 0.0:
+                cand[m] = i
+                m += 1
+    n = D.shape[0]
+    if m * SORT_BELOW > n:
+        for k in range(m):
+            flag[cand[k]] = True
+        m = 0
+        for i in range(n):
+            if flag[i]:
+                flag[i] = False
+                cand[m] = i
+                m += 1
+    return m
+
+
+@njit(cache=True)
+def _eval_rows(lo, hi, X, xcode, W, wcode, has_w, c, cand, G, D, A, zero):  # type: ignore[no-untyped-def]
+    """D = min(D, |x - c|^2) on rows cand[lo:hi] with the plain pass's arithmetic; rows that
+    get strictly closer join group G."""
+    for k in range(lo, hi):
+        i = cand[k]
+        v = np.float64(_dense_dist(X, xcode, W, wcode, has_w, i, c, zero))
+        if v < D[i]:
+            D[i] = v
+            A[i] = G
+
+
+@njit(parallel=True)
+def _eval_parallel(m, X, xcode, W, wcode, has_w, c, cand, G, D, A, zero):  # type: ignore[no-untyped-def]
+    for b in prange((m + EVAL_BLOCK - 1) // EVAL_BLOCK):
+        _eval_rows(b * EVAL_BLOCK, min(m, (b + 1) * EVAL_BLOCK), X, xcode, W, wcode, has_w, c, cand, G, D, A, zero)
+
+
+@njit(cache=True)
+def _compact(nt, tg, G, A, taken, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, mem, moved, counts):  # type: ignore[no-untyped-def]
+    """Touched groups drop rows that were taken or moved to group G (in place, order kept);
+    the movers are listed in moved (returns how many). counts[3] = lowest row that moved."""
+    first_changed = D.shape[0]
+    m = 0
+    for k in range(nt):
+        g = tg[k]
+        kept = gstart[g]
+        for p in range(gstart[g], gstart[g] + gcount[g]):
+            i = mem[p]
+            if taken[i]:
+                continue
+            if A[i] == G:
+                moved[m] = i
+                m += 1
+                if i < first_changed:
+                    first_changed = i
+                continue
+            mem[kept] = i
+            kept += 1
+        gcount[g] = kept - gstart[g]
+        _refresh(g, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, mem)
+    counts[3] = first_changed
+    return m
+
+
+@njit(cache=True)
+def _place_group(G, s, fresh, A, taken, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, mem, top):  # type: ignore[no-untyped-def]
+    """Rows `fresh` (the rows that moved to s, in index order: later passes stream forward)
+    become group G; the buffer is rebuilt when they do not fit. Returns the buffer's fill."""
+    gcentre[G] = s
+    m = fresh.shape[0]
+    if top + m > mem.shape[0]:
+        return _rebuild(A, taken, G + 1, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, mem)
+    mem[top : top + m] = fresh
+    gstart[G] = top
+    gcount[G] = m
+    _refresh(G, D, gcentre, gstart, gcount, grad, gbest_d, gbest_i, mem)
+    return top + m
+
+
+@njit(cache=True)
+def _groups_argmax(G, gcount, gbest_d, gbest_i):  # type: ignore[no-untyped-def]
+    """argmax D over untaken rows from the group maxima (lowest index on ties); -1 if none."""
+    bd = -1.0
+    bi = -1
+    for g in range(G):
+        i = gbest_i[g]
+        if gcount[g] == 0 or i < 0:
+            continue
+        v = gbest_d[g]
+        if v > bd or (v == bd and i < bi):
+            bd = v
+            bi = i
+    return bi
+
+
+@njit(cache=True)
+def _prefix_resume(D, ck, b0):  # type: ignore[no-untyped-def]
+    """select._prefix_checkpoints from block b0 on (ck[b0] still valid): the same sequential
+    float64 sums in the same order, so the same bits. ck[nb] = the total."""
+    n = D.shape[0]
+    nb = ck.shape[0] - 1
+    s = ck[b0] if b0 > 0 else 0.0
+    for b in range(b0, nb):
+        ck[b] = s
+        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+            s += D[i]
+    ck[nb] = s
+    return s
+
+
+# ---------------------------------------------------------------- engine
+
+
+class _Engine:
+    """D, groups and member lists for one selection; add_centre and argmax drive the picks."""
+
+    def __init__(self, emb: Any, labelled_mask: np.ndarray, accum_dtype: Any, mode: str) -> None:
+        reasons = pruned_supported(emb)
+        if reasons:
+            raise ValueError("; ".join(reasons))
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        zero = acc_zero(accum_dtype)
+        self.rows = r = _Rows(emb, zero)
+        n, d = r.X.shape
+        self.mode = mode
+        self.taken = np.array(labelled_mask, dtype=np.bool_, copy=True)
+        if self.taken.shape != (n,):
+            raise ValueError(f"labelled_mask must have shape ({n},), got {self.taken.shape}")
+        self.D = np.full(n, np.inf)
+        self.A = np.zeros(n, dtype=np.int64)
+        labelled = np.flatnonzero(self.taken)
+        cap = max(64, 2 * len(labelled) + 16)
+        self.gcentre = np.full(cap, -1, dtype=np.int64)
+        self.gstart = np.zeros(cap, dtype=np.int64)
+        self.gcount = np.zeros(cap, dtype=np.int64)
+        self.grad = np.full(cap, np.inf)
+        self.gbest_d = np.full(cap, -1.0)
+        self.gbest_i = np.full(cap, -1, dtype=np.int64)
+        self.sb = np.empty(cap)
+        self.tg = np.empty(cap, dtype=np.int64)
+        if len(labelled):
+            # The plain pass's own seeding: D equal bit for bit, A = position in `labelled`.
+            nearest_into(r, r, labelled, self.D, self.A)
+            self.D[self.taken] = 0.0
+            self.gcentre[: len(labelled)] = labelled
+            self.G = len(labelled)
+        else:
+            self.G = 1  # group 0: rows with no centre yet
+        self.untaken = n - len(labelled)
+        self.mem = np.empty(2 * n + 16, dtype=np.int64)
+        self.moved = np.empty(max(1, n), dtype=np.int64)
+        self.cand = np.empty(max(1, n), dtype=np.int64)
+        self.flag = np.zeros(n, dtype=np.bool_)
+        self.counts = np.zeros(4, dtype=np.int64)
+        nb = (n + BLOCK - 1) // BLOCK
+        self.blk_val = np.empty(nb, dtype=np.float64)
+        self.blk_arg = np.empty(nb, dtype=np.int64)
+        eps, tiny = float(np.finfo(zero.dtype).eps), float(np.finfo(zero.dtype).tiny)
+        # A computed squared distance is within (d + 3) u of the exact one (u = eps / 2); the
+        # margin is 8x that, which also covers rounding in the float64 threshold formulas.
+        self.rel = 4.0 * (d + 16) * eps
+        self.absf = 64.0 * (d + 1) * tiny
+        self.first_changed = 0  # lowest row whose D changed since the last prefix pass
+        self.stats = {"n": n, "centres": len(labelled), "rows_touched": 0, "centre_distances": 0, "groups_touched": 0,
+                      "switched_at": -1, "plain_centres": 0}
+        self.plain = mode == "plain"
+        self.average = 0.0
+        self.probe_centres = 0
+        self.plain_left = 0
+        self.plain_stretch = FIRST_PLAIN_STRETCH
+        self.top = 0
+        if not self.plain:
+            self._lists()
+
+    def _lists(self) -> None:
+        self.top = int(_rebuild(self.A, self.taken, self.G, self.D, self.gcentre, self.gstart, self.gcount,
+                                self.grad, self.gbest_d, self.gbest_i, self.mem))
+
+    def _grow(self) -> None:
+        if self.G + 1 <= len(self.gcentre):
+            return
+        cap = 2 * len(self.gcentre)
+        for name, fill in (("gcentre", -1), ("gstart", 0), ("gcount", 0), ("grad", np.inf),
+                           ("gbest_d", -1.0), ("gbest_i", -1), ("sb", 0.0), ("tg", 0)):
+            old = getattr(self, name)
+            new = np.full(cap, fill, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    def add_centre(self, s: int) -> None:
+        """Row s becomes a centre: D = min(D, |x - s|^2), D(s) = 0, s never picked."""
+        r = self.rows
+        self._grow()
+        c, ca, cn = r.gather(np.array([s], dtype=np.int64))
+        live_before = self.untaken
+        self.untaken -= 0 if self.taken[s] else 1
+        self.stats["centres"] += 1
+        if self.plain:
+            self.taken[s] = True
+            self.D[s] = 0.0
+            self.gcentre[self.G] = s
+            self.gcount[self.G] = 0
+            with parallel_section():  # the plain sweep, recording the new group in A
+                _sweep(r.X, r.xcode, r.W, r.wcode, r.has_w, r.badge, r.norms, c, ca, cn, self.G, self.D,
+                       self.A, _NO_MASK, NEAREST, r.zero, self.blk_val, self.blk_arg)
+            self.G += 1
+            self.first_changed = 0
+            self.stats["rows_touched"] += r.n
+            self.stats["plain_centres"] += 1
+            if self.mode == "adaptive":
+                self.plain_left -= 1
+                if self.plain_left == 0:
+                    self._go_pruned()
+            return
+        X, xcode, W, wcode, has_w, zero = r.X, r.xcode, r.W, r.wcode, r.has_w, r.zero
+        nt = int(_touched_groups(X, xcode, c[0], int(s), self.G, self.A, self.taken, self.D, self.gcentre,
+                                 self.gcount, self.grad, self.rel, self.absf, zero, self.sb, self.tg, self.counts))
+        nc = int(_candidates(nt, self.tg, self.sb, self.taken, self.D, self.gstart, self.gcount, self.mem,
+                             self.cand, self.flag))
+        if nc >= PARALLEL_MIN:
+            with parallel_section():
+                _eval_parallel(nc, X, xcode, W, wcode, has_w, c[0], self.cand, self.G, self.D, self.A, zero)
+        else:  # waking the thread team costs more than a few thousand rows
+            _eval_rows(0, nc, X, xcode, W, wcode, has_w, c[0], self.cand, self.G, self.D, self.A, zero)
+        m = int(_compact(nt, self.tg, self.G, self.A, self.taken, self.D, self.gcentre, self.gstart, self.gcount,
+                         self.grad, self.gbest_d, self.gbest_i, self.mem, self.moved, self.counts))
+        self.counts[0] = nc
+        self.counts[2] = nt
+        # Sorted by numpy: inside a kernel np.sort would be compiled again per pool type.
+        self.top = int(_place_group(self.G, int(s), np.sort(self.moved[:m]), self.A, self.taken, self.D,
+                                    self.gcentre, self.gstart, self.gcount, self.grad, self.gbest_d,
+                                    self.gbest_i, self.mem, self.top))
+        self.G += 1
+        evaluated, cdist, groups, first = (int(v) for v in self.counts)
+        self.first_changed = min(self.first_changed, first, int(s))
+        self.stats["rows_touched"] += evaluated
+        self.stats["centre_distances"] += cdist
+        self.stats["groups_touched"] += groups
+        if self.mode != "adaptive":
+            return
+        fraction = evaluated / live_before if live_before > 0 else 0.0
+        self.average = fraction if self.probe_centres == 0 else \
+            self.average + SWITCH_SMOOTHING * (fraction - self.average)
+        self.probe_centres += 1
+        probe = FIRST_PROBE if self.stats["switched_at"] < 0 else PROBE
+        if self.probe_centres >= probe and self.average > SWITCH_FRACTION:
+            self._go_plain()
+
+    def _go_plain(self) -> None:
+        self.plain = True
+        if self.stats["switched_at"] < 0:
+            self.stats["switched_at"] = self.stats["centres"]
+        self.plain_left = self.plain_stretch
+        self.plain_stretch *= 2
+        self.gcount[: self.G] = 0
+
+    def _go_pruned(self) -> None:
+        self.plain = False
+        self.probe_centres = 0
+        self._lists()
+
+    def argmax(self) -> int:
+        """Next k-center pick: argmax D over untaken rows, lowest index on ties; -1 if none."""
+        if self.plain:
+            r = self.rows
+            c, ca, cn = r.gather(np.zeros(1, dtype=np.int64))
+            with parallel_section():
+                return int(_sweep(r.X, r.xcode, r.W, r.wcode, r.has_w, r.badge, r.norms, c, ca, cn, 0, self.D,
+                                  self.A, self.taken, ARGMAX, r.zero, self.blk_val, self.blk_arg))
+        return int(_groups_argmax(self.G, self.gcount, self.gbest_d, self.gbest_i))
+
+    def report(self, budget: int) -> dict[str, Any]:
+        return {**self.stats, "budget": budget, "plain_at_end": self.plain}
+
+
+def _accum(accum_dtype: Any, emb: Any) -> Any:
+    if accum_dtype is not None:
+        return accum_dtype
+    return np.float64 if np.dtype(emb.dtype) == np.float64 else np.float32
+
+
+def _check_first(first: Any, n: int) -> None:
+    if isinstance(first, str):
+        if first not in ("max_norm", "random"):
+            raise ValueError(f"first must be 'max_norm', 'random' or a row index, got {first!r}")
+    elif first is not None and not 0 <= int(first) < n:
+        raise ValueError(f"first must be a row index in [0, {n}), got {first}")
+
+
+def _check_budget(budget: Any, free: int) -> int:
+    budget = int(budget)
+    if not 0 <= budget <= free:
+        raise ValueError(f"budget must be in [0, {free}] (unlabelled rows), got {budget}")
+    return budget
+
+
+# ---------------------------------------------------------------- ops
+
+
+def kcenter_greedy_stats(
+    emb: Any,  # [n, d]
+    labelled_mask: np.ndarray,  # [n] bool
+    budget: int,
+    first: int | None,
+    *,
+    mode: str = "adaptive",
+    progress: Callable[[int], None] | None = None,
+    accum_dtype: Any = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """k-center greedy picks, distances at pick time and work statistics (rows_touched,
+    centre_distances, switched_at, ...). `mode`: 'adaptive' (pruned, plain pass once pruning
+    stops paying), 'pruned' (never falls back) or 'plain' (every row every pick)."""
+    eng = _Engine(emb, labelled_mask, _accum(accum_dtype, emb), mode)
+    budget = _check_budget(budget, eng.untaken)
+    _check_first(first, eng.rows.n)
+    picks = np.empty(budget, dtype=np.int64)
+    dists = np.empty(budget, dtype=np.float64)
+    if budget == 0:
+        return picks, dists, eng.report(budget)
+    report = _Progress(progress)
+    if eng.taken.any():
+        nxt = eng.argmax()
+    else:  # D is inf everywhere: the first distance is inf, as on the plain pass
+        nxt = int(first) if first is not None else int(np.argmax(eng.rows.sqnorms()))
+    t = 0
+    while t < budget:
+        picks[t], dists[t] = nxt, np.sqrt(eng.D[nxt])
+        t += 1
+        if t < budget:
+            eng.add_centre(nxt)
+            nxt = eng.argmax()
+        report(t)
+    report(t, final=True)
+    return picks, dists, eng.report(budget)
+
+
+def kmeans_pp_stats(
+    emb: Any,  # [n, d]
+    labelled_mask: np.ndarray,  # [n] bool
+    budget: int,
+    seed: int,
+    first: Any,
+    *,
+    mode: str = "adaptive",
+    progress: Callable[[int], None] | None = None,
+    accum_dtype: Any = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """k-means++ picks and work statistics; `mode` as for kcenter_greedy_stats. Draws and the
+    draw -> row rule are those of the plain pass (select.kmeans_pp)."""
+    eng = _Engine(emb, labelled_mask, _accum(accum_dtype, emb), mode)
+    budget = _check_budget(budget, eng.untaken)
+    _check_first(first, eng.rows.n)
+    picks = np.empty(budget, dtype=np.int64)
+    if budget == 0:
+        return picks, eng.report(budget)
+    report = _Progress(progress)
+    n = eng.rows.n
+    nb = len(eng.blk_val)
+    ck = np.zeros(nb + 1, dtype=np.float64)
+    draw = 0
+    t = 0
+    free = eng.untaken
+    if not eng.taken.any():
+        if isinstance(first, str) and first == "max_norm":
+            i = int(np.argmax(eng.rows.sqnorms()))
+        elif isinstance(first, str) and first == "random":
+            i = int(_kth_free(eng.taken, min(int(rng.uniform(seed, draw) * free), free - 1)))
+            draw += 1
+        else:
+            i = int(first)
+        picks[0] = i
+        t = 1
+        if budget > 1:
+            eng.add_centre(i)
+        free -= 1
+        report(t)
+    while t < budget:
+        r = rng.uniform(seed, draw)
+        draw += 1
+        b0 = min(eng.first_changed, n) // BLOCK
+        total = float(_prefix_resume(eng.D, ck, min(b0, nb)))
+        eng.first_changed = n
+        if total > 0.0:
+            i = int(_prefix_search(eng.D, ck[:nb], total, r * total))
+        else:
+            i = int(_kth_free(eng.taken, min(int(r * free), free - 1)))
+        picks[t] = i
+        t += 1
+        free -= 1
+        if t < budget:
+            eng.add_centre(i)
+        report(t)
+    report(t, final=True)
+    return picks, eng.report(budget)
+
+
+def kcenter_greedy_pruned(emb: Any, labelled_mask: np.ndarray, budget: int, first: int | None, *,
+                          progress: Callable[[int], None] | None = None, accum_dtype: Any = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """The kcenter_greedy op (docs/internals.md) with algorithm='pruned'."""
+    picks, dists, _ = kcenter_greedy_stats(emb, labelled_mask, budget, first, progress=progress,
+                                           accum_dtype=accum_dtype)
+    return picks, dists
+
+
+def kmeans_pp_pruned(emb: Any, labelled_mask: np.ndarray, budget: int, seed: int, first: Any, *,
+                     progress: Callable[[int], None] | None = None, accum_dtype: Any = None) -> np.ndarray:
+    """The kmeans_pp op (docs/internals.md) with algorithm='pruned'."""
+    picks, _ = kmeans_pp_stats(emb, labelled_mask, budget, seed, first, progress=progress,
+                               accum_dtype=accum_dtype)
+    return picks
