@@ -1,7 +1,9 @@
 """Pruned selection vs the plain per-pick pass vs the memory-bandwidth floor.
 
-The floor of a brute-force selection is budget * n * d * itemsize / read bandwidth; the read
-bandwidth is measured here (np.sum over 1 GiB of float32, best of 3). Pools are Gaussian
+The floor of a brute-force selection is budget * n * row bytes / read bandwidth (the session
+roofline of bench/conftest.py); a pruned run can beat it because it skips rows, so its
+`floor_fraction` may exceed 100%. Groups `pruned-kcg:<pool>` / `pruned-kmpp:<pool>` put
+plain, adaptive and pruned of every backend side by side in `python -m bench.report`. Pools are Gaussian
 mixtures (clusters with a low intrinsic dimension, embedded in d dimensions) and isotropic
 Gaussian noise. Quick sizes by default; UWE_BENCH_SIZE=full runs n up to 2,000,000.
 extra_info: rows touched per pick, fraction of rows touched, time / floor, speed-up vs plain.
@@ -16,17 +18,16 @@ The numba cases time the numba backend's pruned kernels against its own brute fo
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import numpy as np
 import pytest
 
+from uwe_kernels._pruning import looks_clustered
 from uwe_kernels.cpp import pruned, select
 from uwe_kernels.factored import FactoredArrays
 
 FULL = os.environ.get("UWE_BENCH_SIZE", "quick") == "full"
-GIB = 1 << 30
 
 # (name, n, d, clusters, intrinsic dimension, budget); clusters 0 = isotropic noise
 QUICK_POOLS = [
@@ -76,15 +77,10 @@ def mixture_and_labels(n: int, d: int, clusters: int, intrinsic: int, seed: int 
 
 
 @pytest.fixture(scope="session")
-def read_bandwidth() -> float:
-    """Bytes per second of a plain streaming read (np.sum over 1 GiB float32, best of 3)."""
-    x = np.ones(GIB // 4, dtype=np.float32)
-    best = np.inf
-    for _ in range(3):
-        t = time.perf_counter()
-        x.sum()
-        best = min(best, time.perf_counter() - t)
-    return GIB / best
+def read_bandwidth(roofline: dict[str, float | None]) -> float:
+    """Bytes per second of a plain streaming read on the CPU, measured once per session."""
+    assert roofline["cpu"]
+    return float(roofline["cpu"])
 
 
 _pools: dict[str, np.ndarray] = {}
@@ -114,9 +110,10 @@ def bench_kcenter_greedy(benchmark: Any, spec: tuple[Any, ...], provider: str, r
     def run() -> None:
         out["picks"], _, out["stats"] = pruned.kcenter_greedy_stats(x, mask, budget, None, mode=provider)
 
+    benchmark.group = f"pruned-kcg:{pool_id(spec)}"
     benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
     seconds = benchmark.stats.stats.min
-    _record(benchmark, spec, provider, seconds, out["stats"], x, read_bandwidth)
+    _record(benchmark, "kcg", spec, f"{provider}[cpp]", seconds, out["stats"], x, read_bandwidth)
     key = pool_id(spec)
     if provider == "plain":
         _plain_seconds[key] = seconds
@@ -139,8 +136,10 @@ def bench_kmeans_pp(benchmark: Any, spec: tuple[Any, ...], provider: str, read_b
     def run() -> None:
         out["picks"], out["stats"] = pruned.kmeans_pp_stats(x, mask, budget, 0, "max_norm", mode=provider)
 
+    benchmark.group = f"pruned-kmpp:{pool_id(spec)}"
     benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
-    _record(benchmark, spec, "kmpp-" + provider, benchmark.stats.stats.min, out["stats"], x, read_bandwidth)
+    _record(benchmark, "kmpp", spec, f"{provider}[cpp]", benchmark.stats.stats.min, out["stats"], x,
+            read_bandwidth)
 
 
 # ---------------------------------------------------------------- numba backend
@@ -215,6 +214,7 @@ def bench_numba(benchmark: Any, op: str, spec: tuple[Any, ...], provider: str, r
     def run() -> None:
         out["picks"], out["stats"] = _numba_run(op, provider, x, budget)
 
+    benchmark.group = f"pruned-{op}:{pool_id(spec)}"
     benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
     seconds = benchmark.stats.stats.min
     key = f"numba-{op}/" + pool_id(spec)
@@ -223,26 +223,36 @@ def bench_numba(benchmark: Any, op: str, spec: tuple[Any, ...], provider: str, r
         _numba_picks[key] = out["picks"]
     elif key in _numba_picks:  # exact: the picks of brute force
         np.testing.assert_array_equal(out["picks"], _numba_picks[key])
-    _record(benchmark, spec, f"numba-{op}-{provider}", seconds, out["stats"], x, read_bandwidth, plain_key=key)
+    _record(benchmark, op, spec, f"{provider}[numba]", seconds, out["stats"], x, read_bandwidth, plain_key=key)
 
 
-def _record(benchmark: Any, spec: tuple[Any, ...], provider: str, seconds: float, stats: dict[str, Any],
+def _record(benchmark: Any, op: str, spec: tuple[Any, ...], provider: str, seconds: float, stats: dict[str, Any],
             x: np.ndarray, bandwidth: float, plain_key: str | None = None) -> None:
     n, d = x.shape
     budget = spec[-1]
-    floor = budget * n * d * x.itemsize / bandwidth
+    floor = _tag(benchmark, op, pool_id(spec), provider, seconds, budget * n * d * x.itemsize, bandwidth)
     info = benchmark.extra_info
-    info["provider"] = provider
     info["rows_touched_per_pick"] = stats["rows_touched"] / max(1, budget)
     info["fraction_touched"] = stats["rows_touched"] / max(1, budget * n)
     info["fraction_values_read"] = stats["values_read"] / max(1, budget * n * d)
     info["switched_at"] = stats["switched_at"]
-    info["read_GBps"] = bandwidth / 1e9
-    info["floor_s"] = floor
     info["time_over_floor"] = seconds / floor
+    info["auto_choice"] = "pruned" if looks_clustered(x) else "brute"
     plain = _plain_seconds.get(plain_key or pool_id(spec))
-    if plain is not None and not provider.endswith(("plain", "brute")):
+    if plain is not None and not provider.startswith(("plain", "brute")):
         info["speedup_vs_plain"] = plain / seconds
+
+
+def _tag(benchmark: Any, op: str, shape: str, provider: str, seconds: float, brute_bytes: float,
+         bandwidth: float) -> float:
+    """Provider and roofline fields in the layout bench/report.py reads (the group is set before
+    the timed call: pytest-benchmark takes it from there); returns the brute-force floor in seconds."""
+    floor = brute_bytes / bandwidth
+    benchmark.extra_info.update(provider=provider, role="ours", shape=shape, bytes_moved=float(brute_bytes),
+                                floor_s=floor, bandwidth_GBps=bandwidth / 1e9, best_s=seconds,
+                                size="full" if FULL else "quick",
+                                GBps=brute_bytes / seconds / 1e9, floor_fraction=floor / seconds)
+    return floor
 
 
 # ---------------------------------------------------------------- factored BADGE embeddings
@@ -292,7 +302,8 @@ def badge_factors(spec: tuple[Any, ...]) -> FactoredArrays:
 
 @pytest.mark.parametrize("spec", FACTORED, ids=[factored_id(s) for s in FACTORED])
 @pytest.mark.parametrize("provider", FACTORED_PROVIDERS)
-def bench_kcenter_greedy_factored(benchmark: Any, spec: tuple[Any, ...], provider: str) -> None:
+def bench_kcenter_greedy_factored(benchmark: Any, spec: tuple[Any, ...], provider: str,
+                                  read_bandwidth: float) -> None:
     fa = badge_factors(spec)
     n, budget = spec[1], spec[-1]
     mask = np.zeros(n, dtype=bool)
@@ -306,11 +317,14 @@ def bench_kcenter_greedy_factored(benchmark: Any, spec: tuple[Any, ...], provide
         else:
             out["picks"], _, out["stats"] = pruned.kcenter_greedy_stats(fa, mask, budget, None, mode=provider)
 
+    benchmark.group = f"pruned-kcg:{factored_id(spec)}"
     benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
     seconds = benchmark.stats.stats.min
     key = factored_id(spec)
+    k, d = fa.weights.shape[1], fa.features.shape[1]
+    _tag(benchmark, "kcg", key, f"{provider}[cpp]", seconds, budget * n * (k + d) * fa.features.itemsize,
+         read_bandwidth)
     info = benchmark.extra_info
-    info["provider"] = provider
     info["auto_choice"] = pruned.choose_algorithm(fa)
     if provider == "brute":
         _brute_seconds[key] = seconds
