@@ -48,7 +48,8 @@ def load_array(path: str, key: str | None = None) -> np.ndarray:
             return np.asarray(archive[key])
     if path.endswith(".npy"):
         try:
-            return np.asarray(np.load(path, mmap_mode="r"))
+            mapped: np.ndarray = np.load(path, mmap_mode="r")  # an np.memmap: rows are read as needed
+            return mapped
         except ValueError as exc:
             raise UserError(f"{path} is not a readable .npy file ({exc})") from None
     raise UserError(f"{path}: inputs must be .npy or .npz")
