@@ -404,7 +404,9 @@ def test_numba_results_do_not_depend_on_thread_count():
 
 def test_numba_progress_is_reported_and_ctrl_c_stops_between_picks():
     feats = _pool(60_000, 16, np.float32, seed=41)
-    uk.kcenter_greedy(feats[:100], None, 3, backend="numba")
+    # Compile first with the call that is interrupted below: an interrupt that lands while
+    # numba compiles is swallowed by its finalizers instead of reaching the caller.
+    uk.kcenter_greedy(feats[:100], None, 3, backend="numba", algorithm="brute")
     seen = []
     from uwe_kernels.numba import select as nsel
 
@@ -416,7 +418,7 @@ def test_numba_progress_is_reported_and_ctrl_c_stops_between_picks():
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            uk.kcenter_greedy(feats, None, 59_000, backend="numba")
+            uk.kcenter_greedy(feats, None, 59_000, backend="numba", algorithm="brute")
         stopped = time.monotonic() - start
     finally:
         timer.cancel()
