@@ -3,7 +3,7 @@
 The floor of a brute-force selection is budget * n * row bytes / read bandwidth (the session
 roofline of bench/conftest.py); a pruned run can beat it because it skips rows, so its
 `floor_fraction` may exceed 100%. Groups `pruned-kcg:<pool>` / `pruned-kmpp:<pool>` put
-plain, adaptive and pruned of every backend side by side in `python -m bench.report`. Pools are Gaussian
+plain, adaptive, pruned and auto (the public `algorithm="auto"` call) of every backend side by side in `python -m bench.report`. Pools are Gaussian
 mixtures (clusters with a low intrinsic dimension, embedded in d dimensions) and isotropic
 Gaussian noise. Quick sizes by default; UWE_BENCH_SIZE=full runs n up to 2,000,000.
 extra_info: rows touched per pick, fraction of rows touched, time / floor, speed-up vs plain.
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import uwe_kernels as uk
 from uwe_kernels._pruning import looks_clustered
 from uwe_kernels.cpp import pruned, select
 from uwe_kernels.factored import FactoredArrays
@@ -47,9 +48,10 @@ FULL_POOLS = [
     ("isotropic", 1_000_000, 128, 0, 0, 1_000),
 ]
 POOLS = FULL_POOLS if FULL else QUICK_POOLS
-PROVIDERS = ["plain", "adaptive", "pruned"]
+PROVIDERS = ["plain", "adaptive", "pruned", "auto"]
 
 _plain_seconds: dict[str, float] = {}
+_adaptive_stats: dict[str, dict[str, Any]] = {}
 
 
 def pool_id(spec: tuple[Any, ...]) -> str:
@@ -98,23 +100,39 @@ def get_pool(spec: tuple[Any, ...]) -> np.ndarray:
     return _pools[key]
 
 
-@pytest.mark.parametrize("spec", POOLS, ids=[pool_id(s) for s in POOLS])
+def _auto_stats(key: str, x: np.ndarray, budget: int) -> dict[str, Any]:
+    """Work statistics of an algorithm='auto' call (the public API returns none): those of the
+    brute-force pass when auto chose it, else those of the adaptive run of the same pool
+    (the kernel auto runs, deterministic)."""
+    if looks_clustered(x):
+        return dict(_adaptive_stats[key])
+    return {"rows_touched": (budget - 1) * len(x), "values_read": (budget - 1) * x.size, "switched_at": -1}
+
+
+# The pool varies slowest (each is generated once); plain runs first on every pool.
 @pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("spec", POOLS, ids=[pool_id(s) for s in POOLS])
 def bench_kcenter_greedy(benchmark: Any, spec: tuple[Any, ...], provider: str, read_bandwidth: float) -> None:
     x = get_pool(spec)
     n, d = x.shape
     budget = spec[-1]
     mask = np.zeros(n, dtype=bool)
+    key = pool_id(spec)
     out: dict[str, Any] = {}
 
     def run() -> None:
-        out["picks"], _, out["stats"] = pruned.kcenter_greedy_stats(x, mask, budget, None, mode=provider)
+        if provider == "auto":  # the public call: choose_algorithm, then the chosen kernel
+            out["picks"] = uk.kcenter_greedy(x, None, budget, algorithm="auto", backend="cpp")
+        else:
+            out["picks"], _, out["stats"] = pruned.kcenter_greedy_stats(x, mask, budget, None, mode=provider)
 
-    benchmark.group = f"pruned-kcg:{pool_id(spec)}"
+    benchmark.group = f"pruned-kcg:{key}"
     benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
     seconds = benchmark.stats.stats.min
-    _record(benchmark, "kcg", spec, f"{provider}[cpp]", seconds, out["stats"], x, read_bandwidth)
-    key = pool_id(spec)
+    if provider == "adaptive":
+        _adaptive_stats["kcg/" + key] = out["stats"]
+    stats = _auto_stats("kcg/" + key, x, budget) if provider == "auto" else out["stats"]
+    _record(benchmark, "kcg", spec, f"{provider}[cpp]", seconds, stats, x, read_bandwidth)
     if provider == "plain":
         _plain_seconds[key] = seconds
         _pools[key + "/picks"] = out["picks"]
@@ -125,21 +143,31 @@ def bench_kcenter_greedy(benchmark: Any, spec: tuple[Any, ...], provider: str, r
 KMPP_POOLS = [POOLS[0], POOLS[-1]]
 
 
-@pytest.mark.parametrize("spec", KMPP_POOLS, ids=[pool_id(s) for s in KMPP_POOLS])
 @pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("spec", KMPP_POOLS, ids=[pool_id(s) for s in KMPP_POOLS])
 def bench_kmeans_pp(benchmark: Any, spec: tuple[Any, ...], provider: str, read_bandwidth: float) -> None:
     x = get_pool(spec)
     budget = spec[-1]
     mask = np.zeros(len(x), dtype=bool)
+    key = "kmpp/" + pool_id(spec)
     out: dict[str, Any] = {}
 
     def run() -> None:
-        out["picks"], out["stats"] = pruned.kmeans_pp_stats(x, mask, budget, 0, "max_norm", mode=provider)
+        if provider == "auto":
+            out["picks"] = uk.kmeans_pp(x, budget, seed=0, first="max_norm", algorithm="auto", backend="cpp")
+        else:
+            out["picks"], out["stats"] = pruned.kmeans_pp_stats(x, mask, budget, 0, "max_norm", mode=provider)
 
     benchmark.group = f"pruned-kmpp:{pool_id(spec)}"
     benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
-    _record(benchmark, "kmpp", spec, f"{provider}[cpp]", benchmark.stats.stats.min, out["stats"], x,
-            read_bandwidth)
+    if provider == "adaptive":
+        _adaptive_stats[key] = out["stats"]
+    stats = _auto_stats(key, x, budget) if provider == "auto" else out["stats"]
+    _record(benchmark, "kmpp", spec, f"{provider}[cpp]", benchmark.stats.stats.min, stats, x, read_bandwidth)
+    if provider == "plain":
+        _pools[key + "/picks"] = out["picks"]
+    elif key + "/picks" in _pools:  # exact: the picks of the plain pass
+        np.testing.assert_array_equal(out["picks"], _pools[key + "/picks"])
 
 
 # ---------------------------------------------------------------- numba backend
@@ -154,7 +182,7 @@ NUMBA_FULL_POOLS = [
     ("isotropic", 200_000, 128, 0, 0, 300),
 ]
 NUMBA_POOLS = NUMBA_FULL_POOLS if FULL else NUMBA_QUICK_POOLS
-NUMBA_PROVIDERS = ["brute", "adaptive", "pruned"]
+NUMBA_PROVIDERS = ["brute", "adaptive", "pruned", "auto"]
 _numba_picks: dict[str, np.ndarray] = {}
 
 
@@ -183,6 +211,10 @@ def _numba_run(op: str, provider: str, x: np.ndarray, budget: int) -> tuple[np.n
 
     n = len(x)
     mask = np.zeros(n, dtype=bool)
+    if provider == "auto":  # the public call; its statistics are filled in by bench_numba
+        if op == "kcg":
+            return uk.kcenter_greedy(x, None, budget, algorithm="auto", backend="numba"), {}
+        return uk.kmeans_pp(x, budget, seed=0, first="max_norm", algorithm="auto", backend="numba"), {}
     if provider == "brute":
         if op == "kcg":
             picks = nselect.kcenter_greedy(x, mask, budget, None, algorithm="brute", progress=None,
@@ -201,8 +233,8 @@ def _numba_run(op: str, provider: str, x: np.ndarray, budget: int) -> tuple[np.n
     return picks, stats
 
 
-@pytest.mark.parametrize("spec", NUMBA_POOLS, ids=[pool_id(s) for s in NUMBA_POOLS])
 @pytest.mark.parametrize("provider", NUMBA_PROVIDERS)
+@pytest.mark.parametrize("spec", NUMBA_POOLS, ids=[pool_id(s) for s in NUMBA_POOLS])
 @pytest.mark.parametrize("op", ["kcg", "kmpp"])
 def bench_numba(benchmark: Any, op: str, spec: tuple[Any, ...], provider: str, read_bandwidth: float) -> None:
     pytest.importorskip("numba")
@@ -218,6 +250,10 @@ def bench_numba(benchmark: Any, op: str, spec: tuple[Any, ...], provider: str, r
     benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
     seconds = benchmark.stats.stats.min
     key = f"numba-{op}/" + pool_id(spec)
+    if provider == "adaptive":
+        _adaptive_stats[key] = out["stats"]
+    elif provider == "auto":
+        out["stats"] = _auto_stats(key, x, budget)
     if provider == "brute":
         _plain_seconds[key] = seconds
         _numba_picks[key] = out["picks"]
@@ -267,7 +303,7 @@ FULL_FACTORED = [
     ("badge-isotropic", 50_000, 10, 512, 0, 0, 500),
 ]
 FACTORED = FULL_FACTORED if FULL else QUICK_FACTORED
-FACTORED_PROVIDERS = ["brute", "adaptive", "pruned"]
+FACTORED_PROVIDERS = ["brute", "adaptive", "pruned", "auto"]
 
 _brute_seconds: dict[str, float] = {}
 _factored: dict[str, Any] = {}
@@ -300,8 +336,8 @@ def badge_factors(spec: tuple[Any, ...]) -> FactoredArrays:
     return _factored[key]
 
 
-@pytest.mark.parametrize("spec", FACTORED, ids=[factored_id(s) for s in FACTORED])
 @pytest.mark.parametrize("provider", FACTORED_PROVIDERS)
+@pytest.mark.parametrize("spec", FACTORED, ids=[factored_id(s) for s in FACTORED])
 def bench_kcenter_greedy_factored(benchmark: Any, spec: tuple[Any, ...], provider: str,
                                   read_bandwidth: float) -> None:
     fa = badge_factors(spec)
@@ -313,6 +349,10 @@ def bench_kcenter_greedy_factored(benchmark: Any, spec: tuple[Any, ...], provide
         if provider == "brute":
             out["picks"], _ = select.kcenter_greedy(fa, mask, budget, None, algorithm="brute", progress=None,
                                                     accum_dtype=np.float32)
+            out["stats"] = None
+        elif provider == "auto":
+            out["picks"] = uk.kcenter_greedy(uk.FactoredEmbedding(fa.weights, fa.features), None, budget,
+                                             algorithm="auto", backend="cpp")
             out["stats"] = None
         else:
             out["picks"], _, out["stats"] = pruned.kcenter_greedy_stats(fa, mask, budget, None, mode=provider)
@@ -329,14 +369,20 @@ def bench_kcenter_greedy_factored(benchmark: Any, spec: tuple[Any, ...], provide
     if provider == "brute":
         _brute_seconds[key] = seconds
         _factored[key + "/picks"] = out["picks"]
+    else:  # exact: the picks of brute force
+        if key + "/picks" in _factored:
+            np.testing.assert_array_equal(out["picks"], _factored[key + "/picks"])
+        if key in _brute_seconds:
+            info["speedup_vs_brute"] = _brute_seconds[key] / seconds
+    if provider == "adaptive":
+        _adaptive_stats[key] = out["stats"]
+    stats = out["stats"]
+    if provider == "auto" and info["auto_choice"] == "pruned":
+        stats = _adaptive_stats.get(key)
+    if stats is None:  # brute force: every row every pick
         info["rows_touched_per_pick"] = n - 1
         return
-    stats = out["stats"]
     touched = stats["rows_touched"] - stats["labelled_pairs"]
     info["rows_touched_per_pick"] = touched / max(1, budget)
     info["fraction_touched"] = touched / max(1, budget * n)
     info["switched_at"] = stats["switched_at"]
-    if key + "/picks" in _factored:
-        np.testing.assert_array_equal(out["picks"], _factored[key + "/picks"])
-    if key in _brute_seconds:
-        info["speedup_vs_brute"] = _brute_seconds[key] / seconds
