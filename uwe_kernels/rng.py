@@ -10,7 +10,7 @@ Every draw is a pure function of (seed, t), so backends and threads agree by con
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -56,6 +56,18 @@ def uniforms(seed: int, start: int, count: int) -> np.ndarray:
         z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
     z = z ^ (z >> np.uint64(31))
     return np.asarray((z >> np.uint64(11)).astype(np.float64) * TWO_POW_M53)
+
+
+def first_pick(first: Any, seed: int, max_norm_row: Callable[[], int],
+               nth_free: Callable[[float], int]) -> tuple[int, int]:
+    """k-means++'s first pick when nothing is labelled: the row of largest norm ("max_norm"),
+    the unlabelled row that draw r_0 lands on ("random"; `nth_free` maps r in [0, 1) to it),
+    or the given index. Returns (row, draws used) so the later picks continue at that t."""
+    if isinstance(first, str) and first == "max_norm":
+        return int(max_norm_row()), 0
+    if isinstance(first, str) and first == "random":
+        return int(nth_free(uniform(seed, 0))), 1
+    return int(first), 0
 
 
 class Draws:

@@ -18,13 +18,13 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "common/checkpoint.h"
 #include "cpu/pruned_engine.h"
 #include "cpu/pruned_factored.h"
 
@@ -49,28 +49,6 @@ double splitmix_uniform(uint64_t seed, uint64_t t) {
   return static_cast<double>(z >> 11) * 0x1.0p-53;
 }
 
-// Checks Ctrl-C and reports progress about every 100 ms; called with the GIL released.
-class Heartbeat {
- public:
-  explicit Heartbeat(py::object progress) : progress_(std::move(progress)), last_(Clock::now()) {}
-  void beat(int64_t done) {
-    const auto now = Clock::now();
-    if (now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    if (!progress_.is_none()) progress_(done);
-  }
-  void finish(int64_t done) {
-    py::gil_scoped_acquire gil;
-    if (!progress_.is_none()) progress_(done);
-  }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  py::object progress_;
-  Clock::time_point last_;
-};
 
 struct Pool {
   const char* base;
@@ -175,14 +153,13 @@ int64_t sample_d2(const std::vector<Acc>& D, double r, std::vector<double>& bloc
 // The labelled rows become centres; false when there are none. Dense pools: one pruned update
 // per labelled row, in index order.
 template <class T, class Acc>
-bool add_labelled(Engine<DenseRows<T, Acc>>& eng, const std::vector<uint8_t>& labelled, Heartbeat& heart,
-                  cpu::Checkpoint&) {
+bool add_labelled(Engine<DenseRows<T, Acc>>& eng, const std::vector<uint8_t>& labelled, Checkpoint& checkpoint) {
   bool any = false;
   for (int64_t i = 0; i < static_cast<int64_t>(labelled.size()); ++i) {
     if (!labelled[i]) continue;
     any = true;
     eng.add_centre(i);
-    heart.beat(0);
+    checkpoint.poll(0);
   }
   return any;
 }
@@ -190,8 +167,7 @@ bool add_labelled(Engine<DenseRows<T, Acc>>& eng, const std::vector<uint8_t>& la
 // Factored embeddings: the brute-force labelled pass (same tiles, same BADGE recompute), so
 // every D starts bit-identical to the brute-force kernels'; then all centres at once.
 template <class Acc>
-bool add_labelled(Engine<FactoredRows<Acc>>& eng, const std::vector<uint8_t>& labelled, Heartbeat&,
-                  cpu::Checkpoint& checkpoint) {
+bool add_labelled(Engine<FactoredRows<Acc>>& eng, const std::vector<uint8_t>& labelled, Checkpoint& checkpoint) {
   const FactoredRows<Acc>& rows = eng.rows();
   const int64_t n = rows.n();
   const int64_t m = std::count(labelled.begin(), labelled.end(), uint8_t(1));
@@ -213,13 +189,12 @@ py::tuple kcenter_impl(const Rows& rows, const std::vector<uint8_t>& labelled, i
   double* ds = dists.mutable_data();
   const int64_t n = rows.n();
   Engine<Rows> eng(rows, mode);
-  cpu::Checkpoint checkpoint{py::none()};
-  Heartbeat heart(std::move(progress));
+  Checkpoint checkpoint(progress);
   {
     py::gil_scoped_release release;
     int64_t t = 0;
     if (budget > 0) {
-      const bool any_labelled = add_labelled(eng, labelled, heart, checkpoint);
+      const bool any_labelled = add_labelled(eng, labelled, checkpoint);
       if (!any_labelled) {
         const int64_t s = first >= 0 ? first : max_norm_row(eng);
         pk[0] = s;
@@ -233,10 +208,10 @@ py::tuple kcenter_impl(const Rows& rows, const std::vector<uint8_t>& labelled, i
       pk[t] = s;
       ds[t] = std::sqrt(static_cast<double>(eng.D()[s]));
       if (t + 1 < budget) eng.add_centre(s);
-      heart.beat(t + 1);
+      checkpoint.poll(t + 1);
     }
   }
-  heart.finish(budget);
+  checkpoint.finish(budget);
   return py::make_tuple(picks, dists, stats_dict(eng.stats(), n, budget, eng.plain()));
 }
 
@@ -247,15 +222,14 @@ py::tuple kmeans_impl(const Rows& rows, const std::vector<uint8_t>& labelled, in
   int64_t* pk = picks.mutable_data();
   const int64_t n = rows.n();
   Engine<Rows> eng(rows, mode);
-  cpu::Checkpoint checkpoint{py::none()};
-  Heartbeat heart(std::move(progress));
+  Checkpoint checkpoint(progress);
   {
     py::gil_scoped_release release;
     uint64_t draw = 0;
     int64_t t = 0;
     std::vector<double> block_start;
     if (budget > 0) {
-      const bool any_labelled = add_labelled(eng, labelled, heart, checkpoint);
+      const bool any_labelled = add_labelled(eng, labelled, checkpoint);
       if (!any_labelled) {
         int64_t s = first;
         if (first == kFirstMaxNorm) s = max_norm_row(eng);
@@ -271,10 +245,10 @@ py::tuple kmeans_impl(const Rows& rows, const std::vector<uint8_t>& labelled, in
       if (s < 0) s = uniform_untaken(eng.taken(), eng.untaken(), r);
       pk[t] = s;
       if (t + 1 < budget) eng.add_centre(s);
-      heart.beat(t + 1);
+      checkpoint.poll(t + 1);
     }
   }
-  heart.finish(budget);
+  checkpoint.finish(budget);
   return py::make_tuple(picks, stats_dict(eng.stats(), n, budget, eng.plain()));
 }
 

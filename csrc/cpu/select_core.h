@@ -8,7 +8,6 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -21,6 +20,7 @@
 #include <omp.h>
 #endif
 
+#include "common/checkpoint.h"
 #include "common/distance.h"
 #include "common/dtype_convert.h"
 #include "cpu/select_simd.h"
@@ -214,26 +214,6 @@ void prepare_centre(const Emb& e, int64_t i, const Acc* p, Acc* c) {
 }
 
 // ------------------------------------------------------------------ signals and progress
-class Checkpoint {
- public:
-  explicit Checkpoint(py::handle progress) : progress_(progress), last_(Clock::now()) {}
-
-  // Every ~100 ms: re-acquire the GIL, raise KeyboardInterrupt (or any pending signal's
-  // exception), report progress. Called between passes, never inside a parallel region.
-  void poll(int64_t done) {
-    const auto now = Clock::now();
-    if (now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    if (!progress_.is_none()) progress_(done);
-  }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  py::handle progress_;
-  Clock::time_point last_;
-};
 
 // ------------------------------------------------------------------ labelled set / centres
 // For each listed row: min over the listed centres of the squared distance, and the centre's

@@ -23,11 +23,11 @@
 #include <cuda_runtime.h>
 #include <pybind11/pybind11.h>
 
-#include <chrono>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 
+#include "common/checkpoint.h"
 #include "common/distance.h"
 #include "common/dtype_convert.h"
 #include "common/splitmix64.h"
@@ -391,24 +391,6 @@ class DeviceGuard {
   int previous_ = 0;
 };
 
-// Every ~100 ms of host time: signals (Ctrl-C) and progress, with the GIL re-acquired.
-class Checkpoint {
- public:
-  explicit Checkpoint(py::handle progress) : progress_(progress), last_(Clock::now()) {}
-  void poll(int64_t done) {
-    const auto now = Clock::now();
-    if (now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    if (!progress_.is_none()) progress_(done);
-  }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  py::handle progress_;
-  Clock::time_point last_;
-};
 
 // Device pointers handed over by the Python adapter (torch allocations on the same stream).
 struct Work {

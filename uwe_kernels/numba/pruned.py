@@ -567,13 +567,8 @@ def kmeans_pp_stats(
     t = 0
     free = eng.untaken
     if not eng.taken.any():
-        if isinstance(first, str) and first == "max_norm":
-            i = int(np.argmax(eng.rows.sqnorms()))
-        elif isinstance(first, str) and first == "random":
-            i = int(_kth_free(eng.taken, min(int(rng.uniform(seed, draw) * free), free - 1)))
-            draw += 1
-        else:
-            i = int(first)
+        i, draw = rng.first_pick(first, seed, lambda: int(np.argmax(eng.rows.sqnorms())),
+                                 lambda r: _kth_free(eng.taken, min(int(r * free), free - 1)))
         picks[0] = i
         t = 1
         if budget > 1:

@@ -392,13 +392,8 @@ def kmeans_pp(emb: Any, labelled_mask: np.ndarray, budget: int, seed: int, first
     t = 0
     free = sel.rows.n - int(sel.taken.sum())
     if not sel.taken.any():
-        if isinstance(first, str) and first == "max_norm":
-            i = int(np.argmax(sel.rows.sqnorms()))
-        elif isinstance(first, str) and first == "random":
-            i = int(_kth_free(sel.taken, min(int(rng.uniform(seed, draw) * free), free - 1)))
-            draw += 1
-        else:
-            i = int(first)
+        i, draw = rng.first_pick(first, seed, lambda: int(np.argmax(sel.rows.sqnorms())),
+                                 lambda r: _kth_free(sel.taken, min(int(r * free), free - 1)))
         picks[0] = i
         t = 1
         if budget > 1:

@@ -306,13 +306,8 @@ def kmeans_pp(emb: Any, labelled_mask: np.ndarray, budget: int, seed: int, first
     draw = 0
     t = 0
     if not sel.host_taken.any():
-        if isinstance(first, str) and first == "max_norm":
-            i = int(torch.argmax(sel.rows.sqnorms().to(torch.float64)))
-        elif isinstance(first, str) and first == "random":
-            i = _kth_free(sel.host_taken, rng.uniform(seed, draw))
-            draw += 1
-        else:
-            i = int(first)
+        i, draw = rng.first_pick(first, seed, lambda: int(torch.argmax(sel.rows.sqnorms().to(torch.float64))),
+                                 lambda r: _kth_free(sel.host_taken, r))
         picks[0] = i
         t = 1
         if budget > 1:
