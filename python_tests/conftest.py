@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -61,3 +63,15 @@ def device(backend: str) -> str:
     if backend == "cuda" or (backend == "triton" and not _interpreting()):
         return "cuda"
     return "cpu"
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt during the test, as in an interactive session. A runner
+    started in the background can inherit SIGINT ignored, and then _thread.interrupt_main
+    does nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

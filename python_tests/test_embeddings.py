@@ -486,7 +486,7 @@ def test_rounding_to_half_outputs_matches_numpy(backend, device, out_dtype):
     assert np.array_equal(got.view(np.uint16), want.view(np.uint16))
 
 
-def test_cpp_long_calls_stop_on_keyboard_interrupt():
+def test_cpp_long_calls_stop_on_keyboard_interrupt(ctrl_c_raises):
     import _thread
     import threading
     import time

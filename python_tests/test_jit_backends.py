@@ -402,7 +402,7 @@ def test_numba_results_do_not_depend_on_thread_count():
     np.testing.assert_array_equal(k1, uk.kcenter_greedy(feats, [5, 6000], 25, backend="reference"))
 
 
-def test_numba_progress_is_reported_and_ctrl_c_stops_between_picks():
+def test_numba_progress_is_reported_and_ctrl_c_stops_between_picks(ctrl_c_raises):
     feats = _pool(60_000, 16, np.float32, seed=41)
     # Compile first with the call that is interrupted below: an interrupt that lands while
     # numba compiles is swallowed by its finalizers instead of reaching the caller.

@@ -410,7 +410,7 @@ def test_progress_callback_is_called_during_a_long_compiled_run():
 
 
 @pytest.mark.parametrize("phase", ["picks", "labelled_init"])
-def test_ctrl_c_interrupts_a_long_compiled_run(phase):
+def test_ctrl_c_interrupts_a_long_compiled_run(phase, ctrl_c_raises):
     if phase == "picks":
         x = gaussian_pool(200_000, 64, seed=17)
         labelled, budget = None, 3000
