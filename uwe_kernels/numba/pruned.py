@@ -44,12 +44,11 @@ from typing import Any, Callable
 import numpy as np
 from numba import njit, prange
 
-from .. import rng
 from .._pruning import DENSE_ONLY
 from ..factored import FactoredArrays, FactoredEmbedding
 from ._runtime import BLOCK, acc_zero, load, parallel_section
 from .select import (
-    ARGMAX, NEAREST, _REASSOC, _Progress, _Rows, _dense_dist, _kth_free, _prefix_search, _sweep,
+    ARGMAX, NEAREST, _REASSOC, _Progress, _Rows, _dense_dist, _prefix_search, _sweep, kmeans_pp_loop,
     nearest_into,
 )
 
@@ -556,42 +555,20 @@ def kmeans_pp_stats(
     eng = _Engine(emb, labelled_mask, _accum(accum_dtype, emb), mode)
     budget = _check_budget(budget, eng.untaken)
     _check_first(first, eng.rows.n)
-    picks = np.empty(budget, dtype=np.int64)
     if budget == 0:
-        return picks, eng.report(budget)
-    report = _Progress(progress)
+        return np.empty(0, dtype=np.int64), eng.report(budget)
     n = eng.rows.n
     nb = len(eng.blk_val)
     ck = np.zeros(nb + 1, dtype=np.float64)
-    draw = 0
-    t = 0
-    free = eng.untaken
-    if not eng.taken.any():
-        i, draw = rng.first_pick(first, seed, lambda: int(np.argmax(eng.rows.sqnorms())),
-                                 lambda r: _kth_free(eng.taken, min(int(r * free), free - 1)))
-        picks[0] = i
-        t = 1
-        if budget > 1:
-            eng.add_centre(i)
-        free -= 1
-        report(t)
-    while t < budget:
-        r = rng.uniform(seed, draw)
-        draw += 1
+
+    def sample(r: float) -> int:
+        # prefix sums resume at the first block whose D changed since the last draw
         b0 = min(eng.first_changed, n) // BLOCK
         total = float(_prefix_resume(eng.D, ck, min(b0, nb)))
         eng.first_changed = n
-        if total > 0.0:
-            i = int(_prefix_search(eng.D, ck[:nb], total, r * total))
-        else:
-            i = int(_kth_free(eng.taken, min(int(r * free), free - 1)))
-        picks[t] = i
-        t += 1
-        free -= 1
-        if t < budget:
-            eng.add_centre(i)
-        report(t)
-    report(t, final=True)
+        return int(_prefix_search(eng.D, ck[:nb], total, r * total)) if total > 0.0 else -1
+
+    picks = kmeans_pp_loop(budget, seed, first, eng.taken, eng.rows.sqnorms, eng.add_centre, sample, progress)
     return picks, eng.report(budget)
 
 

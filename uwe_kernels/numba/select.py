@@ -382,37 +382,50 @@ def kmeans_pp(emb: Any, labelled_mask: np.ndarray, budget: int, seed: int, first
         return pruned.kmeans_pp_pruned(emb, labelled_mask, budget, seed, first, progress=progress,
                                        accum_dtype=accum_dtype)
     budget = int(budget)
-    picks = np.empty(budget, dtype=np.int64)
     if budget == 0:
-        return picks
+        return np.empty(0, dtype=np.int64)
     sel = _Selection(emb, labelled_mask, accum_dtype)
-    report = _Progress(progress)
     ck = np.empty(len(sel.blk_val), dtype=np.float64)
+
+    def sample(r: float) -> int:
+        total = _prefix_checkpoints(sel.D, ck)
+        return int(_prefix_search(sel.D, ck, total, r * total)) if total > 0.0 else -1
+
+    return kmeans_pp_loop(budget, seed, first, sel.taken, sel.rows.sqnorms, sel.step, sample, progress)
+
+
+def kmeans_pp_loop(budget: int, seed: int, first: Any, taken: np.ndarray, sqnorms: Callable[[], np.ndarray],
+                   add_centre: Callable[[int], Any], sample: Callable[[float], int],
+                   progress: Callable[[int], None] | None) -> np.ndarray:
+    """The k-means++ draws of API.md over a selection state (the plain and the pruned kernels):
+    `add_centre(i)` makes row i a centre (D and `taken` [n] bool updated in place); `sample(r)`
+    is the row where the index-order prefix sum of D first exceeds r * sum(D), or -1 when every
+    D is 0, and then the pick is uniform over the free rows."""
+    picks = np.empty(budget, dtype=np.int64)
+    report = _Progress(progress)
+    free = len(taken) - int(taken.sum())
     draw = 0
     t = 0
-    free = sel.rows.n - int(sel.taken.sum())
-    if not sel.taken.any():
-        i, draw = rng.first_pick(first, seed, lambda: int(np.argmax(sel.rows.sqnorms())),
-                                 lambda r: _kth_free(sel.taken, min(int(r * free), free - 1)))
+    if not taken.any():
+        i, draw = rng.first_pick(first, seed, lambda: int(np.argmax(sqnorms())),
+                                 lambda r: _kth_free(taken, min(int(r * free), free - 1)))
         picks[0] = i
         t = 1
         if budget > 1:
-            sel.step(i)
+            add_centre(i)
         free -= 1
         report(t)
     while t < budget:
         r = rng.uniform(seed, draw)
         draw += 1
-        total = _prefix_checkpoints(sel.D, ck)
-        if total > 0.0:
-            i = int(_prefix_search(sel.D, ck, total, r * total))
-        else:
-            i = int(_kth_free(sel.taken, min(int(r * free), free - 1)))
+        i = sample(r)
+        if i < 0:
+            i = int(_kth_free(taken, min(int(r * free), free - 1)))
         picks[t] = i
         t += 1
         free -= 1
         if t < budget:
-            sel.step(i)
+            add_centre(i)
         report(t)
     report(t, final=True)
     return picks
