@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/checkpoint.h"
+#include "common/splitmix64.h"
 #include "cpu/pruned_engine.h"
 #include "cpu/pruned_factored.h"
 
@@ -40,15 +41,6 @@ using pruned::FactoredRows;
 constexpr int64_t kPrefixBlock = 4096;
 constexpr int64_t kFirstMaxNorm = -1;
 constexpr int64_t kFirstRandom = -2;
-
-double splitmix_uniform(uint64_t seed, uint64_t t) {
-  uint64_t z = seed + (t + 1) * 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return static_cast<double>(z >> 11) * 0x1.0p-53;
-}
-
 
 struct Pool {
   const char* base;
@@ -107,7 +99,7 @@ int64_t max_norm_row(const Engine<Rows>& eng) {
 
 // The floor(r * m)-th untaken row in index order, m the number of untaken rows.
 int64_t uniform_untaken(const std::vector<uint8_t>& taken, int64_t m, double r) {
-  int64_t j = std::min<int64_t>(static_cast<int64_t>(r * static_cast<double>(m)), m - 1);
+  int64_t j = uniform_rank(r, m);
   for (int64_t i = 0; i < static_cast<int64_t>(taken.size()); ++i) {
     if (taken[i]) continue;
     if (j-- == 0) return i;
@@ -233,14 +225,14 @@ py::tuple kmeans_impl(const Rows& rows, const std::vector<uint8_t>& labelled, in
       if (!any_labelled) {
         int64_t s = first;
         if (first == kFirstMaxNorm) s = max_norm_row(eng);
-        if (first == kFirstRandom) s = uniform_untaken(eng.taken(), eng.untaken(), splitmix_uniform(seed, draw++));
+        if (first == kFirstRandom) s = uniform_untaken(eng.taken(), eng.untaken(), splitmix64_uniform(seed, draw++));
         pk[0] = s;
         eng.add_centre(s);
         t = 1;
       }
     }
     for (; t < budget; ++t) {
-      const double r = splitmix_uniform(seed, draw++);
+      const double r = splitmix64_uniform(seed, draw++);
       int64_t s = sample_d2(eng.D(), r, block_start);
       if (s < 0) s = uniform_untaken(eng.taken(), eng.untaken(), r);
       pk[t] = s;

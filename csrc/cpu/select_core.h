@@ -213,8 +213,6 @@ void prepare_centre(const Emb& e, int64_t i, const Acc* p, Acc* c) {
   if (e.kind == kBadge) c[e.K() + e.d()] = p[i];
 }
 
-// ------------------------------------------------------------------ signals and progress
-
 // ------------------------------------------------------------------ labelled set / centres
 // For each listed row: min over the listed centres of the squared distance, and the centre's
 // position in the centre list (lowest on ties), merged into D / A with strict <.

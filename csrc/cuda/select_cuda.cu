@@ -391,7 +391,6 @@ class DeviceGuard {
   int previous_ = 0;
 };
 
-
 // Device pointers handed over by the Python adapter (torch allocations on the same stream).
 struct Work {
   void* D;            // Acc [n]
