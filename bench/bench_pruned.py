@@ -18,7 +18,7 @@ The numba cases time the numba backend's pruned kernels against its own brute fo
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -100,11 +100,14 @@ def get_pool(spec: tuple[Any, ...]) -> np.ndarray:
     return _pools[key]
 
 
-def _auto_stats(key: str, x: np.ndarray, budget: int) -> dict[str, Any]:
+def _auto_stats(key: str, x: np.ndarray, budget: int, adaptive: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Work statistics of an algorithm='auto' call (the public API returns none): those of the
-    brute-force pass when auto chose it, else those of the adaptive run of the same pool
-    (the kernel auto runs, deterministic)."""
+    brute-force pass when auto chose it, else those of the adaptive kernel (the one auto runs,
+    deterministic) on the same pool: from its timed run, or `adaptive()` untimed when that was
+    deselected."""
     if looks_clustered(x):
+        if key not in _adaptive_stats:
+            _adaptive_stats[key] = adaptive()
         return dict(_adaptive_stats[key])
     return {"rows_touched": (budget - 1) * len(x), "values_read": (budget - 1) * x.size, "switched_at": -1}
 
@@ -131,7 +134,11 @@ def bench_kcenter_greedy(benchmark: Any, spec: tuple[Any, ...], provider: str, r
     seconds = benchmark.stats.stats.min
     if provider == "adaptive":
         _adaptive_stats["kcg/" + key] = out["stats"]
-    stats = _auto_stats("kcg/" + key, x, budget) if provider == "auto" else out["stats"]
+    if provider == "auto":
+        stats = _auto_stats("kcg/" + key, x, budget,
+                            lambda: pruned.kcenter_greedy_stats(x, mask, budget, None, mode="adaptive")[2])
+    else:
+        stats = out["stats"]
     _record(benchmark, "kcg", spec, f"{provider}[cpp]", seconds, stats, x, read_bandwidth)
     if provider == "plain":
         _plain_seconds[key] = seconds
@@ -162,7 +169,11 @@ def bench_kmeans_pp(benchmark: Any, spec: tuple[Any, ...], provider: str, read_b
     benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
     if provider == "adaptive":
         _adaptive_stats[key] = out["stats"]
-    stats = _auto_stats(key, x, budget) if provider == "auto" else out["stats"]
+    if provider == "auto":
+        stats = _auto_stats(key, x, budget,
+                            lambda: pruned.kmeans_pp_stats(x, mask, budget, 0, "max_norm", mode="adaptive")[1])
+    else:
+        stats = out["stats"]
     _record(benchmark, "kmpp", spec, f"{provider}[cpp]", benchmark.stats.stats.min, stats, x, read_bandwidth)
     if provider == "plain":
         _pools[key + "/picks"] = out["picks"]
@@ -253,7 +264,7 @@ def bench_numba(benchmark: Any, op: str, spec: tuple[Any, ...], provider: str, r
     if provider == "adaptive":
         _adaptive_stats[key] = out["stats"]
     elif provider == "auto":
-        out["stats"] = _auto_stats(key, x, budget)
+        out["stats"] = _auto_stats(key, x, budget, lambda: _numba_run(op, "adaptive", x, budget)[1])
     if provider == "brute":
         _plain_seconds[key] = seconds
         _numba_picks[key] = out["picks"]
@@ -333,7 +344,8 @@ def badge_factors(spec: tuple[Any, ...]) -> FactoredArrays:
         p /= p.sum(1, keepdims=True)
         w = (p - np.eye(k)[p.argmax(1)]).astype(np.float32)
         _factored[key] = FactoredArrays(w, np.ascontiguousarray(feats, dtype=np.float32))
-    return _factored[key]
+    factors: FactoredArrays = _factored[key]
+    return factors
 
 
 @pytest.mark.parametrize("provider", FACTORED_PROVIDERS)
@@ -378,7 +390,9 @@ def bench_kcenter_greedy_factored(benchmark: Any, spec: tuple[Any, ...], provide
         _adaptive_stats[key] = out["stats"]
     stats = out["stats"]
     if provider == "auto" and info["auto_choice"] == "pruned":
-        stats = _adaptive_stats.get(key)
+        if key not in _adaptive_stats:  # the adaptive case was deselected: its statistics, untimed
+            _adaptive_stats[key] = pruned.kcenter_greedy_stats(fa, mask, budget, None, mode="adaptive")[2]
+        stats = _adaptive_stats[key]
     if stats is None:  # brute force: every row every pick
         info["rows_touched_per_pick"] = n - 1
         return
