@@ -52,7 +52,11 @@ def _same_picks(picks) -> dict[str, object]:
     if ours is None:
         return {"same_picks": None, "same_picks_against": "no CPU backend of ours runs this shape yet"}
     picks = np.asarray(picks.cpu() if hasattr(picks, "cpu") else picks)
-    return {"same_picks": bool(np.array_equal(picks, ours[1])), "same_picks_against": ours[0]}
+    # After many picks two candidates can lie closer than float32 rounding (a near-tie that
+    # float32 peers and float32 accumulation may break either way): say how far they agree.
+    differ = np.flatnonzero(picks != ours[1]) if picks.shape == ours[1].shape else np.array([0])
+    return {"same_picks": not len(differ), "same_picks_against": ours[0],
+            "same_leading_picks": int(differ[0]) if len(differ) else len(picks)}
 
 
 @pytest.mark.parametrize("backend", backend_params())

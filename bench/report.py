@@ -100,6 +100,8 @@ def group_tables(rows: list[Row]) -> list[str]:
         for r in sorted(members, key=lambda r: r.best):
             same = r.get("same_picks")
             same_txt = "—" if same is None else ("yes" if same else "no")
+            if same is False and r.get("same_leading_picks") is not None:
+                same_txt += f" (first {r.get('same_leading_picks'):,} same)"
             if r.get("same_first_pick") is not None:
                 same_txt += f" (first pick {'same' if r.get('same_first_pick') else 'differs'})"
             gbps = r.get("GBps")
