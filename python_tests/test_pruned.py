@@ -269,11 +269,33 @@ def test_choose_algorithm_on_factored_embeddings() -> None:
 
 
 def test_factored_sample_distances_match_the_materialised_rows() -> None:
+    queries, reference = np.array([0, 7, 300]), np.arange(0, 600, 3)
     for badge in (False, True):
         emb = factored_pool(600, 5, 9, badge=badge, clusters=4, seed=4, dtype=np.float64)
-        x = emb.materialize()[::2][: _pruning.SAMPLE_ROWS]
-        want = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-        np.testing.assert_allclose(_pruning._sample_sq_distances(emb), want, rtol=1e-9, atol=1e-9)
+        x = emb.materialize()
+        want = ((x[queries][:, None, :] - x[reference][None, :, :]) ** 2).sum(-1)
+        got = _pruning._sq_distances(emb, queries, reference)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(_pruning._sq_distances(x, queries, reference), want, rtol=1e-9, atol=1e-9)
+
+
+def test_many_clusters_still_look_clustered() -> None:
+    # 1,000 clusters: a small self-sample has almost no pair from one cluster and looks like
+    # noise; the reference rows must be many enough to find each query a cluster mate.
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((1000, 128)) * 4.0
+    x = (centres[rng.integers(0, 1000, 40_000)] + 0.3 * rng.standard_normal((40_000, 128))).astype(np.float32)
+    assert _pruning.looks_clustered(x)
+    assert not _pruning.looks_clustered(rng.standard_normal((40_000, 32)).astype(np.float32))
+
+
+def test_sample_rows_are_spread_and_never_pair_a_row_with_itself() -> None:
+    for n in (4096, 5000, 1_000_000):
+        queries, reference = _pruning._sample_rows(n)
+        assert queries.min() > 0 and queries.max() < n - 1 and len(queries) == _pruning.QUERY_ROWS
+        assert reference[0] == 0 and reference[-1] == n - 1 and len(reference) == min(n, _pruning.REFERENCE_ROWS)
+    dup = np.repeat(gaussian_pool(2048, 64, seed=6), 2, axis=0)  # every row twice: nearest is 0
+    assert _pruning.looks_clustered(dup)
 
 
 # ---------------------------------------------------------------- through the public functions
