@@ -279,6 +279,16 @@ def test_factored_sample_distances_match_the_materialised_rows() -> None:
         np.testing.assert_allclose(_pruning._sq_distances(x, queries, reference), want, rtol=1e-9, atol=1e-9)
 
 
+def test_float32_sample_distances_survive_a_large_common_offset() -> None:
+    # float32 Grams of rows near 1e4: without centring, |x|^2 ~ 5e9 would swamp distances of ~100
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((600, 48)) + 1e4).astype(np.float32)
+    queries, reference = np.array([1, 50, 599]), np.arange(0, 600, 2)
+    exact = x.astype(np.float64)
+    want = ((exact[queries][:, None, :] - exact[reference][None, :, :]) ** 2).sum(-1)
+    np.testing.assert_allclose(_pruning._sq_distances(x, queries, reference), want, rtol=1e-4, atol=1e-3)
+
+
 def test_many_clusters_still_look_clustered() -> None:
     # 1,000 clusters: a small self-sample has almost no pair from one cluster and looks like
     # noise; the reference rows must be many enough to find each query a cluster mate.

@@ -34,23 +34,31 @@ def _sample_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _sq_distances(emb: Any, queries: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Squared distances [queries, reference] in float64. Factored rows are never
-    materialised: UWE |u_i f_i - u_j f_j|^2 and BADGE
-    |a_i|^2|f_i|^2 + |a_j|^2|f_j|^2 - 2 (a_i . a_j)(f_i . f_j) come from the factors."""
+    """Squared distances [queries, reference] (float64 out), computed in the pool's precision
+    (at least float32: the answer feeds a coarse ratio test, and float32 Grams cost half).
+    Dense rows are centred on the reference mean first, which leaves distances unchanged and
+    keeps the norm trick's cancellation small. Factored rows are never materialised: UWE
+    |u_i f_i - u_j f_j|^2 and BADGE |a_i|^2|f_i|^2 + |a_j|^2|f_j|^2 - 2 (a_i . a_j)(f_i . f_j)
+    come from the factors."""
     if isinstance(emb, FactoredEmbedding):
         emb = emb.backend_arrays()
     if isinstance(emb, FactoredArrays):
-        fq, fr = (np.asarray(emb.features[i], dtype=np.float64) for i in (queries, reference))
-        wq, wr = (np.asarray(emb.weights[i], dtype=np.float64) for i in (queries, reference))
+        work = np.result_type(emb.features.dtype, emb.weights.dtype, np.float32)
+        fq, fr = (np.asarray(emb.features[i], dtype=work) for i in (queries, reference))
+        wq, wr = (np.asarray(emb.weights[i], dtype=work) for i in (queries, reference))
         gram = fq @ fr.T
         gram *= np.outer(wq, wr) if wq.ndim == 1 else wq @ wr.T
         sq_q = np.einsum("ij,ij->i", fq, fq) * np.square(wq).reshape(len(wq), -1).sum(1)
         sq_r = np.einsum("ij,ij->i", fr, fr) * np.square(wr).reshape(len(wr), -1).sum(1)
     else:
-        xq, xr = (np.asarray(emb[i], dtype=np.float64) for i in (queries, reference))
+        work = np.result_type(emb.dtype, np.float32)
+        xq, xr = (np.asarray(emb[i], dtype=work) for i in (queries, reference))
+        centre = xr.mean(axis=0)
+        xq, xr = xq - centre, xr - centre
         gram = xq @ xr.T
         sq_q, sq_r = np.einsum("ij,ij->i", xq, xq), np.einsum("ij,ij->i", xr, xr)
-    return np.asarray(np.maximum(sq_q[:, None] + sq_r[None, :] - 2.0 * gram, 0.0))
+    d2 = sq_q.astype(np.float64)[:, None] + sq_r.astype(np.float64)[None, :] - 2.0 * gram.astype(np.float64)
+    return np.asarray(np.maximum(d2, 0.0))
 
 
 def looks_clustered(emb: Any) -> bool:
