@@ -193,15 +193,16 @@ def _pruned_goals(rows: list[Row]) -> list[str]:
         lines.append("| pruned KCG >= 10x below the brute-force floor (goal pool 1,000,000 x 512, budget 10,000; "
                      f"here the largest clustered pool of the run) | {text} | {'met' if met else 'not met'} |")
     noise = []
-    for r in chosen("pruned-kcg:"):
+    for r in chosen("pruned-kcg:") + chosen("pruned-kmpp:"):
         if "isotropic" not in r.group:
             continue
+        op = r.group.split(":")[0].removeprefix("pruned-")
         same = [p for p in rows if p.group == r.group and p.backend == r.backend]
         # the public brute-force call (what a user would compare auto with); else the plain kernel
         brute = ([p for p in same if p.provider.startswith("brute[")]
                  or [p for p in same if p.provider.startswith("plain[")])
         if brute:
-            noise.append((f"{r.provider} {r.get('shape')}", r.best / brute[0].best))
+            noise.append((f"{op} {r.provider} {r.get('shape')}", r.best / brute[0].best))
     if noise:
         text = ", ".join(f"{name}: {_x(v)}" for name, v in noise)
         met = max(v for _, v in noise) <= 1.2

@@ -34,7 +34,7 @@ def _sample_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _sq_distances(emb: Any, queries: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Squared distances [queries, reference] (float64 out), computed in the pool's precision
+    """Squared distances [queries, reference], computed and returned in the pool's precision
     (at least float32: the answer feeds a coarse ratio test, and float32 Grams cost half).
     Dense rows are centred on the reference mean first, which leaves distances unchanged and
     keeps the norm trick's cancellation small. Factored rows are never materialised: UWE
@@ -57,8 +57,10 @@ def _sq_distances(emb: Any, queries: np.ndarray, reference: np.ndarray) -> np.nd
         xq, xr = xq - centre, xr - centre
         gram = xq @ xr.T
         sq_q, sq_r = np.einsum("ij,ij->i", xq, xq), np.einsum("ij,ij->i", xr, xr)
-    d2 = sq_q.astype(np.float64)[:, None] + sq_r.astype(np.float64)[None, :] - 2.0 * gram.astype(np.float64)
-    return np.asarray(np.maximum(d2, 0.0))
+    gram *= -2.0
+    gram += sq_q[:, None]
+    gram += sq_r[None, :]
+    return np.asarray(np.maximum(gram, 0.0, out=gram))
 
 
 def looks_clustered(emb: Any) -> bool:
@@ -76,7 +78,10 @@ def looks_clustered(emb: Any) -> bool:
     queries, reference = _sample_rows(n)
     with threadpool_limits(limits=1, user_api="blas"):
         d2 = _sq_distances(emb, queries, reference)
-    d2[queries[:, None] == reference[None, :]] = np.nan  # a row is not its own neighbour
-    dist = np.sqrt(d2)
-    nearest, mean = float(np.nanmin(dist, axis=1).mean()), float(np.nanmean(dist))
+    dist = np.sqrt(d2, out=d2)
+    rows, cols = np.nonzero(queries[:, None] == reference[None, :])
+    dist[rows, cols] = 0.0  # a row's distance to itself: left out of the mean ...
+    mean = float(dist.sum(dtype=np.float64)) / (dist.size - len(rows))
+    dist[rows, cols] = np.inf  # ... and never its own nearest neighbour
+    nearest = float(dist.min(axis=1).mean(dtype=np.float64))
     return bool(mean > 0 and nearest < NEAREST_TO_MEAN_RATIO * mean)
