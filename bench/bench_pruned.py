@@ -53,7 +53,6 @@ POOLS = FULL_POOLS if FULL else QUICK_POOLS
 # plain/adaptive/pruned: the C++ kernel's modes with their work statistics; brute and auto: the
 # public calls (validation included), so that auto is held to what a user calling brute force gets.
 PROVIDERS = ["plain", "brute", "adaptive", "pruned", "auto"]
-PUBLIC_BRUTE_ONLY_ON = "isotropic"  # where auto is held to brute force; plain covers the rest
 
 _plain_seconds: dict[str, float] = {}
 _adaptive_stats: dict[str, dict[str, Any]] = {}
@@ -122,12 +121,17 @@ def _brute_stats(x: np.ndarray, budget: int) -> dict[str, Any]:
     return {"rows_touched": (budget - 1) * len(x), "values_read": (budget - 1) * x.size, "switched_at": -1}
 
 
+def _is_noise(spec: tuple[Any, ...]) -> bool:
+    """Isotropic pools (dense or factored): where pruning cannot pay and auto is held to brute force."""
+    return "isotropic" in spec[0]
+
+
 def _auto_over_brute(benchmark: Any, spec: tuple[Any, ...], call: Callable[[str], Any]) -> None:
     """On isotropic pools, where auto is held to at most 1.2x brute force: the public calls
     with algorithm='brute' and 'auto', alternated five times (best of each), so that the noise
     of a shared machine falls on both alike. Separate timed cases of 0.1-0.3 s can differ by
     more than that from noise alone."""
-    if "isotropic" not in spec[0]:
+    if not _is_noise(spec):
         return
     best = {"brute": math.inf, "auto": math.inf}
     for _ in range(5):
@@ -139,7 +143,7 @@ def _auto_over_brute(benchmark: Any, spec: tuple[Any, ...], call: Callable[[str]
 
 
 def _skip_public_brute(spec: tuple[Any, ...], provider: str) -> None:
-    if provider == "brute" and spec[0] != PUBLIC_BRUTE_ONLY_ON:
+    if provider == "brute" and not _is_noise(spec):
         pytest.skip("the public brute-force call is timed on isotropic pools only (plain is the same pass)")
 
 

@@ -406,9 +406,12 @@ def kmeans_pp_loop(budget: int, seed: int, first: Any, taken: np.ndarray, sqnorm
     free = len(taken) - int(taken.sum())
     draw = 0
     t = 0
+
+    def uniform_free(r: float) -> int:  # the floor(r * free)-th free row, free counted now
+        return int(_kth_free(taken, min(int(r * free), free - 1)))
+
     if not taken.any():
-        i, draw = rng.first_pick(first, seed, lambda: int(np.argmax(sqnorms())),
-                                 lambda r: _kth_free(taken, min(int(r * free), free - 1)))
+        i, draw = rng.first_pick(first, seed, lambda: int(np.argmax(sqnorms())), uniform_free)
         picks[0] = i
         t = 1
         if budget > 1:
@@ -420,7 +423,7 @@ def kmeans_pp_loop(budget: int, seed: int, first: Any, taken: np.ndarray, sqnorm
         draw += 1
         i = sample(r)
         if i < 0:
-            i = int(_kth_free(taken, min(int(r * free), free - 1)))
+            i = uniform_free(r)
         picks[t] = i
         t += 1
         free -= 1
