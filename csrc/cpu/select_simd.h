@@ -13,7 +13,7 @@
 #include <cstring>
 #include <limits>
 
-#if defined(__F16C__)
+#if defined(__F16C__) || defined(__FMA__)
 #include <immintrin.h>
 #endif
 
@@ -113,22 +113,52 @@ struct BF16Src {
 // whole blocks of 4L remain, the leftover blocks of L to accumulator 0, then
 // hsum((a0 + a1) + (a2 + a3)) lane by lane, then the scalar tail in order. Diff: terms
 // (x_k - c_k)^2; else x_k * c_k.
+// a * b + c, fused (one rounding) where the target has FMA: written out rather than left to the
+// compiler's contraction choices, which may differ between call sites and so between passes.
+template <class V>
+inline V vfmadd(V a, V b, V c) {
+#if defined(__FMA__)
+  if constexpr (sizeof(a[0]) == 4)
+    return (V)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+  else
+    return (V)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+#else
+  return a * b + c;
+#endif
+}
+
+inline float fmadd(float a, float b, float c) {
+#if defined(__FMA__)
+  return __builtin_fmaf(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+inline double fmadd(double a, double b, double c) {
+#if defined(__FMA__)
+  return __builtin_fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
 template <bool Diff, class V>
 inline V add_term(V acc, V x, V c) {
   if (Diff) {
     const V t = x - c;
-    return acc + t * t;
+    return vfmadd(t, t, acc);
   }
-  return acc + x * c;
+  return vfmadd(x, c, acc);
 }
 
 template <bool Diff, class Acc>
 inline Acc add_term1(Acc acc, Acc x, Acc c) {
   if (Diff) {
     const Acc t = x - c;
-    return acc + t * t;
+    return fmadd(t, t, acc);
   }
-  return acc + x * c;
+  return fmadd(x, c, acc);
 }
 
 // Elements between early-exit checks (a check costs a horizontal sum).
