@@ -9,9 +9,11 @@
 //    8 doubles), centres packed transposed in panels [len][W].
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #if defined(__F16C__) || defined(__FMA__)
 #include <immintrin.h>
@@ -108,59 +110,37 @@ struct BF16Src {
 };
 
 // ------------------------------------------------------------------ the row sum
-// The one summation order of every CPU distance and dot product (per-pick pass, pruned
-// engine, labelled-set tiles): term k goes to lane k % L of accumulator (k / L) % 4 while
-// whole blocks of 4L remain, the leftover blocks of L to accumulator 0, then
-// hsum((a0 + a1) + (a2 + a3)) lane by lane, then the scalar tail in order. Diff: terms
-// (x_k - c_k)^2; else x_k * c_k.
-// a * b + c, fused (one rounding) where the target has FMA: written out rather than left to the
-// compiler's contraction choices, which may differ between call sites and so between passes.
-template <class V>
-inline V vfmadd(V a, V b, V c) {
+// a * b + c for scalars and vectors, fused (one rounding) where the target has FMA: written out
+// rather than left to the compiler's contraction choices, which may differ between call sites
+// and so between passes.
+template <class T>
+inline T fmadd(T a, T b, T c) {
 #if defined(__FMA__)
-  if constexpr (sizeof(a[0]) == 4)
-    return (V)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+  if constexpr (std::is_floating_point_v<T>)
+    return std::fma(a, b, c);
+  else if constexpr (sizeof(a[0]) == 4)
+    return (T)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
   else
-    return (V)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+    return (T)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
 #else
   return a * b + c;
 #endif
 }
 
-inline float fmadd(float a, float b, float c) {
-#if defined(__FMA__)
-  return __builtin_fmaf(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-
-inline double fmadd(double a, double b, double c) {
-#if defined(__FMA__)
-  return __builtin_fma(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-
-template <bool Diff, class V>
-inline V add_term(V acc, V x, V c) {
+// acc plus one term: (x - c)^2 (Diff) or x * c, for scalars and vectors alike.
+template <bool Diff, class T>
+inline T add_term(T acc, T x, T c) {
   if (Diff) {
-    const V t = x - c;
-    return vfmadd(t, t, acc);
-  }
-  return vfmadd(x, c, acc);
-}
-
-template <bool Diff, class Acc>
-inline Acc add_term1(Acc acc, Acc x, Acc c) {
-  if (Diff) {
-    const Acc t = x - c;
+    const T t = x - c;
     return fmadd(t, t, acc);
   }
   return fmadd(x, c, acc);
 }
 
+// The one summation order of every CPU distance and dot product (per-pick pass, pruned
+// engine, labelled-set tiles): term k goes to lane k % L of accumulator (k / L) % 4 while
+// whole blocks of 4L remain, the leftover blocks of L to accumulator 0, then
+// hsum((a0 + a1) + (a2 + a3)) lane by lane, then the scalar tail in order.
 // Elements between early-exit checks (a check costs a horizontal sum).
 constexpr int64_t kCheckEvery = 128;
 
@@ -191,7 +171,7 @@ inline typename Src::A row_sum(const typename Src::T* x, const typename Src::A* 
   }
   for (; k + L <= d; k += L) a0 = add_term<Diff>(a0, Src::vec(x + k), vload<V>(c + k));
   Acc s = hsum<Acc>((a0 + a1) + (a2 + a3));
-  for (; k < d; ++k) s = add_term1<Diff>(s, Src::one(x + k), c[k]);
+  for (; k < d; ++k) s = add_term<Diff>(s, Src::one(x + k), c[k]);
   read += d;
   return s;
 }
@@ -299,7 +279,7 @@ inline void tile_4x2(const Acc* x, int64_t ldx, const Acc* c, int64_t ldc, int64
   for (int r = 0; r < 4; ++r)
     for (int h = 0; h < 2; ++h) {
       Acc v = hsum<Acc>((part[0][r][h] + part[1][r][h]) + (part[2][r][h] + part[3][r][h]));
-      for (int64_t k = blocks_end; k < d; ++k) v = add_term1<Diff>(v, x[r * ldx + k], c[h * ldc + k]);
+      for (int64_t k = blocks_end; k < d; ++k) v = add_term<Diff>(v, x[r * ldx + k], c[h * ldc + k]);
       out[r][h] = v;
     }
 }
