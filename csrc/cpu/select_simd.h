@@ -9,6 +9,7 @@
 //    8 doubles), centres packed transposed in panels [len][W].
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -141,7 +142,7 @@ inline T add_term(T acc, T x, T c) {
 // engine, labelled-set tiles): term k goes to lane k % L of accumulator (k / L) % 4 while
 // whole blocks of 4L remain, the leftover blocks of L to accumulator 0, then
 // hsum((a0 + a1) + (a2 + a3)) lane by lane, then the scalar tail in order.
-// Elements between early-exit checks (a check costs a horizontal sum).
+// Elements between early-exit checks (a check costs a horizontal sum); a multiple of 4L.
 constexpr int64_t kCheckEvery = 128;
 
 // sum over k < d of the terms of row x (read through Src) and centre c. Diff sums are
@@ -155,16 +156,20 @@ inline typename Src::A row_sum(const typename Src::T* x, const typename Src::A* 
   using V = typename Simd<Acc>::V;
   constexpr int64_t L = Simd<Acc>::L;
   V a0{}, a1{}, a2{}, a3{};
+  const int64_t full = d / (4 * L) * (4 * L);
   int64_t k = 0;
-  for (; k + 4 * L <= d; k += 4 * L) {
-    a0 = add_term<Diff>(a0, Src::vec(x + k), vload<V>(c + k));
-    a1 = add_term<Diff>(a1, Src::vec(x + k + L), vload<V>(c + k + L));
-    a2 = add_term<Diff>(a2, Src::vec(x + k + 2 * L), vload<V>(c + k + 2 * L));
-    a3 = add_term<Diff>(a3, Src::vec(x + k + 3 * L), vload<V>(c + k + 3 * L));
-    if (Diff && (k + 4 * L) % kCheckEvery == 0 && k + 4 * L < d) {
+  while (k < full) {  // segments of kCheckEvery elements, a check between two
+    const int64_t end = std::min(full, k + kCheckEvery);
+    for (; k < end; k += 4 * L) {
+      a0 = add_term<Diff>(a0, Src::vec(x + k), vload<V>(c + k));
+      a1 = add_term<Diff>(a1, Src::vec(x + k + L), vload<V>(c + k + L));
+      a2 = add_term<Diff>(a2, Src::vec(x + k + 2 * L), vload<V>(c + k + 2 * L));
+      a3 = add_term<Diff>(a3, Src::vec(x + k + 3 * L), vload<V>(c + k + 3 * L));
+    }
+    if (Diff && k < d) {
       const Acc partial = hsum<Acc>((a0 + a1) + (a2 + a3));
       if (partial >= bound) {
-        read += k + 4 * L;
+        read += k;
         return partial;
       }
     }
