@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from ._runtime import BLOCK, load, parallel_section, storage
+from ._runtime import BLOCK, NATIVE, load, parallel_section, storage
 
 # Reassociation lets LLVM vectorise the per-row sums; each row's order is still fixed by the
 # compiled code, so results do not depend on the thread count. No "contract": a fused
@@ -93,15 +93,39 @@ def dense_dist(X, xcode, W, wcode, has_w, i, c, zero):  # type: ignore[no-untype
     return s
 
 
-@njit(cache=True, fastmath=REASSOC)
-def _badge_dist(X, xcode, W, wcode, norms, i, ca, cf, cn, zero):  # type: ignore[no-untyped-def]
-    da = zero
-    for k in range(ca.shape[0]):
-        da += load(W, i, k, wcode, zero) * ca[k]
-    df = zero
-    for j in range(cf.shape[0]):
-        df += load(X, i, j, xcode, zero) * cf[j]
-    v = norms[i] + cn - 2 * da * df
+@njit(cache=True)
+def _dot(A, acode, i, B, bcode, j, zero):  # type: ignore[no-untyped-def]
+    """sum_k A[i, k] B[j, k] in one fixed order (eight running sums, then a fixed tree; no
+    fastmath), whatever the arrays' types and layouts: a row's product with a copy of itself
+    is then its squared norm bit for bit, and the BADGE norm form gives a duplicate exactly 0.
+    The eight independent sums still let LLVM vectorise."""
+    m = A.shape[1]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+    k = 0
+    while k + 8 <= m:
+        s0 += load(A, i, k, acode, zero) * load(B, j, k, bcode, zero)
+        s1 += load(A, i, k + 1, acode, zero) * load(B, j, k + 1, bcode, zero)
+        s2 += load(A, i, k + 2, acode, zero) * load(B, j, k + 2, bcode, zero)
+        s3 += load(A, i, k + 3, acode, zero) * load(B, j, k + 3, bcode, zero)
+        s4 += load(A, i, k + 4, acode, zero) * load(B, j, k + 4, bcode, zero)
+        s5 += load(A, i, k + 5, acode, zero) * load(B, j, k + 5, bcode, zero)
+        s6 += load(A, i, k + 6, acode, zero) * load(B, j, k + 6, bcode, zero)
+        s7 += load(A, i, k + 7, acode, zero) * load(B, j, k + 7, bcode, zero)
+        k += 8
+    t = zero
+    while k < m:
+        t += load(A, i, k, acode, zero) * load(B, j, k, bcode, zero)
+        k += 1
+    return (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))) + t
+
+
+@njit(cache=True)
+def _badge_dist(X, xcode, W, wcode, norms, i, ca, cf, cn, k, zero):  # type: ignore[no-untyped-def]
+    """|a_i|^2|f_i|^2 + |a_k|^2|f_k|^2 - 2 (a_i.a_k)(f_i.f_k), clamped at 0; the norms are
+    _dot's products too, so the terms cancel exactly for a duplicate."""
+    da = _dot(W, wcode, i, ca, NATIVE, k, zero)
+    df = _dot(X, xcode, i, cf, NATIVE, k, zero)
+    v = norms[i] + cn[k] - 2 * (da * df)
     return v if v > 0 else zero
 
 
@@ -109,26 +133,23 @@ def _badge_dist(X, xcode, W, wcode, norms, i, ca, cf, cn, zero):  # type: ignore
 def row_dist(X, xcode, W, wcode, has_w, badge, norms, i, c, ca, cn, k, zero):  # type: ignore[no-untyped-def]
     """Squared distance from row i to centre k of a gathered block."""
     if badge:
-        return _badge_dist(X, xcode, W, wcode, norms, i, ca[k], c[k], cn[k], zero)
+        return _badge_dist(X, xcode, W, wcode, norms, i, ca, c, cn, k, zero)
     return dense_dist(X, xcode, W, wcode, has_w, i, c[k], zero)
 
 
 @njit(cache=True)
 def _norms_rows(lo, hi, X, xcode, W, wcode, has_w, badge, out, zero):  # type: ignore[no-untyped-def]
-    """Squared row norms: |x|^2 (dense), |w x|^2 (UWE), |a|^2 |f|^2 (BADGE)."""
+    """Squared row norms: |x|^2 (dense), |w x|^2 (UWE), |a|^2 |f|^2 (BADGE, by _dot)."""
     for i in range(lo, hi):
-        sa = zero + 1
         if badge:
-            sa = zero
-            for k in range(W.shape[1]):
-                a = load(W, i, k, wcode, zero)
-                sa += a * a
-        wi = load(W, i, 0, wcode, zero) if has_w and not badge else zero + 1
+            out[i] = _dot(W, wcode, i, W, wcode, i, zero) * _dot(X, xcode, i, X, xcode, i, zero)
+            continue
+        wi = load(W, i, 0, wcode, zero) if has_w else zero + 1
         sf = zero
         for j in range(X.shape[1]):
             f = wi * load(X, i, j, xcode, zero)
             sf += f * f
-        out[i] = sa * sf
+        out[i] = sf
 
 
 @njit(parallel=True, cache=True)
