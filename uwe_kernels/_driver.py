@@ -1,7 +1,7 @@
 """The pick loops of k-center greedy and k-means++ seeding, written once for every Python
 backend (numba brute and pruned, triton, distributed) over a small state interface.
 
-A backend supplies a `SelectionState`: the min-distance vector D lives there, in whatever
+A backend supplies a `KCenterState` / `KMeansState`: the min-distance vector D lives there, in whatever
 storage and on whatever device the backend likes; this module owns the rules of API.md that
 must agree everywhere: the first pick, the draw counter, the D^2 sampling target, the uniform
 fallback when every D is 0, progress reports and the Ctrl-C checkpoint between picks (the loop
@@ -21,8 +21,8 @@ from . import rng
 PROGRESS_EVERY_S = 0.1
 
 
-class SelectionState(Protocol):
-    """One selection's state. Row indices are those of the whole pool."""
+class KCenterState(Protocol):
+    """One k-center selection's state: D lives here. Row indices are those of the whole pool."""
 
     def any_taken(self) -> bool:
         """True when some row is labelled (the labelled rows seeded D)."""
@@ -35,6 +35,16 @@ class SelectionState(Protocol):
 
     def argmax(self) -> tuple[int, float]:
         """(unpicked row of largest D, lowest index on ties; its D)."""
+
+
+class KMeansState(Protocol):
+    """One k-means++ selection's state; any_taken, max_norm_row, add_centre as KCenterState."""
+
+    def any_taken(self) -> bool: ...
+
+    def max_norm_row(self) -> int: ...
+
+    def add_centre(self, i: int) -> None: ...
 
     def sample(self, r: float) -> int:
         """The first row whose index-order float64 prefix sum of D exceeds r * sum(D);
@@ -60,7 +70,7 @@ class Progress:
             self.progress(done)
 
 
-def kcenter_greedy(state: SelectionState, budget: int, first: int | None,
+def kcenter_greedy(state: KCenterState, budget: int, first: int | None,
                    progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Picks [budget] int64 and their Euclidean distances at pick time [budget] float64 (inf for
     a first pick made with nothing labelled)."""
@@ -84,7 +94,7 @@ def kcenter_greedy(state: SelectionState, budget: int, first: int | None,
     return picks, dists
 
 
-def kmeans_pp(state: SelectionState, budget: int, seed: int, first: Any,
+def kmeans_pp(state: KMeansState, budget: int, seed: int, first: Any,
               progress: Callable[[int], None] | None = None) -> np.ndarray:
     """k-means++ picks [budget] int64: draw t is rng.uniform(seed, t); the first pick follows
     rng.first_pick when nothing is labelled; then each draw r picks state.sample(r), or the

@@ -265,7 +265,7 @@ def _groups_argmax(G, gcount, gbest_d, gbest_i):  # type: ignore[no-untyped-def]
 
 
 class _Engine:
-    """D, groups and member lists for one selection; add_centre and argmax drive the picks."""
+    """D, groups and member lists for one selection: the _driver state of the pruned path."""
 
     def __init__(self, emb: Any, labelled_mask: np.ndarray, accum_dtype: Any, mode: str) -> None:
         reasons = pruned_supported(emb)

@@ -132,7 +132,7 @@ def nearest_into(rows: Rows, centres: Rows, idx: np.ndarray | None, D: np.ndarra
 
 
 class BruteState:
-    """_driver.SelectionState by full sweeps: D [n] float64 and the picked/labelled mask; one
+    """_driver.KCenterState and KMeansState by full sweeps: D [n] float64 and the picked/labelled mask; one
     fused sweep per centre updates D and finds the next argmax."""
 
     def __init__(self, emb: Any, labelled_mask: np.ndarray, accum_dtype: Any) -> None:

@@ -210,7 +210,7 @@ def _nearest_into(rows: _Rows, centres: _Rows, idx: torch.Tensor, D: torch.Tenso
 
 
 class _Selection:
-    """_driver.SelectionState on the device: D and the picked/labelled mask (the mask also on
+    """_driver.KCenterState and KMeansState on the device: D and the picked/labelled mask (the mask also on
     the host), one kernel per centre that updates D and finds the next argmax."""
 
     def __init__(self, emb: Any, labelled_mask: np.ndarray, accum_dtype: Any) -> None:
