@@ -48,3 +48,20 @@ def test_min_distances_to_a_copy_are_zero(kind: str, dtype: object, backend: str
     d, arg = uk.min_distances(emb, centres, backend=backend, return_argmin=True)
     assert np.all(np.asarray(d, dtype=np.float64) == 0.0)
     np.testing.assert_array_equal(np.asarray(arg), np.tile(np.arange(5), 2))
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "reference"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
+def test_brute_and_pruned_agree_on_duplicates(dtype: object, backend: str) -> None:
+    """Every row three times over: the labelled rows' copies are at 0, ties go to the lowest index."""
+    x = np.concatenate([gaussian_pool(40, 9, seed=5, dtype=dtype)] * 3)
+    runs = [uk.kcenter_greedy(x, np.arange(10), 60, backend=backend, algorithm=algorithm, return_distances=True)
+            for algorithm in ("brute", "pruned")]
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    picks, dists = np.asarray(runs[0][0]), np.asarray(runs[0][1], dtype=np.float64)
+    # 30 distinct free rows first; then every free row is a copy at 0 and the lowest index wins
+    assert np.all(dists[:30] > 0) and np.all(dists[30:] == 0)
+    assert sorted(picks[:30] % 40) == list(range(10, 40))
+    free = sorted(set(range(120)) - set(range(10)) - set(picks[:30].tolist()))
+    np.testing.assert_array_equal(picks[30:], free[:30])
