@@ -79,11 +79,14 @@ class Handshake:
 
 def settings(operation: str, budget: Any, lookahead: Any, seed: Any, first: Any) -> dict[str, Any]:
     """A call's settings as Handshake fields, validated (ValueError names the bad one)."""
-    if isinstance(first, str) and first not in ("max_norm", "random"):
-        raise ValueError(f"first must be 'max_norm', 'random' or an index, got {first!r}")
-    code = _abi.first_code(first) if first is None or isinstance(first, str) else check_int(first, "first")
-    if code < 0 and not isinstance(first, str) and first is not None:
-        raise ValueError(f"first={code} is out of range (valid: 0..N-1, a GLOBAL index)")
+    if first is None or isinstance(first, str):
+        if first not in (None, "max_norm", "random"):
+            raise ValueError(f"first must be 'max_norm', 'random' or an index, got {first!r}")
+        code = _abi.first_code(first)
+    else:
+        code = check_int(first, "first")
+        if code < 0:
+            raise ValueError(f"first={code} is out of range (valid: 0..N-1, a GLOBAL index)")
     return {"operation": OPERATIONS.index(operation), "budget": check_int(budget, "budget"),
             "lookahead": check_int(lookahead, "lookahead"), "seed": rng.check_seed(seed), "first": code}
 
