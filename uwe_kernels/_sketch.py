@@ -158,13 +158,15 @@ def _as_backend(emb: Any) -> Any:
     return emb
 
 
-def build_sketch(emb: Any, k: int, *, acc_dtype: Any = np.float32, sample_rows: int = SAMPLE_ROWS) -> Sketch:
+def build_sketch(emb: Any, k: int, *, acc_dtype: Any = np.float32, sample_rows: int = SAMPLE_ROWS,
+                 directions: tuple[np.ndarray, np.ndarray] | None = None) -> Sketch:
     """The sketch of a dense pool [n, d] (any float dtype, memory-mapped and strided views
     read in place, chunk by chunk) or of a factored UWE embedding (from the factors:
     z = w P^T f - P^T mu, |x - mu|^2 = w^2 |f|^2 - 2 w f.mu + |mu|^2).
 
     acc_dtype: the brute-force distance's accumulator (float32, or float64 for float64
-    pools), which the test's margin covers. The build itself runs in float64 on one BLAS
+    pools), which the test's margin covers. directions: (mu [d], P [d, k]) to use instead of
+    the row sample's (the spectrum is then left empty and energy reported as nan). The build itself runs in float64 on one BLAS
     thread (a threaded BLAS's spinning workers would slow the selection that follows)."""
     start = time.perf_counter()
     emb = _as_backend(emb)
@@ -174,7 +176,13 @@ def build_sketch(emb: Any, k: int, *, acc_dtype: Any = np.float32, sample_rows: 
         raise ValueError(f"sketch width k must be in [1, {d}], got {k}")
     acc_unit = _unit(acc_dtype)
     with threadpool_limits(limits=1, user_api="blas"):
-        mu, basis, spectrum = principal_directions(_rows64(emb, _sample_indices(n, sample_rows)), k)
+        if directions is None:
+            mu, basis, spectrum = principal_directions(_rows64(emb, _sample_indices(n, sample_rows)), k)
+        else:
+            mu, basis = (np.asarray(a, dtype=np.float64) for a in directions)
+            if mu.shape != (d,) or basis.shape != (d, k):
+                raise ValueError(f"directions must be mu [{d}] and P [{d}, {k}], got {mu.shape} and {basis.shape}")
+            spectrum = np.empty(0)
         omega = orthonormality_bound(basis)
         if omega > 2.0**-20:
             raise ArithmeticError(f"the sketch basis is not orthonormal (||P^T P - I|| <= {omega:.3g})")
@@ -206,11 +214,19 @@ def build_sketch(emb: Any, k: int, *, acc_dtype: Any = np.float32, sample_rows: 
             r[s:e] = np.sqrt(rr)
             err = eps * size * growth
             slack[s:e] = _round_up_f32(slack_factor * err * err)
-    return Sketch(mu, basis, z, r, slack, scale, TAU, omega, energy_captured(spectrum, k), spectrum,
+    energy = energy_captured(spectrum, k) if len(spectrum) else math.nan
+    return Sketch(mu, basis, z, r, slack, scale, TAU, omega, energy, spectrum,
                   time.perf_counter() - start)
 
 
 # ----------------------------------------------------------------- the test
+
+
+def error_radius(sketch: Sketch, acc_dtype: Any = np.float32) -> np.ndarray:
+    """Per row, the proven bound e_x on |(z, r) stored - (z, r) exact| (float64), read back
+    from the slack."""
+    c = bound_constants(sketch.basis.shape[0], sketch.k, acc_dtype)[1]
+    return np.sqrt(sketch.slack.astype(np.float64) / c)
 
 
 def sketch_keeps(z: np.ndarray, r: np.ndarray, slack: np.ndarray, row: int, centre: int, scale: float,
@@ -238,7 +254,8 @@ def sketch_bounds(sketch: Sketch, centre: int, rows: Any = slice(None)) -> np.nd
 
 def sketch_keeps_all(sketch: Sketch, centre: int, D: np.ndarray, rows: Any = slice(None)) -> np.ndarray:
     """Vectorised `sketch_keeps` over `rows` (D given for those rows), float32 throughout."""
-    rhs = np.float32(sketch.scale) * D.astype(np.float32)
-    rhs += sketch.slack[centre] + np.float32(sketch.tau)
-    rhs += sketch.slack[rows]
+    with np.errstate(over="ignore"):  # D near the float32 maximum: rhs = inf, never skipped
+        rhs = np.float32(sketch.scale) * D.astype(np.float32)
+        rhs += sketch.slack[centre] + np.float32(sketch.tau)
+        rhs += sketch.slack[rows]
     return (sketch_bounds(sketch, centre, rows) >= rhs) & (rhs < np.float32(np.inf))
