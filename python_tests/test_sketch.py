@@ -1,4 +1,8 @@
+import ctypes
 import dataclasses
+import pathlib
+import shutil
+import subprocess
 
 import ml_dtypes
 import numpy as np
@@ -208,3 +212,60 @@ def test_bad_inputs_are_named():
         _sketch.build_sketch(rng.random((10, 4)), 2, directions=(np.zeros(4), np.zeros((4, 3))))
     with pytest.raises(ValueError, match=r"\[n, d\]"):
         _sketch.build_sketch(rng.random(10), 2)
+
+
+def compile_header_probe(tmp_path_factory, *flags):
+    compiler = shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler to build the csrc/common/sketch_bound.h probe")
+    root = pathlib.Path(__file__).resolve().parents[1] / "csrc"
+    lib = tmp_path_factory.mktemp("sketch_capi") / "sketch_capi.so"
+    subprocess.run([compiler, "-O2", "-shared", "-fPIC", *flags, f"-I{root}", str(root / "tests" / "sketch_bound_capi.cpp"),
+                    "-o", str(lib)], check=True)
+    probe = ctypes.CDLL(str(lib)).sketch_keeps_rows
+    probe.restype = None
+
+    def keeps(sketch, c, D):
+        n, k = sketch.z.shape
+        out = np.zeros(n, dtype=np.uint8)
+        probe(*(np.ctypeslib.as_ctypes(np.ascontiguousarray(a)) for a in (sketch.z, sketch.r, sketch.slack)),
+              ctypes.c_int64(n), ctypes.c_int64(k), ctypes.c_int64(c), ctypes.c_float(sketch.scale),
+              ctypes.c_float(sketch.tau), np.ctypeslib.as_ctypes(np.ascontiguousarray(D, dtype=np.float64)),
+              np.ctypeslib.as_ctypes(out))
+        return out.astype(bool)
+
+    return keeps
+
+
+@pytest.fixture(scope="module")
+def header_native(tmp_path_factory):
+    return compile_header_probe(tmp_path_factory, "-march=native")
+
+
+@pytest.fixture(scope="module")
+def header_uncontracted(tmp_path_factory):
+    return compile_header_probe(tmp_path_factory, "-ffp-contract=off")
+
+
+def test_cpp_header_never_skips_a_lowering_row(header_native):
+    rng = np.random.default_rng(23)
+    pool = np.concatenate([low_rank_pool(rng, 150, 16, 3, 0.0), low_rank_pool(rng, 150, 16, 5, 0.3)])
+    pool = near_pairs(pool, rng, 30).astype(np.float32)
+    sketch = _sketch.build_sketch(pool, 8)
+    for c in range(0, len(pool), 5):
+        d_hat = brute_sq_distances(pool, c)
+        assert not header_native(sketch, c, np.nextafter(d_hat, np.float32(np.inf))).any()
+        np.testing.assert_array_equal(header_native(sketch, c, np.full(len(pool), np.inf)), False)
+        assert header_native(sketch, c, 0.5 * d_hat).sum() > len(pool) // 2
+
+
+def test_cpp_header_decides_as_the_python_test(header_uncontracted):
+    rng = np.random.default_rng(24)
+    pool = near_pairs(low_rank_pool(rng, 200, 12, 3, 0.05), rng, 20).astype(np.float32)
+    sketch = _sketch.build_sketch(pool, 4)
+    for c in (0, 33, 210):
+        d_hat = brute_sq_distances(pool, c)
+        for D in (d_hat, np.nextafter(d_hat, np.float32(np.inf)), 0.9 * d_hat, d_hat.astype(np.float64) * (1 - 1e-9)):
+            want = [_sketch.sketch_keeps(sketch.z, sketch.r, sketch.slack, i, c, sketch.scale, sketch.tau, D[i])
+                    for i in range(len(D))]
+            np.testing.assert_array_equal(header_uncontracted(sketch, c, D), want)
