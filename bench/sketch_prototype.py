@@ -7,10 +7,11 @@ centre at a time, then `budget` picks) and, for every centre and every sketch wi
 the rows that the sketch test cannot skip, with the proven margin (`_sketch.sketch_keeps_all`)
 and without one (bound >= D, plain). The picks do not depend on the bound (skipping is exact),
 so one selection serves every k. Distances are float32 Grams of the centred pool: a model of
-the traffic, not the kernel. Traffic per pick relative to brute force: (k + 2) / d for the
-sketch (z, r, slack) plus the evaluated fraction. Also prints the sample statistics that
+the traffic, not the kernel. Traffic per pick relative to brute force (d + 1 floats a row, D included): (k + 3) / (d + 1)
+for the sketch (z, r, slack, D) plus the evaluated fraction. Also prints the sample statistics that
 `auto` could read: energy captured by k directions, the tail variance against the sample's
-nearest-neighbour distance, and the clustering ratio of `_pruning`.
+nearest-neighbour distance, the clustering ratio of `_pruning`, and `_sketch.predicted_fractions`
+(the evaluated fraction estimated on the row sample) with its traffic (k + 3) / (d + 1) + f.
 """
 from __future__ import annotations
 
@@ -110,6 +111,9 @@ def main(names: list[str]) -> None:
         print("sample: clustering ratio %.3f; " % stats["clustering_ratio"]
               + "; ".join(f"k={k}: energy {stats[f'energy{k}']:.3f}, 2*tail/nn {stats[f'tail{k}/nn']:.2f}"
                           for k in sketches))
+        predicted = _sketch.predicted_fractions(rows, len(known) + budget // 2, tuple(sketches))
+        print("predicted from the sample (auto's estimate): " + "; ".join(
+            f"k={k} {f:.4f} traffic {(k + 3) / (d + 1) + f:.3f}" for k, f in predicted.items()))
         print("build seconds: " + ", ".join(f"k={k} {sk.build_seconds:.2f}" for k, sk in sketches.items()))
         for algorithm in ("kcg", "kmpp"):
             t = time.perf_counter()
@@ -121,7 +125,7 @@ def main(names: list[str]) -> None:
                 cells = []
                 for k in sketches:
                     m, p = res[f"{phase}:k{k}:margin"], res[f"{phase}:k{k}:plain"]
-                    cells.append(f"k={k} {m:.4f} ({p:.4f} plain) traffic {(k + 2) / d + m:.3f}")
+                    cells.append(f"k={k} {m:.4f} ({p:.4f} plain) traffic {(k + 3) / (d + 1) + m:.3f}")
                 print(f"  {phase:<8} evaluated fraction: " + "; ".join(cells))
         sys.stdout.flush()
 

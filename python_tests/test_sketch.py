@@ -269,3 +269,15 @@ def test_cpp_header_decides_as_the_python_test(header_uncontracted):
             want = [_sketch.sketch_keeps(sketch.z, sketch.r, sketch.slack, i, c, sketch.scale, sketch.tau, D[i])
                     for i in range(len(D))]
             np.testing.assert_array_equal(header_uncontracted(sketch, c, D), want)
+
+
+def test_predicted_fractions_separate_low_rank_pools_from_noise():
+    rng = np.random.default_rng(25)
+    low_rank = low_rank_pool(rng, 5000, 64, 4, 0.01).astype(np.float32)
+    noise = rng.standard_normal((5000, 64)).astype(np.float32)
+    low = _sketch.predicted_fractions(low_rank, 200, widths=(8, 16))
+    high = _sketch.predicted_fractions(noise, 200, widths=(8, 16))
+    assert max(low.values()) < 0.05 and min(high.values()) > 0.5
+    w, f = factored_uwe(rng, 3000, 40)
+    fact = _sketch.predicted_fractions(FactoredArrays(w, f), 100, widths=(4, 64))
+    assert set(fact) == {4} and 0.0 <= fact[4] <= 1.0

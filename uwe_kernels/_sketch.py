@@ -259,3 +259,40 @@ def sketch_keeps_all(sketch: Sketch, centre: int, D: np.ndarray, rows: Any = sli
         rhs += sketch.slack[centre] + np.float32(sketch.tau)
         rhs += sketch.slack[rows]
     return (sketch_bounds(sketch, centre, rows) >= rhs) & (rhs < np.float32(np.inf))
+
+
+# ----------------------------------------------------------------- what a sketch would save
+
+
+def predicted_fractions(emb: Any, centres: int, widths: tuple[int, ...] = SKETCH_WIDTHS,
+                        sample_rows: int = SAMPLE_ROWS, query_rows: int = 64) -> dict[int, float]:
+    """For each sketch width k, the fraction of rows a sketch-bounded pick would still
+    evaluate, estimated on a row sample: query rows get D from their nearest of `centres`
+    sampled rows (the selection's centre count: labelled plus about half the budget), and
+    every other sampled row plays the new centre. Costs a d x d eigenproblem and
+    sample_rows x d x max(k) multiply-adds (tens of ms at d = 512)."""
+    emb = _as_backend(emb)
+    n, d = emb.features.shape if isinstance(emb, FactoredArrays) else emb.shape
+    widths = tuple(k for k in widths if k <= d)
+    reference = _sample_indices(n, sample_rows)
+    with threadpool_limits(limits=1, user_api="blas"):
+        sample = _rows64(emb, reference)
+        mu, basis, _ = principal_directions(sample, max(widths))
+        v = sample - mu
+        z = v @ basis
+        vv = np.einsum("ij,ij->i", v, v)
+        m = len(sample)
+        queries = np.unique(np.linspace(0, m - 1, min(m, query_rows) + 2)[1:-1].astype(np.int64))
+        held = np.unique(np.linspace(0, m - 1, max(1, min(centres, m - 1))).astype(np.int64))
+        sq = vv[queries, None] + vv[None, :] - 2.0 * (v[queries] @ v.T)
+        sq[np.arange(len(queries)), queries] = np.inf
+        D = sq[:, held].min(axis=1)
+        out: dict[int, float] = {}
+        for k in widths:
+            zk = z[:, :k]
+            rk = np.sqrt(np.maximum(vv - np.einsum("ij,ij->i", zk, zk), 0.0))
+            bound = (np.einsum("ij,ij->i", zk[queries], zk[queries])[:, None] + np.einsum("ij,ij->i", zk, zk)[None, :]
+                     - 2.0 * (zk[queries] @ zk.T) + (rk[queries, None] - rk[None, :]) ** 2)
+            evaluated = (bound < D[:, None]) & np.isfinite(sq)
+            out[k] = float(evaluated.sum()) / float(np.isfinite(sq).sum())
+    return out
