@@ -7,11 +7,12 @@ centre at a time, then `budget` picks) and, for every centre and every sketch wi
 the rows that the sketch test cannot skip, with the proven margin (`_sketch.sketch_keeps_all`)
 and without one (bound >= D, plain). The picks do not depend on the bound (skipping is exact),
 so one selection serves every k. Distances are float32 Grams of the centred pool: a model of
-the traffic, not the kernel. Traffic per pick relative to brute force (d + 1 floats a row, D included): (k + 3) / (d + 1)
-for the sketch (z, r, slack, D) plus the evaluated fraction. Also prints the sample statistics that
-`auto` could read: energy captured by k directions, the tail variance against the sample's
-nearest-neighbour distance, the clustering ratio of `_pruning`, and `_sketch.predicted_fractions`
-(the evaluated fraction estimated on the row sample) with its traffic (k + 3) / (d + 1) + f.
+the traffic, not the kernel. Traffic per pick relative to brute force (d + 1 floats a row, D
+included): (k + 3) / (d + 1) for the sketch (z, r, slack, D) plus the evaluated fraction.
+Also prints the sample statistics that `auto` could read: energy captured by k directions,
+the tail variance against the sample's nearest-neighbour distance, the clustering ratio of
+`_pruning`, and `_sketch.predicted_fractions` (the evaluated fraction estimated on the row
+sample) with its traffic.
 """
 from __future__ import annotations
 
