@@ -166,8 +166,9 @@ def build_sketch(emb: Any, k: int, *, acc_dtype: Any = np.float32, sample_rows: 
 
     acc_dtype: the brute-force distance's accumulator (float32, or float64 for float64
     pools), which the test's margin covers. directions: (mu [d], P [d, k]) to use instead of
-    the row sample's (the spectrum is then left empty and energy reported as nan). The build itself runs in float64 on one BLAS
-    thread (a threaded BLAS's spinning workers would slow the selection that follows)."""
+    the row sample's (the spectrum is then left empty and energy reported as nan). The build
+    runs in float64 on one BLAS thread (a threaded BLAS's spinning workers would slow the
+    selection that follows)."""
     start = time.perf_counter()
     emb = _as_backend(emb)
     factored = isinstance(emb, FactoredArrays)
