@@ -278,6 +278,11 @@ def test_predicted_fractions_separate_low_rank_pools_from_noise():
     low = _sketch.predicted_fractions(low_rank, 200, widths=(8, 16))
     high = _sketch.predicted_fractions(noise, 200, widths=(8, 16))
     assert max(low.values()) < 0.05 and min(high.values()) > 0.5
+    mu, basis, spectrum = _sketch.sample_directions(low_rank, 16)
+    assert _sketch.predicted_fractions(low_rank, 200, widths=(8, 16), directions=(mu, basis)) == low
+    assert _sketch.energy_captured(spectrum, 8) > 0.99
+    reused = _sketch.build_sketch(low_rank, 8, directions=(mu, basis[:, :8]))
+    np.testing.assert_array_equal(reused.z, _sketch.build_sketch(low_rank, 8).z)
     w, f = factored_uwe(rng, 3000, 40)
     fact = _sketch.predicted_fractions(FactoredArrays(w, f), 100, widths=(4, 64))
     assert set(fact) == {4} and 0.0 <= fact[4] <= 1.0

@@ -265,20 +265,31 @@ def sketch_keeps_all(sketch: Sketch, centre: int, D: np.ndarray, rows: Any = sli
 # ----------------------------------------------------------------- what a sketch would save
 
 
+def sample_directions(emb: Any, k: int, sample_rows: int = SAMPLE_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mu, P [d, k], spectrum) of the row sample, for `predicted_fractions` and then
+    `build_sketch(directions=(mu, P[:, :k]))`, so that the eigenproblem is solved once."""
+    emb = _as_backend(emb)
+    n = emb.features.shape[0] if isinstance(emb, FactoredArrays) else emb.shape[0]
+    with threadpool_limits(limits=1, user_api="blas"):
+        return principal_directions(_rows64(emb, _sample_indices(n, sample_rows)), k)
+
+
 def predicted_fractions(emb: Any, centres: int, widths: tuple[int, ...] = SKETCH_WIDTHS,
-                        sample_rows: int = SAMPLE_ROWS, query_rows: int = 64) -> dict[int, float]:
+                        sample_rows: int = SAMPLE_ROWS, query_rows: int = 64,
+                        directions: tuple[np.ndarray, np.ndarray] | None = None) -> dict[int, float]:
     """For each sketch width k, the fraction of rows a sketch-bounded pick would still
     evaluate, estimated on a row sample: query rows get D from their nearest of `centres`
     sampled rows (the selection's centre count: labelled plus about half the budget), and
-    every other sampled row plays the new centre. Costs a d x d eigenproblem and
-    sample_rows x d x max(k) multiply-adds (tens of ms at d = 512)."""
+    every other sampled row plays the new centre. Costs a d x d eigenproblem (unless
+    `directions` = (mu, P) with at least max(widths) columns are given) and
+    sample_rows x d x max(k) multiply-adds."""
     emb = _as_backend(emb)
     n, d = emb.features.shape if isinstance(emb, FactoredArrays) else emb.shape
     widths = tuple(k for k in widths if k <= d)
     reference = _sample_indices(n, sample_rows)
     with threadpool_limits(limits=1, user_api="blas"):
         sample = _rows64(emb, reference)
-        mu, basis, _ = principal_directions(sample, max(widths))
+        mu, basis = directions if directions is not None else principal_directions(sample, max(widths))[:2]
         v = sample - mu
         z = v @ basis
         vv = np.einsum("ij,ij->i", v, v)
