@@ -27,8 +27,9 @@ SKETCH_WIDTHS = (8, 16, 32, 64)
 # Young's inequality (a + E)^2 <= (1 + ETA) a^2 + (1 + 1/ETA) E^2 trades a relative margin on D
 # (0.02%) for a slack that multiplies E^2 ~ (1e-6 |x - mu|)^2, i.e. nothing measurable.
 ETA = 2.0**-12
-# Absolute slack: covers every underflow (a rounding with a subnormal result errs by at most
-# 2^-150) of the distance, the bound and D's conversion to float32, for d, k < 2^20.
+# Absolute slack: covers every underflow of the distance, the bound and D's conversion to
+# float32 (a subnormal result errs by at most 2^-150, one flushed to zero by at most 2^-126),
+# for d, k < 2^20.
 TAU = 2.0**-100
 U_BUILD = 2.0**-53  # the build runs in float64
 U_STORE = 2.0**-24  # z, r, slack and the test are float32 (the test may run wider)
