@@ -286,3 +286,9 @@ def test_predicted_fractions_separate_low_rank_pools_from_noise():
     w, f = factored_uwe(rng, 3000, 40)
     fact = _sketch.predicted_fractions(FactoredArrays(w, f), 100, widths=(4, 64))
     assert set(fact) == {4} and 0.0 <= fact[4] <= 1.0
+
+
+def test_best_width_weighs_sketch_bytes_against_evaluated_rows():
+    assert _sketch.best_width({8: 0.28, 16: 0.076, 32: 0.056, 64: 0.035}, 512) == pytest.approx((16, 19 / 513 + 0.076))
+    assert _sketch.best_width({8: 1.0, 16: 1.0}, 512)[0] == 8
+    assert _sketch.best_width({8: 0.0, 16: 0.0}, 64) == pytest.approx((8, 11 / 65))

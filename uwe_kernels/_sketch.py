@@ -309,3 +309,11 @@ def predicted_fractions(emb: Any, centres: int, widths: tuple[int, ...] = SKETCH
             evaluated = (bound < D[:, None]) & np.isfinite(sq)
             out[k] = float(evaluated.sum()) / float(np.isfinite(sq).sum())
     return out
+
+
+def best_width(fractions: dict[int, float], d: int) -> tuple[int, float]:
+    """(k, traffic): the width whose pick reads the fewest bytes, relative to brute force's
+    d + 1 floats a row: k + 3 sketch floats (z, r, slack, D) plus the evaluated rows."""
+    traffic = {k: (k + 3) / (d + 1) + f for k, f in fractions.items()}
+    k = min(traffic, key=lambda w: (traffic[w], w))
+    return k, traffic[k]
