@@ -62,7 +62,7 @@ class Sketch:
 
     @property
     def k(self) -> int:
-        return self.basis.shape[1]
+        return int(self.basis.shape[1])
 
 
 def _round_up_f32(values: np.ndarray) -> np.ndarray:
@@ -80,7 +80,7 @@ def _round_up_scalar(value: float) -> float:
 def orthonormality_bound(basis: np.ndarray) -> float:
     """A proven upper bound on ||P^T P - I||_2: the computed Frobenius norm, doubled, plus
     the rounding error of each computed entry of P^T P (at most gamma_d (1 + omega))."""
-    d, k = basis.shape
+    d, k = (int(v) for v in basis.shape)
     gram = basis.T @ basis - np.eye(k)
     return 2.0 * float(np.linalg.norm(gram)) + 4.0 * k * _gamma(d + 2, U_BUILD)
 
@@ -251,7 +251,7 @@ def sketch_bounds(sketch: Sketch, centre: int, rows: Any = slice(None)) -> np.nd
     """|z_x - z_c|^2 + (r_x - r_c)^2 in float32 for `rows` (vectorised form of the bound)."""
     dz = sketch.z[rows] - sketch.z[centre]
     dr = sketch.r[rows] - sketch.r[centre]
-    return np.einsum("ij,ij->i", dz, dz) + dr * dr
+    return np.asarray(np.einsum("ij,ij->i", dz, dz) + dr * dr)
 
 
 def sketch_keeps_all(sketch: Sketch, centre: int, D: np.ndarray, rows: Any = slice(None)) -> np.ndarray:
@@ -260,7 +260,7 @@ def sketch_keeps_all(sketch: Sketch, centre: int, D: np.ndarray, rows: Any = sli
         rhs = np.float32(sketch.scale) * D.astype(np.float32)
         rhs += sketch.slack[centre] + np.float32(sketch.tau)
         rhs += sketch.slack[rows]
-    return (sketch_bounds(sketch, centre, rows) >= rhs) & (rhs < np.float32(np.inf))
+    return np.asarray((sketch_bounds(sketch, centre, rows) >= rhs) & (rhs < np.float32(np.inf)))
 
 
 # ----------------------------------------------------------------- what a sketch would save
