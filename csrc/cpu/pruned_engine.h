@@ -198,7 +198,7 @@ class Engine {
     for (int64_t g = 0; g < G; ++g) groups_[g].members.reserve(counts[g]);
     for (int64_t i = 0; i < n_; ++i)
       if (!taken_[i]) groups_[group_of_[i]].members.push_back(i);
-#pragma omp parallel for schedule(dynamic, 16) if (n_ >= kParallelMin)
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 16) if (n_ >= kParallelMin)
     for (int64_t g = 0; g < G; ++g) refresh(groups_[g]);
   }
 
@@ -208,7 +208,7 @@ class Engine {
     const int32_t new_id = static_cast<int32_t>(groups_.size());
     group_of_[s] = -1;
     int64_t touched = 0, read = 0;
-#pragma omp parallel for schedule(static, 4096) reduction(+ : touched, read) if (n_ >= kParallelMin)
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(static, 4096) reduction(+ : touched, read) if (n_ >= kParallelMin)
     for (int64_t i = 0; i < n_; ++i) {
       if (taken_[i]) continue;
       const Acc v = rows_.dist(i, c, D_[i], read);
@@ -238,7 +238,7 @@ class Engine {
     std::vector<double> centre_d2(G, inf), centre_slack(G, 0.0);
     std::vector<uint8_t> touch(G, 0);
     int64_t read = 0, evaluated = 0;
-#pragma omp parallel for schedule(dynamic, 8) reduction(+ : read, evaluated) if (G * rows_.width() >= kParallelMin * 16)
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 8) reduction(+ : read, evaluated) if (G * rows_.width() >= kParallelMin * 16)
     for (int64_t g = 0; g < G; ++g) {
       const Group& grp = groups_[g];
       if (grp.members.empty()) continue;
@@ -278,7 +278,7 @@ class Engine {
     const int64_t n_tasks = static_cast<int64_t>(tasks.size());
     int64_t touched = 0;
     read = 0;
-#pragma omp parallel for schedule(dynamic, 1) reduction(+ : touched, read) if (candidates >= kParallelMin)
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) reduction(+ : touched, read) if (candidates >= kParallelMin)
     for (int64_t t = 0; t < n_tasks; ++t) {
       const Group& grp = groups_[tasks[t].first];
       const bool no_centre = grp.centre < 0;
@@ -315,7 +315,7 @@ class Engine {
     // 3. Touched groups drop rows that left; the rows that moved form s's group.
     const int64_t n_touched = static_cast<int64_t>(touched_groups.size());
     std::vector<std::vector<int64_t>> moved(n_touched);
-#pragma omp parallel for schedule(dynamic, 1) if (candidates >= 16 * kParallelMin && n_touched > 1)
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) if (candidates >= 16 * kParallelMin && n_touched > 1)
     for (int64_t k = 0; k < n_touched; ++k) {
       const int64_t g = touched_groups[k];
       Group& grp = groups_[g];

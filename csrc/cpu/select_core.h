@@ -25,20 +25,13 @@
 #include "common/distance.h"
 #include "common/dtype_convert.h"
 #include "cpu/select_simd.h"
+#include "cpu/threads.h"
 
 namespace uwe {
 namespace cpu {
 
 namespace py = pybind11;
 
-
-inline int thread_count() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
 
 inline int thread_id() {
 #ifdef _OPENMP
@@ -124,6 +117,8 @@ struct Emb {
 };
 
 // ------------------------------------------------------------------ per-thread scratch
+// `threads` is the team of the current pick (cpu/threads.h's TeamTuner; at most the size the
+// workspace was made for); pick_done() after every pick lets the tuner change it.
 template <class Acc>
 struct Workspace {
   int threads;
@@ -132,8 +127,14 @@ struct Workspace {
   std::vector<Acc> best_value;
   std::vector<int64_t> best_index;
   int used = 1;
+  TeamTuner tuner;
 
-  Workspace(int t, int64_t width) : threads(t) {
+  void pick_done() {
+    tuner.pick_done();
+    threads = tuner.threads();
+  }
+
+  Workspace(int t, int64_t width) : threads(t), tuner(t) {
     stride = (width + 2 * Simd<Acc>::L + 15) / 16 * 16;
     buffers.assign(static_cast<size_t>(stride) * threads, Acc(0));
     best_value.assign(threads, Acc(0));

@@ -150,6 +150,7 @@ class BruteState {
     D_[i] = Acc(0);
     --untaken_;
     next_ = -1;
+    ws_.pick_done();
   }
 
   const Emb& e_;
@@ -172,7 +173,7 @@ class BruteState {
 template <class Acc>
 void select_run(const Emb& e, std::vector<uint8_t>& taken, int64_t budget, uint64_t seed, int64_t first,
                 int64_t* picks, double* dists, Checkpoint& checkpoint) {
-  Workspace<Acc> ws(thread_count(), e.width() + 1);
+  Workspace<Acc> ws(team_threads(), e.width() + 1);
   std::vector<Acc> p(e.kind == kBadge ? static_cast<size_t>(e.n()) : 0);
   if (e.kind == kBadge) badge_norms<Acc>(e, p.data(), ws);
   with_row_distance<Acc>(e, p.data(), [&](const auto& dist) {
@@ -188,7 +189,7 @@ void select_run(const Emb& e, std::vector<uint8_t>& taken, int64_t budget, uint6
 template <class Acc>
 void min_distances_run(const Emb& rows, const Emb& cents, Acc* D, int64_t* A, Checkpoint& checkpoint) {
   const int64_t n = rows.n(), m = cents.n();
-  Workspace<Acc> ws(thread_count(), rows.width() + 1);
+  Workspace<Acc> ws(team_threads(), rows.width() + 1);
   std::fill(D, D + n, kInf<Acc>);
   std::fill(A, A + n, int64_t(-1));
   std::vector<Acc> rp, cp;

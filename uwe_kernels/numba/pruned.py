@@ -14,7 +14,7 @@ from numba import njit, prange
 from .. import _driver
 from .._pruning import DENSE_ONLY
 from ..factored import FactoredArrays, FactoredEmbedding
-from ._runtime import BLOCK, acc_zero, load, parallel_section
+from ._runtime import BLOCK, acc_zero, load, parallel_kernel
 from .rows import REASSOC, Rows, dense_dist
 from .sweep import ARGMAX, NEAREST, NO_MASK, nearest_into, prefix_resume, prefix_search, sweep_rows
 
@@ -197,7 +197,7 @@ def _eval_rows(lo, hi, X, xcode, W, wcode, has_w, c, cand, G, D, A, zero):  # ty
             A[i] = G
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _eval_parallel(m, X, xcode, W, wcode, has_w, c, cand, G, D, A, zero):  # type: ignore[no-untyped-def]
     for b in prange((m + EVAL_BLOCK - 1) // EVAL_BLOCK):
         _eval_rows(b * EVAL_BLOCK, min(m, (b + 1) * EVAL_BLOCK), X, xcode, W, wcode, has_w, c, cand, G, D, A, zero)
@@ -372,8 +372,7 @@ class _Engine:
         nc = int(_candidates(nt, self.tg, self.sb, self.taken, self.D, self.gstart, self.gcount, self.mem,
                              self.cand, self.flag))
         if nc >= PARALLEL_MIN:
-            with parallel_section():
-                _eval_parallel(nc, X, xcode, W, wcode, has_w, c[0], self.cand, self.G, self.D, self.A, zero)
+            _eval_parallel(nc, X, xcode, W, wcode, has_w, c[0], self.cand, self.G, self.D, self.A, zero)
         else:  # waking the thread team costs more than a few thousand rows
             _eval_rows(0, nc, X, xcode, W, wcode, has_w, c[0], self.cand, self.G, self.D, self.A, zero)
         m = int(_compact(nt, self.tg, self.G, self.A, self.taken, self.D, self.gcentre, self.gstart, self.gcount,

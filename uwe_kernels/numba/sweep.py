@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._driver import nth_free
-from ._runtime import BLOCK, acc_zero, parallel_section
+from ._runtime import BLOCK, acc_zero, parallel_kernel
 from .rows import Rows, row_dist
 
 CENTRES = 256  # labelled rows / centres per block when seeding D
@@ -56,7 +56,7 @@ def _sweep_rows(lo, hi, X, xcode, W, wcode, has_w, badge, norms, c, ca, cn, offs
     return best, arg
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def sweep(X, xcode, W, wcode, has_w, badge, norms, c, ca, cn, offset, D, A, taken, mode, zero, blk_val, blk_arg):  # type: ignore[no-untyped-def]
     """Blocks of rows in parallel, then their partial maxima in index order (strict >)."""
     n = D.shape[0]
@@ -115,9 +115,8 @@ def prefix_search(D, ck, total, target):  # type: ignore[no-untyped-def]
 def sweep_rows(rows: Rows, c: np.ndarray, ca: np.ndarray, cn: np.ndarray, offset: int, D: np.ndarray,
                A: np.ndarray, taken: np.ndarray, mode: int, blk_val: np.ndarray, blk_arg: np.ndarray) -> int:
     """`sweep` over `rows` with centres (c, ca, cn) from Rows.gather."""
-    with parallel_section():
-        return int(sweep(rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, rows.badge, rows.norms, c, ca, cn,
-                         offset, D, A, taken, mode, rows.zero, blk_val, blk_arg))
+    return int(sweep(rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, rows.badge, rows.norms, c, ca, cn,
+                     offset, D, A, taken, mode, rows.zero, blk_val, blk_arg))
 
 
 def nearest_into(rows: Rows, centres: Rows, idx: np.ndarray | None, D: np.ndarray, A: np.ndarray) -> None:

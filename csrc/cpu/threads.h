@@ -1,0 +1,136 @@
+// How many threads a parallel region of the CPU kernels may use: the one threading policy of
+// brute force, pruned selection and the embedding kernels.
+//
+// Requested size: set_threads(n) (uwe_kernels.set_num_threads) caps the team for every caller;
+// omp_get_max_threads() of the calling thread caps it too, so OMP_NUM_THREADS and threadpoolctl
+// (which calls omp_set_num_threads) limit it as they limit any OpenMP library.
+// Fork: GNU libgomp's thread pool does not survive fork(); a child's first team would wait
+// forever for threads that do not exist. A forked child therefore runs every region on one
+// thread: a team of one never touches the inherited pool.
+// Load: a team is only as fast as its slowest thread, and a thread that lost its core to
+// another process stalls every barrier. TeamTuner times windows of picks with the full team
+// and with one thread and keeps the faster, re-checking now and then (the load changes).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+#include <pthread.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace uwe {
+namespace cpu {
+
+inline std::atomic<bool> g_forked_child{false};
+inline std::atomic<int> g_thread_cap{0};  // 0: no cap of ours
+
+inline void on_fork_child() {
+  g_forked_child.store(true, std::memory_order_relaxed);
+#ifdef _OPENMP
+  omp_set_num_threads(1);  // for the forking thread's own ICV too (other OpenMP users of libgomp)
+#endif
+}
+
+// Once, when the module loads.
+inline void install_fork_handler() { pthread_atfork(nullptr, nullptr, &on_fork_child); }
+
+inline bool forked_child() { return g_forked_child.load(std::memory_order_relaxed); }
+
+// Threads a parallel region of this call may use (1 without OpenMP or in a forked child).
+inline int team_threads() {
+  if (forked_child()) return 1;
+#ifdef _OPENMP
+  const int cap = g_thread_cap.load(std::memory_order_relaxed);
+  const int omp = omp_get_max_threads();
+  return std::max(1, cap > 0 ? std::min(cap, omp) : omp);
+#else
+  return 1;
+#endif
+}
+
+// uwe_kernels.set_num_threads(n): the cap for every thread, and the calling thread's OpenMP
+// default (so raising it above OMP_NUM_THREADS works from that thread).
+inline void set_threads(int n) {
+  g_thread_cap.store(n, std::memory_order_relaxed);
+#ifdef _OPENMP
+  if (!forked_child()) omp_set_num_threads(n);
+#endif
+}
+
+// Team size per pick for one selection call. Windows of picks run with the full team or with
+// one thread; each window's time per pick is compared with the last window of the other size,
+// and the faster size runs the next windows. Each confirmation doubles the time until the next
+// trial of the slower size (up to kMaxQuiet windows), so a quiet machine pays for a trial
+// window rarely, and a machine that gets busy (or quiet) is noticed within a few windows.
+class TeamTuner {
+ public:
+  explicit TeamTuner(int full) : full_(std::max(1, full)), current_(full_), best_(full_) {}
+
+  int threads() const { return current_; }
+
+  // After each pick (the clock starts at the first).
+  void pick_done() {
+    if (full_ == 1) return;
+    const auto now = Clock::now();
+    if (!started_) {
+      started_ = true;
+      window_start_ = now;
+      return;
+    }
+    if (++picks_ < window_picks_) return;
+    const double per_pick = std::chrono::duration<double>(now - window_start_).count() / picks_;
+    if (per_pick * picks_ < kMinWindowSeconds && window_picks_ < (1 << 20)) {
+      window_picks_ *= 2;  // too short to time reliably: widen the window, keep timing
+      return;
+    }
+    record(per_pick);
+    picks_ = 0;
+    window_start_ = Clock::now();
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static constexpr double kMinWindowSeconds = 0.02;
+  static constexpr int kMaxQuiet = 32;
+
+  void record(double per_pick) {
+    double& mine = current_ == full_ ? t_full_ : t_one_;
+    mine = per_pick;
+    if (current_ != best_) {  // a trial window of the other size just ended
+      const double best_time = best_ == full_ ? t_full_ : t_one_;
+      if (per_pick < best_time) {
+        best_ = current_;
+        quiet_ = 1;
+      } else {
+        quiet_ = std::min(quiet_ * 2, kMaxQuiet);
+      }
+      current_ = best_;
+      until_trial_ = quiet_;
+      return;
+    }
+    if (t_one_ < 0) {  // never tried one thread: try it after the first full window
+      current_ = 1;
+      return;
+    }
+    if (--until_trial_ <= 0) current_ = best_ == full_ ? 1 : full_;
+  }
+
+  int full_;
+  int current_;
+  int best_;
+  bool started_ = false;
+  int64_t picks_ = 0;
+  int64_t window_picks_ = 1;
+  Clock::time_point window_start_{};
+  double t_full_ = -1.0, t_one_ = -1.0;
+  int quiet_ = 1;
+  int until_trial_ = 1;
+};
+
+}  // namespace cpu
+}  // namespace uwe

@@ -1,0 +1,72 @@
+"""Thread count of the CPU backends (cpp and numba), and what a forked child may use.
+
+set_num_threads(n) caps both backends; OMP_NUM_THREADS and threadpoolctl's limits on OpenMP
+(the libgomp the cpp module loads) cap the cpp backend too. A child created by fork() runs
+every kernel on one thread: GNU OpenMP's thread pool does not survive fork (the cpp module
+would wait forever for its team, numba's OpenMP layer ends the child), so after a fork the
+cpp module makes each parallel region a team of one and numba runs the serial twins of its
+parallel kernels (numba/_runtime.py).
+"""
+from __future__ import annotations
+
+import os
+
+from . import _lazy
+
+_cap = 0  # 0: no cap set
+_forked = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def forked_child() -> bool:
+    """True in a process created by fork() after this module was imported."""
+    return _forked
+
+
+def _cpu_ext():  # type: ignore[no-untyped-def]
+    try:
+        return _lazy.load("cpu")
+    except Exception:  # no compiled module: the numba backend alone follows the cap
+        return None
+
+
+def set_num_threads(n: int) -> None:
+    """Use at most `n` threads (n >= 1) in later calls of the cpp and numba backends.
+
+    In a process created by fork() the backends stay on one thread whatever `n` is."""
+    global _cap
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: n must be an integer >= 1, got {n!r}")
+    _cap = n
+    ext = _cpu_ext()
+    if ext is not None:
+        ext.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Threads a call of the cpp backend (numba when cpp is not built) may use: 1 in a forked
+    child, otherwise the cap of set_num_threads, OMP_NUM_THREADS or threadpoolctl, or the cores
+    this process may run on."""
+    if _forked:
+        return 1
+    ext = _cpu_ext()
+    if ext is not None:
+        return int(ext.get_num_threads())
+    return numba_threads()
+
+
+def numba_threads() -> int:
+    """Threads for the next numba parallel kernel launch."""
+    if _forked:
+        return 1
+    import numba
+
+    limit = int(numba.config.NUMBA_NUM_THREADS)
+    return max(1, min(_cap, limit) if _cap else limit)
