@@ -10,6 +10,9 @@ parallel kernels (numba/_runtime.py).
 from __future__ import annotations
 
 import os
+import time
+from types import ModuleType
+from typing import Any
 
 from . import _lazy
 
@@ -30,7 +33,7 @@ def forked_child() -> bool:
     return _forked
 
 
-def _cpu_ext():  # type: ignore[no-untyped-def]
+def _cpu_ext() -> ModuleType | None:
     try:
         return _lazy.load("cpu")
     except Exception:  # no compiled module: the numba backend alone follows the cap
@@ -68,5 +71,57 @@ def numba_threads() -> int:
         return 1
     import numba
 
-    limit = int(numba.config.NUMBA_NUM_THREADS)
+    config: Any = numba.config  # settings are plain module attributes, untyped
+    limit = int(config.NUMBA_NUM_THREADS)
     return max(1, min(_cap, limit) if _cap else limit)
+
+
+class TeamTuner:
+    """Team size per pick for one numba selection call: csrc/cpu/threads.h's TeamTuner (windows
+    of about WINDOW_S seconds with the full team or one thread, time per unit of work compared,
+    the faster kept, the slower tried again after 1, 4, 16, 64 windows)."""
+
+    WINDOW_S = 0.02
+    BACKOFF = 4
+    MAX_QUIET = 64
+
+    def __init__(self, full: int) -> None:
+        self.full = max(1, int(full))
+        self.current = self.best = self.full
+        self.start = -1.0
+        self.work = 0.0
+        self.times = {self.full: -1.0, 1: -1.0}
+        self.quiet = self.until_trial = 1
+
+    def threads(self) -> int:
+        return self.current
+
+    def pick_done(self, work: float) -> None:
+        if self.full == 1:
+            return
+        now = time.perf_counter()
+        if self.start < 0:
+            self.start = now
+            return
+        self.work += work
+        if now - self.start < self.WINDOW_S:
+            return
+        self._record((now - self.start) / max(self.work, 1.0))
+        self.work = 0.0
+        self.start = time.perf_counter()
+
+    def _record(self, per_work: float) -> None:
+        self.times[self.current] = per_work
+        if self.current != self.best:  # a trial window of the other size just ended
+            if per_work < self.times[self.best]:
+                self.best, self.quiet = self.current, 1
+            else:
+                self.quiet = min(self.quiet * self.BACKOFF, self.MAX_QUIET)
+            self.current, self.until_trial = self.best, self.quiet
+            return
+        if self.times[1] < 0:  # never tried one thread: try it after the first full window
+            self.current = 1
+            return
+        self.until_trial -= 1
+        if self.until_trial <= 0:
+            self.current = 1 if self.best == self.full else self.full

@@ -104,7 +104,10 @@ class PrunedState {
   void record(int64_t t, int64_t i) {
     picks_[t] = i;
     if (dists_) dists_[t] = std::sqrt(static_cast<double>(eng_.D()[i]));
-    eng_.rows().workspace().pick_done();
+    const pruned::Stats& st = eng_.stats();
+    const double work = static_cast<double>(st.values_read + st.rows_touched);
+    eng_.rows().workspace().pick_done(work - work_seen_);
+    work_seen_ = work;
   }
 
   Engine<Rows> eng_;
@@ -112,6 +115,7 @@ class PrunedState {
   int64_t* picks_;
   double* dists_;
   D2Sampler sample_;
+  double work_seen_ = 0.0;  // engine reads already reported to the workspace's team tuner
 };
 
 // k-center greedy (kcenter) or k-means++: (picks, [dists,] stats).

@@ -118,7 +118,7 @@ struct Emb {
 
 // ------------------------------------------------------------------ per-thread scratch
 // `threads` is the team of the current pick (cpu/threads.h's TeamTuner; at most the size the
-// workspace was made for); pick_done() after every pick lets the tuner change it.
+// workspace was made for); pick_done(work) after every pick lets the tuner change it.
 template <class Acc>
 struct Workspace {
   int threads;
@@ -129,8 +129,8 @@ struct Workspace {
   int used = 1;
   TeamTuner tuner;
 
-  void pick_done() {
-    tuner.pick_done();
+  void pick_done(double work) {
+    tuner.pick_done(work);
     threads = tuner.threads();
   }
 

@@ -150,7 +150,7 @@ class BruteState {
     D_[i] = Acc(0);
     --untaken_;
     next_ = -1;
-    ws_.pick_done();
+    ws_.pick_done(static_cast<double>(untaken_) * static_cast<double>(width_));
   }
 
   const Emb& e_;

@@ -62,19 +62,21 @@ inline void set_threads(int n) {
 #endif
 }
 
-// Team size per pick for one selection call. Windows of picks run with the full team or with
-// one thread; each window's time per pick is compared with the last window of the other size,
-// and the faster size runs the next windows. Each confirmation doubles the time until the next
-// trial of the slower size (up to kMaxQuiet windows), so a quiet machine pays for a trial
-// window rarely, and a machine that gets busy (or quiet) is noticed within a few windows.
+// Team size per pick for one selection call. Windows of picks (each about kWindowSeconds, at
+// least one pick) run with the full team or with one thread; a window's time per unit of work
+// (element reads, as the state reports them: picks of the pruned engine differ widely) is
+// compared with the last window of the other size, and the faster size runs the next windows.
+// Each confirmation multiplies the windows until the next trial of the slower size by
+// kBackoff (up to kMaxQuiet), so a quiet machine pays for a short trial window rarely, and a
+// machine that gets busy (or quiet) is noticed within a few windows.
 class TeamTuner {
  public:
   explicit TeamTuner(int full) : full_(std::max(1, full)), current_(full_), best_(full_) {}
 
   int threads() const { return current_; }
 
-  // After each pick (the clock starts at the first).
-  void pick_done() {
+  // After each pick, with that pick's work (the clock starts at the first call).
+  void pick_done(double work) {
     if (full_ == 1) return;
     const auto now = Clock::now();
     if (!started_) {
@@ -82,32 +84,29 @@ class TeamTuner {
       window_start_ = now;
       return;
     }
-    if (++picks_ < window_picks_) return;
-    const double per_pick = std::chrono::duration<double>(now - window_start_).count() / picks_;
-    if (per_pick * picks_ < kMinWindowSeconds && window_picks_ < (1 << 20)) {
-      window_picks_ *= 2;  // too short to time reliably: widen the window, keep timing
-      return;
-    }
-    record(per_pick);
-    picks_ = 0;
+    work_ += work;
+    const double seconds = std::chrono::duration<double>(now - window_start_).count();
+    if (seconds < kWindowSeconds) return;
+    record(seconds / std::max(work_, 1.0));
+    work_ = 0.0;
     window_start_ = Clock::now();
   }
 
  private:
   using Clock = std::chrono::steady_clock;
-  static constexpr double kMinWindowSeconds = 0.02;
-  static constexpr int kMaxQuiet = 32;
+  static constexpr double kWindowSeconds = 0.02;
+  static constexpr int kBackoff = 4;
+  static constexpr int kMaxQuiet = 64;
 
-  void record(double per_pick) {
-    double& mine = current_ == full_ ? t_full_ : t_one_;
-    mine = per_pick;
+  void record(double per_work) {
+    (current_ == full_ ? t_full_ : t_one_) = per_work;
     if (current_ != best_) {  // a trial window of the other size just ended
       const double best_time = best_ == full_ ? t_full_ : t_one_;
-      if (per_pick < best_time) {
+      if (per_work < best_time) {
         best_ = current_;
         quiet_ = 1;
       } else {
-        quiet_ = std::min(quiet_ * 2, kMaxQuiet);
+        quiet_ = std::min(quiet_ * kBackoff, kMaxQuiet);
       }
       current_ = best_;
       until_trial_ = quiet_;
@@ -124,8 +123,7 @@ class TeamTuner {
   int current_;
   int best_;
   bool started_ = false;
-  int64_t picks_ = 0;
-  int64_t window_picks_ = 1;
+  double work_ = 0.0;
   Clock::time_point window_start_{};
   double t_full_ = -1.0, t_one_ = -1.0;
   int quiet_ = 1;

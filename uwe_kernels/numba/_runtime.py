@@ -89,9 +89,13 @@ class ParallelKernel:
         return self._serial
 
     def __call__(self, *args: Any) -> Any:
+        return self.launch(0, *args)
+
+    def launch(self, threads: int, *args: Any) -> Any:
+        """Run on `threads` threads (0: the package's thread count; one in a forked child)."""
         if _threads.forked_child():
             return self.serial()(*args)
-        numba.set_num_threads(_threads.numba_threads())
+        numba.set_num_threads(threads if threads > 0 else _threads.numba_threads())
         with parallel_section():
             return self.parallel(*args)
 

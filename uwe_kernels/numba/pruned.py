@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 from numba import njit, prange
 
-from .. import _driver
+from .. import _driver, _threads
 from .._pruning import DENSE_ONLY
 from ..factored import FactoredArrays, FactoredEmbedding
 from ._runtime import BLOCK, acc_zero, load, parallel_kernel
@@ -277,6 +277,7 @@ class _Engine:
         self.rows = r = Rows(emb, zero)
         n, d = r.X.shape
         self.mode = mode
+        self.tuner = _threads.TeamTuner(_threads.numba_threads())
         self.taken = np.array(labelled_mask, dtype=np.bool_, copy=True)
         if self.taken.shape != (n,):
             raise ValueError(f"labelled_mask must have shape ({n},), got {self.taken.shape}")
@@ -356,7 +357,9 @@ class _Engine:
             self.gcentre[self.G] = s
             self.gcount[self.G] = 0
             # the plain sweep, recording the new group in A
-            sweep_rows(r, c, ca, cn, self.G, self.D, self.A, NO_MASK, NEAREST, self.blk_val, self.blk_arg)
+            sweep_rows(r, c, ca, cn, self.G, self.D, self.A, NO_MASK, NEAREST, self.blk_val, self.blk_arg,
+                       self.tuner.threads())
+            self.tuner.pick_done(float(r.n))
             self.G += 1
             self.first_changed = 0
             self.stats["rows_touched"] += r.n
@@ -372,7 +375,8 @@ class _Engine:
         nc = int(_candidates(nt, self.tg, self.sb, self.taken, self.D, self.gstart, self.gcount, self.mem,
                              self.cand, self.flag))
         if nc >= PARALLEL_MIN:
-            _eval_parallel(nc, X, xcode, W, wcode, has_w, c[0], self.cand, self.G, self.D, self.A, zero)
+            _eval_parallel.launch(self.tuner.threads(), nc, X, xcode, W, wcode, has_w, c[0], self.cand, self.G,
+                                  self.D, self.A, zero)
         else:  # waking the thread team costs more than a few thousand rows
             _eval_rows(0, nc, X, xcode, W, wcode, has_w, c[0], self.cand, self.G, self.D, self.A, zero)
         m = int(_compact(nt, self.tg, self.G, self.A, self.taken, self.D, self.gcentre, self.gstart, self.gcount,
@@ -385,6 +389,7 @@ class _Engine:
                                     self.gbest_i, self.mem, self.top))
         self.G += 1
         evaluated, cdist, groups, first = (int(v) for v in self.counts)
+        self.tuner.pick_done(float(evaluated + groups))
         self.first_changed = min(self.first_changed, first, int(s))
         self.stats["rows_touched"] += evaluated
         self.stats["centre_distances"] += cdist
@@ -416,7 +421,8 @@ class _Engine:
         """Next k-center pick: argmax D over untaken rows, lowest index on ties, and its D."""
         if self.plain:
             c = self.rows.gather(np.zeros(1, dtype=np.int64))
-            i = sweep_rows(self.rows, *c, 0, self.D, self.A, self.taken, ARGMAX, self.blk_val, self.blk_arg)
+            i = sweep_rows(self.rows, *c, 0, self.D, self.A, self.taken, ARGMAX, self.blk_val, self.blk_arg,
+                           self.tuner.threads())
         else:
             i = int(_groups_argmax(self.G, self.gcount, self.gbest_d, self.gbest_i))
         return i, float(self.D[i])
