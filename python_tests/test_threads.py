@@ -61,3 +61,46 @@ def test_picks_do_not_depend_on_the_thread_count(backend: str, algorithm: str, r
         kpp = uk.kmeans_pp(x, 60, labelled_idx=labelled, seed=9, backend=backend, algorithm=algorithm)
         runs.append((np.asarray(picks).tolist(), np.asarray(dists).tolist(), np.asarray(kpp).tolist()))
     assert runs[0] == runs[1]
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("faster", ["full", "one"])
+def test_team_tuner_spends_most_picks_on_the_faster_size(faster: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from uwe_kernels import _threads
+
+    clock = _FakeClock()
+    monkeypatch.setattr(_threads.time, "perf_counter", clock)
+    tuner = _threads.TeamTuner(2)
+    cost = {2: 0.002, 1: 0.004} if faster == "full" else {2: 0.008, 1: 0.004}  # seconds per pick
+    used = {1: 0, 2: 0}
+    for _ in range(3000):
+        team = tuner.threads()
+        used[team] += 1
+        clock.now += cost[team]
+        tuner.pick_done(1000.0)
+    best = 2 if faster == "full" else 1
+    assert used[best] > 0.9 * sum(used.values()), used
+
+
+def test_team_tuner_follows_a_change_of_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uwe_kernels import _threads
+
+    clock = _FakeClock()
+    monkeypatch.setattr(_threads.time, "perf_counter", clock)
+    tuner = _threads.TeamTuner(2)
+    for busy in (False, True, False):
+        cost = {2: 0.008, 1: 0.004} if busy else {2: 0.002, 1: 0.004}
+        late = {1: 0, 2: 0}  # team sizes of the phase's second half
+        for k in range(4000):
+            team = tuner.threads()
+            late[team] += k >= 2000
+            clock.now += cost[team]
+            tuner.pick_done(1000.0)
+        assert late[1 if busy else 2] > 0.9 * 2000, (busy, late)

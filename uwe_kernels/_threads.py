@@ -78,10 +78,12 @@ def numba_threads() -> int:
 
 class TeamTuner:
     """Team size per pick for one numba selection call: csrc/cpu/threads.h's TeamTuner (windows
-    of about WINDOW_S seconds with the full team or one thread, time per unit of work compared,
-    the faster kept, the slower tried again after 1, 4, 16, 64 windows)."""
+    of about WINDOW_S seconds with the full team or one thread; a trial of the other size wins
+    when clearly faster per unit of work than the current size's windows; the next trial after
+    1, 4, 16, 64 windows)."""
 
-    WINDOW_S = 0.02
+    WINDOW_S = 0.03
+    MARGIN = 0.9
     BACKOFF = 4
     MAX_QUIET = 64
 
@@ -90,7 +92,7 @@ class TeamTuner:
         self.current = self.best = self.full
         self.start = -1.0
         self.work = 0.0
-        self.times = {self.full: -1.0, 1: -1.0}
+        self.best_seconds = self.best_work = 0.0  # the best size's windows since the last trial
         self.quiet = self.until_trial = 1
 
     def threads(self) -> int:
@@ -106,22 +108,22 @@ class TeamTuner:
         self.work += work
         if now - self.start < self.WINDOW_S:
             return
-        self._record((now - self.start) / max(self.work, 1.0))
+        self._record(now - self.start, max(self.work, 1.0))
         self.work = 0.0
         self.start = time.perf_counter()
 
-    def _record(self, per_work: float) -> None:
-        self.times[self.current] = per_work
-        if self.current != self.best:  # a trial window of the other size just ended
-            if per_work < self.times[self.best]:
-                self.best, self.quiet = self.current, 1
-            else:
-                self.quiet = min(self.quiet * self.BACKOFF, self.MAX_QUIET)
-            self.current, self.until_trial = self.best, self.quiet
+    def _record(self, seconds: float, work: float) -> None:
+        if self.current == self.best:
+            self.best_seconds += seconds
+            self.best_work += work
+            self.until_trial -= 1
+            if self.until_trial <= 0:
+                self.current = 1 if self.best == self.full else self.full
             return
-        if self.times[1] < 0:  # never tried one thread: try it after the first full window
-            self.current = 1
-            return
-        self.until_trial -= 1
-        if self.until_trial <= 0:
-            self.current = 1 if self.best == self.full else self.full
+        # A trial window of the other size just ended.
+        if seconds / work < self.MARGIN * self.best_seconds / self.best_work:
+            self.best, self.quiet = self.current, 1
+        else:
+            self.quiet = min(self.quiet * self.BACKOFF, self.MAX_QUIET)
+        self.current, self.until_trial = self.best, self.quiet
+        self.best_seconds = self.best_work = 0.0

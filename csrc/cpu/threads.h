@@ -63,10 +63,10 @@ inline void set_threads(int n) {
 }
 
 // Team size per pick for one selection call. Windows of picks (each about kWindowSeconds, at
-// least one pick) run with the full team or with one thread; a window's time per unit of work
-// (element reads, as the state reports them: picks of the pruned engine differ widely) is
-// compared with the last window of the other size, and the faster size runs the next windows.
-// Each confirmation multiplies the windows until the next trial of the slower size by
+// least one pick) run with the full team or with one thread. Time per unit of work (element
+// reads, as the state reports them: picks of the pruned engine differ widely) is summed over
+// the windows of the current size since the last trial; a trial window of the other size
+// replaces it only when clearly faster (kMargin). Each confirmation multiplies the windows until the next trial by
 // kBackoff (up to kMaxQuiet), so a quiet machine pays for a short trial window rarely, and a
 // machine that gets busy (or quiet) is noticed within a few windows.
 class TeamTuner {
@@ -87,36 +87,35 @@ class TeamTuner {
     work_ += work;
     const double seconds = std::chrono::duration<double>(now - window_start_).count();
     if (seconds < kWindowSeconds) return;
-    record(seconds / std::max(work_, 1.0));
+    record(seconds, std::max(work_, 1.0));
     work_ = 0.0;
     window_start_ = Clock::now();
   }
 
  private:
   using Clock = std::chrono::steady_clock;
-  static constexpr double kWindowSeconds = 0.02;
+  static constexpr double kWindowSeconds = 0.03;
+  static constexpr double kMargin = 0.9;
   static constexpr int kBackoff = 4;
   static constexpr int kMaxQuiet = 64;
 
-  void record(double per_work) {
-    (current_ == full_ ? t_full_ : t_one_) = per_work;
-    if (current_ != best_) {  // a trial window of the other size just ended
-      const double best_time = best_ == full_ ? t_full_ : t_one_;
-      if (per_work < best_time) {
-        best_ = current_;
-        quiet_ = 1;
-      } else {
-        quiet_ = std::min(quiet_ * kBackoff, kMaxQuiet);
-      }
-      current_ = best_;
-      until_trial_ = quiet_;
+  void record(double seconds, double work) {
+    if (current_ == best_) {
+      best_seconds_ += seconds;
+      best_work_ += work;
+      if (--until_trial_ <= 0) current_ = best_ == full_ ? 1 : full_;
       return;
     }
-    if (t_one_ < 0) {  // never tried one thread: try it after the first full window
-      current_ = 1;
-      return;
+    // A trial window of the other size just ended.
+    if (seconds / work < kMargin * best_seconds_ / best_work_) {
+      best_ = current_;
+      quiet_ = 1;
+    } else {
+      quiet_ = std::min(quiet_ * kBackoff, kMaxQuiet);
     }
-    if (--until_trial_ <= 0) current_ = best_ == full_ ? 1 : full_;
+    current_ = best_;
+    until_trial_ = quiet_;
+    best_seconds_ = best_work_ = 0.0;
   }
 
   int full_;
@@ -125,7 +124,7 @@ class TeamTuner {
   bool started_ = false;
   double work_ = 0.0;
   Clock::time_point window_start_{};
-  double t_full_ = -1.0, t_one_ = -1.0;
+  double best_seconds_ = 0.0, best_work_ = 0.0;  // the best size's windows since the last trial
   int quiet_ = 1;
   int until_trial_ = 1;
 };
