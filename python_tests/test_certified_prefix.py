@@ -25,7 +25,8 @@ def probe(tmp_path_factory):
     return ctypes.CDLL(str(lib))
 
 
-def certified_draws(probe, D, r, chunk, force_exact=False):
+def certified_draws(probe, D, r, threads, force_exact=False):
+    """The device's draw emulated by a block of `threads` threads (chunks of 2 * threads rows)."""
     fn = probe.certified_draws_f32 if D.dtype == np.float32 else probe.certified_draws_f64
     fn.restype = None
     D = np.ascontiguousarray(D)
@@ -33,38 +34,38 @@ def certified_draws(probe, D, r, chunk, force_exact=False):
     picks = np.empty(len(r), dtype=np.int64)
     exact = np.empty(len(r), dtype=np.uint8)
     fn(D.ctypes.data_as(ctypes.c_void_p), ctypes.c_int64(len(D)), r.ctypes.data_as(ctypes.c_void_p),
-       ctypes.c_int64(len(r)), ctypes.c_int64(chunk), ctypes.c_int(int(force_exact)),
+       ctypes.c_int64(len(r)), ctypes.c_int64(threads), ctypes.c_int(int(force_exact)),
        picks.ctypes.data_as(ctypes.c_void_p), exact.ctypes.data_as(ctypes.c_void_p))
     return picks, exact.astype(bool)
 
 
 def sequential_pick(D, r):
-    """API.md's rule on numpy's left-to-right float64 cumsum; -1 when sum(D) = 0."""
+    """API.md's rule on numpy's left-to-right float64 cumsum; -1 when sum(D) is 0 (or NaN)."""
     P = np.cumsum(D.astype(np.float64))
-    if P[-1] == 0.0:
+    if not P[-1] > 0.0:
         return -1
     with np.errstate(invalid="ignore"):  # 0 * inf: no prefix exceeds NaN, the last positive row wins
         hit = np.flatnonzero(P > r * P[-1])
     return int(hit[0]) if hit.size else int(np.flatnonzero(D > 0)[-1])
 
 
-def assert_picks_match(probe, D, r, chunk):
-    picks, exact = certified_draws(probe, D, r, chunk)
+def assert_picks_match(probe, D, r, threads):
+    picks, exact = certified_draws(probe, D, r, threads)
     expected = [sequential_pick(D, x) for x in r]
     np.testing.assert_array_equal(picks, expected)
-    forced, all_exact = certified_draws(probe, D, r, chunk, force_exact=True)
+    forced, all_exact = certified_draws(probe, D, r, threads, force_exact=True)
     np.testing.assert_array_equal(forced, expected)
     assert all_exact.all()
     return exact
 
 
-def boundary_draws(D, chunk):
-    """Draws r whose target r * S lands on, or within a few ulps of, each chunk's starting
-    prefix: the close calls."""
+def boundary_draws(D, step):
+    """Draws r whose target r * S lands on, or within a few ulps of, the prefix at every
+    step-th row (chunk and run boundaries for step = 2 * threads): the close calls."""
     P = np.cumsum(D.astype(np.float64))
     S = P[-1]
     r = []
-    for end in P[chunk - 1 :: chunk][:-1]:
+    for end in P[step - 1 :: step][:-1]:
         base = end / S
         r += [base, np.nextafter(base, 0.0), np.nextafter(base, 1.0),
               np.nextafter(np.nextafter(base, 1.0), 1.0)]
@@ -88,20 +89,21 @@ def adversarial_vectors():
 
 
 @pytest.mark.parametrize("name, D", list(adversarial_vectors()), ids=lambda v: v if isinstance(v, str) else "")
-@pytest.mark.parametrize("chunk", [1, 7, 256])
-def test_picks_equal_the_sequential_chain_on_adversarial_vectors(probe, name, D, chunk):
-    rng = np.random.default_rng(chunk)
-    r = np.concatenate([rng.random(60), [0.0, np.nextafter(1.0, 0.0)], boundary_draws(D, max(chunk, 64))[:80]])
-    assert_picks_match(probe, D, r, chunk)
+@pytest.mark.parametrize("threads", [1, 3, 32, 1024])
+def test_picks_equal_the_sequential_chain_on_adversarial_vectors(probe, name, D, threads):
+    rng = np.random.default_rng(threads)
+    r = np.concatenate([rng.random(60), [0.0, np.nextafter(1.0, 0.0)], boundary_draws(D, 2 * threads)[:80],
+                        boundary_draws(D, 37)[:40]])
+    assert_picks_match(probe, D, r, threads)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_targets_on_chunk_boundaries_take_the_exact_chain(probe, dtype):
     rng = np.random.default_rng(5)
     D = (rng.random(5000) * 3).astype(dtype)
-    chunk = 128
-    r = boundary_draws(D, chunk)
-    exact = assert_picks_match(probe, D, r, chunk)
+    threads = 64
+    r = boundary_draws(D, 2 * threads)
+    exact = assert_picks_match(probe, D, r, threads)
     assert exact.all()
 
 
@@ -116,7 +118,7 @@ def test_random_targets_are_certified_without_the_chain(probe):
 
 
 def test_all_zero_D_asks_for_a_uniform_draw(probe):
-    picks, exact = certified_draws(probe, np.zeros(100), np.array([0.0, 0.5, 0.99]), 16)
+    picks, exact = certified_draws(probe, np.zeros(100), np.array([0.0, 0.5, 0.99]), 8)
     np.testing.assert_array_equal(picks, -1)
     assert not exact.any()
 
@@ -124,7 +126,7 @@ def test_all_zero_D_asks_for_a_uniform_draw(probe):
 def test_overflowed_distances_fall_back_to_the_chain(probe):
     D = np.array([1.0, np.inf, 2.0, 0.0, np.inf, 0.0])
     r = np.array([0.0, 0.3, 0.9])
-    picks, exact = certified_draws(probe, D, r, 2)
+    picks, exact = certified_draws(probe, D, r, 1)
     np.testing.assert_array_equal(picks, [sequential_pick(D, x) for x in r])
     assert exact.all()
 

@@ -11,11 +11,12 @@
 // sequential chain picks i too. Otherwise (a close call: target on a chunk boundary, within
 // rounding of a prefix value, or overflow) the exact sequential chain decides.
 // Mirrors uwe_kernels/distributed.py (_chain_error_bound, _prefix_pick), which does the same
-// across ranks. The device kernels use these functions; CPU tests run the whole draw through
-// `certified_pick`.
+// across ranks. cuda/certified_draw.cuh runs the per-thread steps below on one block; CPU tests
+// run the same steps through `certified_pick`, the block emulated thread by thread.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "common/hd.h"
 
@@ -39,19 +40,6 @@ UWE_HD inline bool certified(double target, double before, double after, double 
   return after - target > 2.0 * margin && target - before > 2.0 * margin;
 }
 
-// Sum of load(begin) .. load(end - 1) in pairwise order (a different order from the chain on
-// purpose: the CPU model must not agree with the sequential sum by construction).
-template <class Load>
-UWE_HD inline double chunk_sum(const Load& load, int64_t begin, int64_t end) {
-  if (end - begin <= 8) {
-    double s = 0.0;
-    for (int64_t i = begin; i < end; ++i) s += static_cast<double>(load(i));
-    return s;
-  }
-  const int64_t mid = begin + (end - begin) / 2;
-  return chunk_sum(load, begin, mid) + chunk_sum(load, mid, end);
-}
-
 // First i in [begin, end) whose prefix start + load(begin) + ... + load(i) exceeds target, with
 // the prefix before it and at it; -1 when none does.
 template <class Load>
@@ -70,13 +58,13 @@ UWE_HD inline int64_t first_above(const Load& load, int64_t begin, int64_t end, 
   return -1;
 }
 
-// The draw rule itself on one thread: the sequential float64 chain. -1 when S = 0 (the caller
-// draws uniformly among untaken rows).
+// The draw rule itself on one thread: the sequential float64 chain. -1 when S is 0 or not a
+// number (the caller draws uniformly among untaken rows).
 template <class Load>
 UWE_HD inline int64_t sequential_pick(const Load& load, int64_t n, double r) {
   double s = 0.0;
   for (int64_t i = 0; i < n; ++i) s += static_cast<double>(load(i));
-  if (s == 0.0) return -1;
+  if (!(s > 0.0)) return -1;
   double before = 0.0, after = 0.0;
   const int64_t i = first_above(load, 0, n, 0.0, r * s, &before, &after);
   if (i >= 0) return i;
@@ -85,33 +73,109 @@ UWE_HD inline int64_t sequential_pick(const Load& load, int64_t n, double r) {
   return -1;
 }
 
+// ---- The per-thread steps of the parallel draw. One block of `threads` threads; chunks of
+// 2 * threads rows. The device runs them with one thread each and shared-memory scans; the host
+// model below runs the same steps in a loop, so the CPU tests cover the device's arithmetic.
+
+// Thread tid's run of consecutive chunks [*c0, *c1) out of nb.
+UWE_HD inline void chunk_run(int64_t tid, int64_t threads, int64_t nb, int64_t* c0, int64_t* c1) {
+  const int64_t per = (nb + threads - 1) / threads;
+  *c0 = tid * per < nb ? tid * per : nb;
+  *c1 = *c0 + per < nb ? *c0 + per : nb;
+}
+
+UWE_HD inline double run_sum(const double* sums, int64_t c0, int64_t c1) {
+  double s = 0.0;
+  for (int64_t c = c0; c < c1; ++c) s += sums[c];
+  return s;
+}
+
+// One Hillis-Steele step of an inclusive scan: v[i] += v[i - offset] for every i >= offset, all
+// reads before all writes (the device separates them with a barrier).
+UWE_HD inline double scan_step_add(const double* v, int64_t i, int64_t offset) { return i >= offset ? v[i - offset] : 0.0; }
+
+// In a thread's run starting at prefix `start`: the chunk whose end prefix first exceeds target
+// and the prefix before it (*chunk_start); -1 when none does.
+UWE_HD inline int64_t chunk_in_run(const double* sums, int64_t c0, int64_t c1, double start, double target,
+                                   double* chunk_start) {
+  double s = start;
+  for (int64_t c = c0; c < c1; ++c) {
+    const double next = s + sums[c];
+    if (next > target) {
+      *chunk_start = s;
+      return c;
+    }
+    s = next;
+  }
+  return -1;
+}
+
+// Thread tid's two rows 2 tid, 2 tid + 1 of the chunk: from the chunk's start prefix, the exclusive
+// and inclusive scans of the row pairs at tid, and the first row's value, the prefixes before
+// row 2 tid, at it, and at row 2 tid + 1.
+struct PairPrefixes {
+  double before, at0, at1;
+};
+UWE_HD inline PairPrefixes pair_prefixes(int64_t tid, double start, double pairs_before, double pairs_through,
+                                         double v0) {
+  return {tid > 0 ? start + pairs_before : start, start + (pairs_before + v0), start + pairs_through};
+}
+
 struct DrawResult {
-  int64_t pick;  // -1: S = 0, draw uniformly
+  int64_t pick;  // -1: S is 0 (or NaN), draw uniformly
   bool exact;    // the sequential chain decided (a close call, or forced)
 };
 
-// The whole parallel draw, chunk by chunk, as the device runs it (the device forms chunk sums
-// and starts with threads; any order is covered). `sums` holds ceil(n / chunk) doubles.
+// The device's draw run on the host, step by step. sums [ceil(n / (2 threads))] holds the chunk
+// sums (any order: here sequential), scan [threads] is workspace.
 template <class Load>
-UWE_HD inline DrawResult certified_pick(const Load& load, int64_t n, double r, int64_t chunk, double* sums,
-                                        bool force_exact) {
+inline DrawResult certified_pick(const Load& load, int64_t n, double r, int64_t threads, double* sums, double* scan,
+                                 bool force_exact) {
+  const int64_t chunk = 2 * threads;
   const int64_t nb = (n + chunk - 1) / chunk;
-  for (int64_t b = 0; b < nb; ++b) sums[b] = chunk_sum(load, b * chunk, (b + 1) * chunk < n ? (b + 1) * chunk : n);
-  const double total = chunk_sum([sums](int64_t b) { return sums[b]; }, 0, nb);
-  if (total == 0.0) return {-1, false};
+  for (int64_t b = 0; b < nb; ++b) {
+    sums[b] = 0.0;
+    for (int64_t i = b * chunk; i < n && i < (b + 1) * chunk; ++i) sums[b] += static_cast<double>(load(i));
+  }
+  auto block_scan = [scan, threads]() {
+    for (int64_t offset = 1; offset < threads; offset *= 2)
+      for (int64_t i = threads - 1; i >= offset; --i) scan[i] += scan_step_add(scan, i, offset);
+  };
+  for (int64_t tid = 0; tid < threads; ++tid) {
+    int64_t c0, c1;
+    chunk_run(tid, threads, nb, &c0, &c1);
+    scan[tid] = run_sum(sums, c0, c1);
+  }
+  block_scan();
+  const double total = scan[threads - 1];
+  if (!(total > 0.0)) return {-1, false};  // non-negative terms: 0 (or NaN) in every order
   const double target = r * total;
   const double margin = chain_error_bound(n, total);
-  double start = 0.0;
-  for (int64_t b = 0; b < nb && !force_exact; ++b) {
-    if (start + sums[b] > target) {
-      double before = 0.0, after = 0.0;
-      const int64_t end = (b + 1) * chunk < n ? (b + 1) * chunk : n;
-      const int64_t i = first_above(load, b * chunk, end, start, target, &before, &after);
-      if (i >= 0 && certified(target, before, after, margin)) return {i, false};
-      break;
+  int64_t found = -1;
+  for (int64_t owner = 0; owner < threads && !force_exact && found < 0; ++owner) {
+    const double before_run = owner > 0 ? scan[owner - 1] : 0.0;
+    if (!(before_run <= target && scan[owner] > target)) continue;
+    int64_t c0, c1;
+    chunk_run(owner, threads, nb, &c0, &c1);
+    double start = 0.0;
+    const int64_t c = chunk_in_run(sums, c0, c1, before_run, target, &start);
+    if (c < 0) break;
+    std::vector<double> v0s(threads);
+    for (int64_t tid = 0; tid < threads; ++tid) {
+      const int64_t i0 = c * chunk + 2 * tid;
+      v0s[tid] = i0 < n ? static_cast<double>(load(i0)) : 0.0;
+      scan[tid] = v0s[tid] + (i0 + 1 < n ? static_cast<double>(load(i0 + 1)) : 0.0);
     }
-    start += sums[b];
+    block_scan();
+    for (int64_t tid = 0; tid < threads && found < 0; ++tid) {
+      const int64_t i0 = c * chunk + 2 * tid;
+      const PairPrefixes q = pair_prefixes(tid, start, tid > 0 ? scan[tid - 1] : 0.0, scan[tid], v0s[tid]);
+      if (i0 < n && q.at0 > target) found = certified(target, q.before, q.at0, margin) ? i0 : -2;
+      else if (i0 + 1 < n && q.at1 > target) found = certified(target, q.at0, q.at1, margin) ? i0 + 1 : -2;
+    }
+    break;
   }
+  if (found >= 0) return {found, false};
   return {sequential_pick(load, n, r), true};
 }
 
