@@ -136,3 +136,47 @@ def test_bound_matches_the_distributed_one(probe, n_terms, total):
     probe.chain_error_bound.restype = ctypes.c_double
     got = probe.chain_error_bound(ctypes.c_int64(n_terms), ctypes.c_double(total))
     assert got == distributed._chain_error_bound(n_terms, total)
+
+
+# The same draw for D on a torch device (uwe_kernels/_certified_draw.py), chunks of CHUNK rows.
+
+def python_draws(D, r):
+    import torch
+
+    from uwe_kernels import _certified_draw
+
+    t = torch.from_numpy(np.ascontiguousarray(D))
+    out = [_certified_draw.certified_pick(t, float(x), sequential_pick) for x in r]
+    return np.array([p for p, _ in out]), np.array([e for _, e in out])
+
+
+@pytest.mark.parametrize("name, D", list(adversarial_vectors()), ids=lambda v: v if isinstance(v, str) else "")
+def test_torch_draw_equals_the_sequential_chain(name, D):
+    from uwe_kernels import _certified_draw
+
+    D = np.concatenate([D, D[::-1], D])  # longer than two chunks, with a partial last one
+    rng = np.random.default_rng(11)
+    r = np.concatenate([rng.random(40), [0.0, np.nextafter(1.0, 0.0)],
+                        boundary_draws(D, _certified_draw.CHUNK), boundary_draws(D, 101)[:40]])
+    picks, _ = python_draws(D, r)
+    np.testing.assert_array_equal(picks, [sequential_pick(D, x) for x in r])
+
+
+def test_torch_draw_takes_the_exact_chain_on_chunk_boundaries():
+    from uwe_kernels import _certified_draw
+
+    rng = np.random.default_rng(12)
+    D = rng.random(5 * _certified_draw.CHUNK + 17).astype(np.float32)
+    r = boundary_draws(D, _certified_draw.CHUNK)
+    picks, exact = python_draws(D, r)
+    np.testing.assert_array_equal(picks, [sequential_pick(D, x) for x in r])
+    assert exact.all()
+    picks, exact = python_draws(D, rng.random(50))
+    assert exact.sum() <= 1  # random targets are almost never close calls
+
+
+def test_torch_draw_bound_is_the_shared_one():
+    from uwe_kernels import _certified_draw
+
+    for n_terms, total in [(1, 1.0), (10**7, 1e300), (5, 0.0)]:
+        assert _certified_draw.chain_error_bound(n_terms, total) == distributed._chain_error_bound(n_terms, total)
