@@ -130,12 +130,13 @@ def pool(n: int, d: int, dtype: torch.dtype, device: str, seed: int = 0) -> torc
 def torch_incremental_kcg(x: torch.Tensor, budget: int) -> list[int]:
     """The common GPU coreset loop: one distance pass per pick, .item() to the host each time."""
     xf = x.float()
-    D = (xf * xf).sum(1)
+    D = torch.full((len(xf),), float("inf"), device=xf.device)
+    i = int((xf * xf).sum(1).argmax().item())  # the first pick: the largest norm, as ours
     picks = []
     for _ in range(budget):
-        i = int(D.argmax().item())
         picks.append(i)
         D = torch.minimum(D, ((xf - xf[i]) ** 2).sum(1))
+        i = int(D.argmax().item())
     return picks
 
 
@@ -143,6 +144,7 @@ class Bench:
     def __init__(self, run: Run, sizes: list[int], d: int, budgets: tuple[int, int]) -> None:
         self.run, self.sizes, self.d, self.budgets = run, sizes, d, budgets
         self.bw: dict[str, float] | None = None
+        self.ours: np.ndarray | None = None
 
     def floor(self, nbytes: float) -> dict[str, float]:
         if self.bw is None:
@@ -201,8 +203,16 @@ class Bench:
             self.backend_ok(backend)
             fn = lambda: uwe_kernels.kcenter_greedy(x, None, budget, backend=backend)  # noqa: E731
         t = seconds(fn, self.run.device, repeats=1)
-        return {"op": "kcenter_greedy", "provider": name, "n": n, "d": self.d, "dtype": "float32", "budget": budget,
-                "s": t, "pick_s": t / budget}
+        picks = np.asarray(torch.as_tensor(fn()).cpu()).ravel()
+        out = {"op": "kcenter_greedy", "provider": name, "n": n, "d": self.d, "dtype": "float32", "budget": budget,
+               "s": t, "pick_s": t / budget}
+        if name == "uwe_kernels":
+            self.ours = picks
+        elif self.ours is not None:  # float32 near-ties may part the loops late: say how far they agree
+            m = min(len(picks), len(self.ours))
+            differ = np.flatnonzero(picks[:m] != self.ours[:m])
+            out["same_leading_picks"] = int(differ[0]) if len(differ) else m
+        return out
 
     def same_picks(self, backend: str, dtype: str, n: int, budget: int) -> dict[str, Any]:
         self.backend_ok(backend)
@@ -231,12 +241,13 @@ def main() -> int:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     run = Run(args.out, args.deadline, args.rehearse)
-    if args.rehearse:
-        sizes, d, budgets, check_n, vs_budget = [3000], 48, (2, 5), 1500, 6
+    if args.rehearse:  # the Triton interpreter runs a pick in about a second
+        sizes, d, budgets, check_n, check_budget, vs_budget = [400], 16, (1, 3), 300, 4, 4
     else:
-        sizes, d, budgets, check_n, vs_budget = [1_000_000, 4_000_000, 10_000_000], 512, (8, 24), 20_000, 1000
+        sizes, d, budgets, check_n, check_budget, vs_budget = [1_000_000, 4_000_000, 10_000_000], 512, (8, 24), 20_000, 40, 1000
     bench = Bench(run, sizes, d, budgets)
-    run.report["settings"] = {"sizes": sizes, "d": d, "budgets": budgets, "check_n": check_n}
+    run.report["settings"] = {"sizes": sizes, "d": d, "budgets": budgets, "check_n": check_n,
+                              "check_budget": check_budget, "vs_budget": vs_budget}
 
     def bandwidth() -> dict[str, Any]:
         bench.bw = copy_bandwidth(run.device)
@@ -245,7 +256,8 @@ def main() -> int:
     run.row("bandwidth", bandwidth)
     for backend in GPU_BACKENDS:
         for dtype in DTYPES:
-            run.row(f"same_picks {backend} {dtype}", lambda b=backend, t=dtype: bench.same_picks(b, t, check_n, 40))
+            run.row(f"same_picks {backend} {dtype}",
+                    lambda b=backend, t=dtype: bench.same_picks(b, t, check_n, check_budget))
     for n in sizes:
         for dtype in DTYPES:
             for backend in GPU_BACKENDS:
@@ -257,8 +269,8 @@ def main() -> int:
             for backend in GPU_BACKENDS:
                 run.row(f"uwe {backend} {dtype} n={n}", lambda b=backend, t=dtype, m=n: bench.uwe(b, m, t))
     vs_n = sizes[0]
-    for name, budget in (("uwe_kernels", vs_budget), ("torch_item_loop", vs_budget), ("torch_cdist_loop", 100),
-                         ("torch_cluster_fps", 32)):
+    for name, budget in (("uwe_kernels", vs_budget), ("torch_item_loop", vs_budget),
+                         ("torch_cdist_loop", min(100, vs_budget)), ("torch_cluster_fps", min(32, vs_budget))):
         run.row(f"peer {name} n={vs_n}", lambda p=name, b=budget: bench.peer(p, vs_n, b), need_s=20)
     errors = [r for r in run.report["rows"] if "error" in r]
     return 1 if errors else 0

@@ -3,23 +3,27 @@
 # nvcc, cmake, ninja and pybind11; no network): build with CUDA for this GPU's architecture,
 # the cuda/triton test matrix, then the GPU benchmark rows (bench/device_check.py).
 #
-#   bench/device_check.sh [OUT_DIR] [--rehearse]
+#   bench/device_check.sh [OUT_DIR] [--rehearse] [--skip-build]
 #
-# OUT_DIR defaults to $OUT, else bench/results/device. It receives at most 6 files:
-# steps.tsv (each step's exit code and seconds), build.log, tests.log, bench.log,
+# OUT_DIR defaults to $OUT, else bench/results/device. It receives 7 files: steps.tsv (each
+# step's exit code and seconds), build.log, tests_cuda.log, tests_triton.log, bench.log,
 # device_check.json and summary.md. Every step has its own time limit (SIGINT first, so pytest
-# still prints its summary), so a hang cannot eat the run: 8 minutes in all by default.
+# still prints its summary; UWE_CHECK_*_S override them), so a hang cannot eat the run:
+# 240 + 60 + 70 + 100 s, under 8 minutes in all.
 # --rehearse (on a machine without a GPU): compile for sm_90 only, run the Triton tests under
 # TRITON_INTERPRET=1 and the benchmark script on tiny CPU shapes. PYTHON picks the interpreter
-# (default python3); in a rehearsal, point it at a virtual environment.
+# (default python3); in a rehearsal, point it at a virtual environment. --skip-build reuses the
+# package installed by an earlier run (a second call on a machine still warm).
 set -u
 cd "$(dirname "$0")/.."
 
 REHEARSE=0
+SKIP_BUILD=0
 OUT_DIR=""
 for arg in "$@"; do
   case "$arg" in
     --rehearse) REHEARSE=1 ;;
+    --skip-build) SKIP_BUILD=1 ;;
     *) OUT_DIR="$arg" ;;
   esac
 done
@@ -27,9 +31,10 @@ OUT_DIR="${OUT_DIR:-${OUT:-bench/results/device}}"
 mkdir -p "$OUT_DIR"
 OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 PY="${PYTHON:-python3}"
-BUILD_S="${UWE_CHECK_BUILD_S:-200}"
-TESTS_S="${UWE_CHECK_TESTS_S:-110}"
-BENCH_S="${UWE_CHECK_BENCH_S:-150}"
+BUILD_S="${UWE_CHECK_BUILD_S:-240}"
+TESTS_CUDA_S="${UWE_CHECK_TESTS_CUDA_S:-60}"
+TESTS_TRITON_S="${UWE_CHECK_TESTS_TRITON_S:-70}"
+BENCH_S="${UWE_CHECK_BENCH_S:-100}"
 STEPS="$OUT_DIR/steps.tsv"
 printf 'step\trc\tseconds\n' >"$STEPS"
 
@@ -63,27 +68,38 @@ echo "architecture: sm_$ARCH, output: $OUT_DIR"
 build() {
   export UWE_KERNELS_CUDA=on UWE_KERNELS_CUDA_ARCHS="$ARCH" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)"
   nvcc --version | tail -n 1
-  if "$PY" -m pip install --no-build-isolation --no-deps . ; then
+  if "$PY" -m pip install -v --no-build-isolation --no-deps . ; then
     echo "installed: $(cd / && "$PY" -c 'import uwe_kernels; print(uwe_kernels.__file__)')"
   else
     echo "pip install failed: building in place"
     "$PY" setup.py build_ext --inplace
   fi
 }
-step build "$BUILD_S" build
+if [ "$SKIP_BUILD" = 0 ]; then
+  step build "$BUILD_S" build
+fi
 
 # Tests: -P keeps the source tree off sys.path, so the installed package is tested (the tests'
-# own helpers come from python_tests/, which pytest adds).
+# own helpers come from python_tests/, which pytest adds). cuda first: its kernels are built;
+# triton's compile on first use.
+# With pytest-xdist, 8 workers, and the Ctrl-C cases (SIGINT to the process) afterwards on their own.
+tests() {
+  local run=("$PY" -P -m pytest "${TEST_FILES[@]}" -q --maxfail=25 -p no:cacheprovider -o addopts="" -rs)
+  if "$PY" -c "import xdist" 2>/dev/null; then
+    "${run[@]}" -n 8 -k "($1) and not ctrl_c and not interrupt" && "${run[@]}" -k "($1) and (ctrl_c or interrupt)"
+  else
+    "${run[@]}" --durations=10 -k "$1"
+  fi
+}
 if [ "$REHEARSE" = 1 ]; then
   export TRITON_INTERPRET=1
-  SELECT="triton and not ctrl_c"
-  TESTS=(python_tests/test_selection.py python_tests/test_embeddings.py python_tests/test_certified_prefix.py)
+  TEST_FILES=(python_tests/test_selection.py python_tests/test_certified_prefix.py)
+  step tests_triton "$TESTS_TRITON_S" tests "triton and not ctrl_c and not interrupt"
 else
-  SELECT="cuda or triton or gpu"
-  TESTS=(python_tests)
+  TEST_FILES=(python_tests)
+  step tests_cuda "$TESTS_CUDA_S" tests "cuda or gpu"
+  step tests_triton "$TESTS_TRITON_S" tests "triton"
 fi
-step tests "$TESTS_S" "$PY" -P -m pytest "${TESTS[@]}" -q --maxfail=25 -p no:cacheprovider -k "$SELECT" \
-  -o addopts="" --durations=15 -rs
 
 # Benchmark rows: device_check.py stops starting rows 15 s before its own limit.
 BENCH_ARGS=("$OUT_DIR" --deadline "$((BENCH_S - 15))")

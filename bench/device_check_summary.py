@@ -21,7 +21,7 @@ def fmt(row: dict) -> str:
         if key in row:
             parts.append(f"{key[:-4]} {row[key] / 1e9:.0f} GB/s")
     for key in ("kcenter_greedy", "kmeans_pp"):
-        if key in row:
+        if key in row and isinstance(row[key], bool):
             parts.append(f"{key} same picks: {row[key]}")
     return f"| {row['row']} | {', '.join(parts)} |"
 
@@ -45,6 +45,14 @@ def main() -> None:
     print("| row | result |\n| --- | --- |")
     for row in report["rows"]:
         print(fmt(row))
+    peers = {r["provider"]: r for r in report["rows"] if "provider" in r and "pick_s" in r}
+    if "uwe_kernels" in peers:
+        ours = peers["uwe_kernels"]["pick_s"]
+        print()
+        for name, row in peers.items():
+            if name != "uwe_kernels":
+                print(f"- uwe_kernels is {row['pick_s'] / ours:.1f}x faster per pick than {name} "
+                      f"(n = {row['n']:,}, budget {row['budget']}, same leading picks: {row.get('same_leading_picks')})")
 
 
 if __name__ == "__main__":
