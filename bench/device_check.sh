@@ -30,7 +30,7 @@ done
 OUT_DIR="${OUT_DIR:-${OUT:-bench/results/device}}"
 mkdir -p "$OUT_DIR"
 OUT_DIR="$(cd "$OUT_DIR" && pwd)"
-PY="${PYTHON:-python3}"
+export PY="${PYTHON:-python3}"
 BUILD_S="${UWE_CHECK_BUILD_S:-240}"
 TESTS_CUDA_S="${UWE_CHECK_TESTS_CUDA_S:-60}"
 TESTS_TRITON_S="${UWE_CHECK_TESTS_TRITON_S:-70}"
@@ -45,7 +45,9 @@ step() {
   local t0 rc
   t0=$(date +%s)
   echo "== $name (limit ${limit}s)"
-  timeout -s INT -k 20 "$limit" "$@" >"$OUT_DIR/$name.log" 2>&1
+  # timeout runs programs, not shell functions: the steps' functions and arrays travel in bash -c.
+  timeout -s INT -k 20 "$limit" bash -c "$(declare -f build tests); $(declare -p TEST_FILES 2>/dev/null); \"\$@\"" \
+    step "$@" >"$OUT_DIR/$name.log" 2>&1
   rc=$?
   printf '%s\t%s\t%s\n' "$name" "$rc" "$(($(date +%s) - t0))" >>"$STEPS"
   tail -n 5 "$OUT_DIR/$name.log"
@@ -61,6 +63,7 @@ else
     ARCH=$("$PY" -c 'import torch; print("%d%d" % torch.cuda.get_device_capability())')
   fi
 fi
+export ARCH
 echo "architecture: sm_$ARCH, output: $OUT_DIR"
 
 # pip install first (the wheel users get); if this image's build tools cannot make a wheel,
