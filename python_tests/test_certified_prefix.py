@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from uwe_kernels import distributed
+from uwe_kernels import _certified_draw
 
 
 @pytest.fixture(scope="module")
@@ -132,18 +132,16 @@ def test_overflowed_distances_fall_back_to_the_chain(probe):
 
 
 @pytest.mark.parametrize("n_terms, total", [(1, 1.0), (1000, 3.5), (10**7, 1e300), (5, 0.0)])
-def test_bound_matches_the_distributed_one(probe, n_terms, total):
+def test_header_bound_is_the_python_one(probe, n_terms, total):
     probe.chain_error_bound.restype = ctypes.c_double
     got = probe.chain_error_bound(ctypes.c_int64(n_terms), ctypes.c_double(total))
-    assert got == distributed._chain_error_bound(n_terms, total)
+    assert got == _certified_draw.chain_error_bound(n_terms, total)
 
 
 # The same draw for D on a torch device (uwe_kernels/_certified_draw.py), chunks of CHUNK rows.
 
 def python_draws(D, r):
     import torch
-
-    from uwe_kernels import _certified_draw
 
     t = torch.from_numpy(np.ascontiguousarray(D))
     out = [_certified_draw.certified_pick(t, float(x), sequential_pick) for x in r]
@@ -152,8 +150,6 @@ def python_draws(D, r):
 
 @pytest.mark.parametrize("name, D", list(adversarial_vectors()), ids=lambda v: v if isinstance(v, str) else "")
 def test_torch_draw_equals_the_sequential_chain(name, D):
-    from uwe_kernels import _certified_draw
-
     D = np.concatenate([D, D[::-1], D])  # longer than two chunks, with a partial last one
     rng = np.random.default_rng(11)
     r = np.concatenate([rng.random(40), [0.0, np.nextafter(1.0, 0.0)],
@@ -163,8 +159,6 @@ def test_torch_draw_equals_the_sequential_chain(name, D):
 
 
 def test_torch_draw_takes_the_exact_chain_on_chunk_boundaries():
-    from uwe_kernels import _certified_draw
-
     rng = np.random.default_rng(12)
     D = rng.random(5 * _certified_draw.CHUNK + 17).astype(np.float32)
     r = boundary_draws(D, _certified_draw.CHUNK)
@@ -174,9 +168,3 @@ def test_torch_draw_takes_the_exact_chain_on_chunk_boundaries():
     picks, exact = python_draws(D, rng.random(50))
     assert exact.sum() <= 1  # random targets are almost never close calls
 
-
-def test_torch_draw_bound_is_the_shared_one():
-    from uwe_kernels import _certified_draw
-
-    for n_terms, total in [(1, 1.0), (10**7, 1e300), (5, 0.0)]:
-        assert _certified_draw.chain_error_bound(n_terms, total) == distributed._chain_error_bound(n_terms, total)
