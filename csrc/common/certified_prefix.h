@@ -10,7 +10,7 @@
 // accepted when the target lies more than twice that bound inside (P^_{i-1}, P^_i]: then the
 // sequential chain picks i too. Otherwise (a close call: target on a chunk boundary, within
 // rounding of a prefix value, or overflow) the exact sequential chain decides.
-// Mirrors uwe_kernels/distributed.py (_chain_error_bound, _prefix_pick), which does the same
+// Mirrors uwe_kernels/distributed/kmeans.py (_prefix_pick), which does the same
 // across ranks. cuda/certified_draw.cuh runs the per-thread steps below on one block; CPU tests
 // run the same steps through `certified_pick`, the block emulated thread by thread.
 #pragma once
@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/d2_sampling.h"
 #include "common/hd.h"
 
 namespace uwe {
@@ -38,39 +39,6 @@ UWE_HD inline double chain_error_bound(int64_t n_terms, double total) {
 // sequential chain picks i for the approximate target. False on NaN.
 UWE_HD inline bool certified(double target, double before, double after, double margin) {
   return after - target > 2.0 * margin && target - before > 2.0 * margin;
-}
-
-// First i in [begin, end) whose prefix start + load(begin) + ... + load(i) exceeds target, with
-// the prefix before it and at it; -1 when none does.
-template <class Load>
-UWE_HD inline int64_t first_above(const Load& load, int64_t begin, int64_t end, double start, double target,
-                                  double* before, double* after) {
-  double q = start;
-  for (int64_t i = begin; i < end; ++i) {
-    const double next = q + static_cast<double>(load(i));
-    if (next > target) {
-      *before = q;
-      *after = next;
-      return i;
-    }
-    q = next;
-  }
-  return -1;
-}
-
-// The draw rule itself on one thread: the sequential float64 chain. -1 when S is 0 or not a
-// number (the caller draws uniformly among untaken rows).
-template <class Load>
-UWE_HD inline int64_t sequential_pick(const Load& load, int64_t n, double r) {
-  double s = 0.0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(load(i));
-  if (!(s > 0.0)) return -1;
-  double before = 0.0, after = 0.0;
-  const int64_t i = first_above(load, 0, n, 0.0, r * s, &before, &after);
-  if (i >= 0) return i;
-  for (int64_t j = n - 1; j >= 0; --j)
-    if (static_cast<double>(load(j)) > 0.0) return j;
-  return -1;
 }
 
 // ---- The per-thread steps of the parallel draw. One block of `threads` threads; chunks of
@@ -126,16 +94,17 @@ struct DrawResult {
   bool exact;    // the sequential chain decided (a close call, or forced)
 };
 
-// The device's draw run on the host, step by step. sums [ceil(n / (2 threads))] holds the chunk
-// sums (any order: here sequential), scan [threads] is workspace.
-template <class Load>
-inline DrawResult certified_pick(const Load& load, int64_t n, double r, int64_t threads, double* sums, double* scan,
+// The device's draw run on the host, step by step, the exact chain being the CPU's D2Sampler.
+// sums [ceil(n / (2 threads))] holds the chunk sums (any order: here sequential), scan [threads]
+// is workspace.
+template <class Acc>
+inline DrawResult certified_pick(const Acc* D, int64_t n, double r, int64_t threads, double* sums, double* scan,
                                  bool force_exact) {
   const int64_t chunk = 2 * threads;
   const int64_t nb = (n + chunk - 1) / chunk;
   for (int64_t b = 0; b < nb; ++b) {
     sums[b] = 0.0;
-    for (int64_t i = b * chunk; i < n && i < (b + 1) * chunk; ++i) sums[b] += static_cast<double>(load(i));
+    for (int64_t i = b * chunk; i < n && i < (b + 1) * chunk; ++i) sums[b] += static_cast<double>(D[i]);
   }
   auto block_scan = [scan, threads]() {
     for (int64_t offset = 1; offset < threads; offset *= 2)
@@ -163,8 +132,8 @@ inline DrawResult certified_pick(const Load& load, int64_t n, double r, int64_t 
     std::vector<double> v0s(threads);
     for (int64_t tid = 0; tid < threads; ++tid) {
       const int64_t i0 = c * chunk + 2 * tid;
-      v0s[tid] = i0 < n ? static_cast<double>(load(i0)) : 0.0;
-      scan[tid] = v0s[tid] + (i0 + 1 < n ? static_cast<double>(load(i0 + 1)) : 0.0);
+      v0s[tid] = i0 < n ? static_cast<double>(D[i0]) : 0.0;
+      scan[tid] = v0s[tid] + (i0 + 1 < n ? static_cast<double>(D[i0 + 1]) : 0.0);
     }
     block_scan();
     for (int64_t tid = 0; tid < threads && found < 0; ++tid) {
@@ -176,7 +145,7 @@ inline DrawResult certified_pick(const Load& load, int64_t n, double r, int64_t 
     break;
   }
   if (found >= 0) return {found, false};
-  return {sequential_pick(load, n, r), true};
+  return {D2Sampler()(D, nullptr, n, 0, r), true};  // total > 0 in every order: never the uniform branch
 }
 
 }  // namespace draw

@@ -11,9 +11,8 @@ template <class Acc>
 void draw_all(const Acc* D, int64_t n, const double* r, int64_t draws, int64_t threads, int force_exact,
               int64_t* picks, uint8_t* exact) {
   std::vector<double> sums((n + 2 * threads - 1) / (2 * threads) + 1), scan(threads);
-  const auto load = [D](int64_t i) { return D[i]; };
   for (int64_t t = 0; t < draws; ++t) {
-    const uwe::draw::DrawResult out = uwe::draw::certified_pick(load, n, r[t], threads, sums.data(), scan.data(),
+    const uwe::draw::DrawResult out = uwe::draw::certified_pick(D, n, r[t], threads, sums.data(), scan.data(),
                                                                      force_exact != 0);
     picks[t] = out.pick;
     exact[t] = out.exact ? 1 : 0;
