@@ -52,7 +52,8 @@ def main() -> None:
         for name, row in peers.items():
             if name != "uwe_kernels":
                 print(f"- uwe_kernels is {row['pick_s'] / ours:.1f}x faster per pick than {name} "
-                      f"(n = {row['n']:,}, budget {row['budget']}, same leading picks: {row.get('same_leading_picks')})")
+                      f"(n = {row['n']:,}, budget {row['budget']}, "
+                      f"same leading picks: {row.get('same_leading_picks')})")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,9 @@ UWE_HD inline double run_sum(const double* sums, int64_t c0, int64_t c1) {
 
 // One Hillis-Steele step of an inclusive scan: v[i] += v[i - offset] for every i >= offset, all
 // reads before all writes (the device separates them with a barrier).
-UWE_HD inline double scan_step_add(const double* v, int64_t i, int64_t offset) { return i >= offset ? v[i - offset] : 0.0; }
+UWE_HD inline double scan_step_add(const double* v, int64_t i, int64_t offset) {
+  return i >= offset ? v[i - offset] : 0.0;
+}
 
 // In a thread's run starting at prefix `start`: the chunk whose end prefix first exceeds target
 // and the prefix before it (*chunk_start); -1 when none does.
