@@ -12,13 +12,12 @@ from typing import Any
 import numpy as np
 
 from .. import _lazy
-from .._arrays import BFLOAT16
+from .._arrays import DTYPE_CODES
 from ..errors import NonFiniteError
 from ..validation import CHUNK_ROWS, _raise_negative
 
 CHECKS_FINITE = True
 
-DTYPE_CODES = {np.dtype(np.float16): 0, BFLOAT16: 1, np.dtype(np.float32): 2, np.dtype(np.float64): 3}
 KIND_CODES = {"entropy": 0, "bvsb": 1, "margin": 2, "least_confidence": 3}
 
 

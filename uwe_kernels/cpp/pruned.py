@@ -14,11 +14,10 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _lazy
-from .._arrays import BFLOAT16
+from .._arrays import DTYPE_CODES
 from .._pruning import looks_clustered
 from ..factored import FactoredArrays, FactoredEmbedding
 
-DTYPE_CODES = {np.dtype(np.float16): 0, BFLOAT16: 1, np.dtype(np.float32): 2, np.dtype(np.float64): 3}
 MODES = {"plain": 0, "pruned": 1, "adaptive": 2}
 FIRST_MAX_NORM, FIRST_RANDOM = -1, -2
 

@@ -12,12 +12,11 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _lazy
-from .._arrays import BFLOAT16
+from .._arrays import DTYPE_CODES
 from ..factored import FactoredArrays
 from . import pruned
 
 ALGORITHMS = ("brute", "pruned")
-DTYPE_CODES = {np.dtype(np.float16): 0, BFLOAT16: 1, np.dtype(np.float32): 2, np.dtype(np.float64): 3}
 DENSE, UWE, BADGE = 0, 1, 2
 FIRST_MAX_NORM, FIRST_RANDOM = -1, -2
 
