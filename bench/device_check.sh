@@ -46,8 +46,10 @@ step() {
   t0=$(date +%s)
   echo "== $name (limit ${limit}s)"
   # timeout runs programs, not shell functions: the steps' functions and arrays travel in bash -c.
-  timeout -s INT -k 20 "$limit" bash -c "$(declare -f build tests); $(declare -p TEST_FILES 2>/dev/null); \"\$@\"" \
-    step "$@" >"$OUT_DIR/$name.log" 2>&1
+  local prelude
+  prelude="$(declare -f build tests)"
+  if declare -p TEST_FILES >/dev/null 2>&1; then prelude+=$'\n'"$(declare -p TEST_FILES)"; fi
+  timeout -s INT -k 20 "$limit" bash -c "$prelude"$'\n''"$@"' step "$@" >"$OUT_DIR/$name.log" 2>&1
   rc=$?
   printf '%s\t%s\t%s\n' "$name" "$rc" "$(($(date +%s) - t0))" >>"$STEPS"
   tail -n 5 "$OUT_DIR/$name.log"
