@@ -40,12 +40,12 @@ class DemoConfig:
     backend: str = "auto"
     progress: bool = True
     speed_rows: int = 300_000  # pool of the speed step; 0 skips it
-    speed_budget: int = 100
+    speed_budget: int = 50
 
     @classmethod
     def quick(cls) -> "DemoConfig":
         return cls(seeds=2, cycles=3, initial=20, budget=20, epochs=30, hidden=32, pool=600, speed_rows=100_000,
-                   speed_budget=50)
+                   speed_budget=30)
 
 
 class MLPLearner(loop.LearnerBase):
@@ -247,7 +247,7 @@ def plot(results: loop.Results, path: str) -> None:
             ax.plot(x, mean, color=colour, marker=_MARKERS[k % len(_MARKERS)],
                     linestyle=_DASHES[k % len(_DASHES)], markersize=5, label=s)
             ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.1, linewidth=0)
-        ax.set(title=f"{ds}: mean test accuracy over {seeds} seeds (shaded: +-1 std over seeds)",
+        ax.set(title=f"{ds}: lines = mean test accuracy over {seeds} seeds; shaded bands = ±1 std across the seeds",
                xlabel="labelled examples", ylabel="test accuracy")
         ax.title.set_fontsize(10)
         ax.grid(alpha=0.3)

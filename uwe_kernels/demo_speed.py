@@ -61,7 +61,7 @@ def numpy_uwe_kcenter(logits: np.ndarray, features: np.ndarray, labelled: np.nda
     return np.asarray(picks, dtype=np.int64)
 
 
-def run(rows: int = 300_000, dim: int = 64, classes: int = 10, budget: int = 100, labelled: int = 20,
+def run(rows: int = 300_000, dim: int = 64, classes: int = 10, budget: int = 50, labelled: int = 20,
         seed: int = 0, backend: str = "auto") -> SpeedResult:
     """Time both ways on the same synthetic pool (one warm-up call of the package first, so that
     neither side pays one-time start-up costs in the timing)."""
