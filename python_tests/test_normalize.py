@@ -230,3 +230,10 @@ def test_triton_cases_in_an_interpreter_process():
     tail = run.stdout[-3000:] + run.stderr[-2000:]
     assert run.returncode == 0, tail
     assert " passed" in run.stdout, tail
+
+
+@pytest.mark.parametrize("start", ["labelled", "pool"])
+def test_everything_labelled_gives_no_picks(backend, device, start):
+    s, f = _pool(6, 3, 2, 4)
+    got = _run(uk.select, backend, device, s, f, 0, labelled_idx=np.arange(6), normalize="minmax", start=start)
+    assert got.shape == (0,)

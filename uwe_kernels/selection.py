@@ -270,10 +270,13 @@ def _select_uwe(scores: Any, features: Any, budget: Any, labelled_idx: Any, kind
     with start="pool", among the unlabelled rows alone; min-max over the unlabelled rows."""
     from . import embeddings
 
+    if start == "labelled" and normalize is None:
+        emb = embeddings.uwe(scores, features, kind, tau, backend=backend)
+        return kcenter_greedy(emb, labelled_idx, budget, backend=backend)
     ps, pf = embeddings._scores_and_features(scores, features)
     mask = labelled_mask(labelled_idx, ps.shape[0])
     if start == "labelled":
-        pool = ~mask if normalize is not None else None
+        pool = ~mask if not mask.all() else None  # nothing unlabelled: budget 0, any range will do
         emb = embeddings.uwe(scores, features, kind, tau, normalize=normalize, pool=pool, backend=backend)
         return kcenter_greedy(emb, mask, budget, backend=backend)
     n_lab = int(mask.sum())
