@@ -25,7 +25,7 @@ def check(normalize: Any, pool: Any) -> str | None:
         raise ValueError(f"unknown normalize {normalize!r}; choose None or {', '.join(map(repr, NORMALIZATIONS))}")
     if normalize is None and pool is not None:
         raise ValueError("pool applies only with normalize='minmax'")
-    return normalize
+    return None if normalize is None else str(normalize)
 
 
 def pool_mask(pool: Any, n: int, rows: str = "rows") -> np.ndarray | None:

@@ -234,7 +234,7 @@ def plot(results: loop.Results, path: str) -> None:
 
     datasets = results.datasets()
     fig, axes = plt.subplots(1, len(datasets), figsize=(8 * len(datasets), 5.5), squeeze=False)
-    colours = plt.get_cmap("tab10").colors
+    colours = [plt.get_cmap("tab10")(i) for i in range(10)]
     for ax, ds in zip(axes[0], datasets):
         seeds = 0
         for k, s in enumerate(results.strategies()):
