@@ -20,12 +20,12 @@ import torch
 import triton
 import triton.language as tl
 
+from .._abi import KIND_CODES
 from ._common import (
     cast_out,
     host_interop,
     BLOCK_COLS,
     BLOCK_ROWS,
-    KIND_CODES,
     acc_tl,
     acc_torch,
     out_torch,
