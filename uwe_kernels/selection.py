@@ -23,6 +23,7 @@ from .validation import (
 
 ALGORITHMS = ("auto", "brute", "pruned")
 METHODS = ("uwe", "badge", "coreset", "uncertainty", "random")
+STARTS = ("labelled", "pool")
 
 
 class _Pool:
@@ -257,6 +258,37 @@ def _top_uncertain(u: Any, mask: np.ndarray, budget: int) -> np.ndarray:
     return picks
 
 
+def _on_device_of(picks: np.ndarray, like: Prepared) -> Any:
+    if not like.on_cpu:
+        return __import__("torch").as_tensor(picks, device=like.data.device)
+    return _arrays.restore(picks, like)
+
+
+def _select_uwe(scores: Any, features: Any, budget: Any, labelled_idx: Any, kind: str, tau: float,
+                normalize: str | None, start: str, backend: str) -> Any:
+    """select(method="uwe"): k-center greedy on the UWE from the labelled set (Algorithm 1) or,
+    with start="pool", among the unlabelled rows alone; min-max over the unlabelled rows."""
+    from . import embeddings
+
+    if start == "labelled" and normalize is None:
+        emb = embeddings.uwe(scores, features, kind, tau, backend=backend)
+        return kcenter_greedy(emb, labelled_idx, budget, backend=backend)
+    ps, pf = embeddings._scores_and_features(scores, features)
+    mask = labelled_mask(labelled_idx, ps.shape[0])
+    if start == "labelled":
+        pool = ~mask if not mask.all() else None  # nothing unlabelled: budget 0, any range will do
+        emb = embeddings.uwe(scores, features, kind, tau, normalize=normalize, pool=pool, backend=backend)
+        return kcenter_greedy(emb, mask, budget, backend=backend)
+    n_lab = int(mask.sum())
+    budget = check_budget(budget, ps.shape[0] - n_lab, ps.shape[0], n_lab)
+    unl = np.flatnonzero(~mask)
+    rows: Any = unl if ps.on_cpu else __import__("torch").as_tensor(unl, device=ps.data.device)
+    emb = embeddings.uwe(ps.data[rows], pf.data[rows], kind, tau, normalize=normalize, backend=backend)
+    sub = kcenter_greedy(emb, None, budget, backend=backend)
+    sub = np.asarray(sub.cpu() if _arrays.is_torch(sub) else sub, dtype=np.int64)
+    return _on_device_of(unl[sub], ps)
+
+
 def select(
     scores: Any,  # [n, K]
     features: Any,  # [n, d]
@@ -267,6 +299,8 @@ def select(
     kind: str | None = None,
     tau: float = 1.0,
     seed: int = 0,
+    normalize: str | None = None,
+    start: str = "labelled",
     backend: str = "auto",
 ) -> Any:
     """From model outputs to picks in one call.
@@ -275,6 +309,11 @@ def select(
     "badge" (k-means++ on the factored gradient embedding), "coreset" (KCG on the
     features), "uncertainty" (the budget most uncertain rows, lowest index on ties) or
     "random" (seeded).
+    normalize, start (method "uwe" only): normalize="minmax" min-max normalises u over the
+    unlabelled rows (see `uwe`). start="labelled" (default, the paper's Algorithm 1) seeds
+    k-center greedy's distances from the labelled set; start="pool" embeds the unlabelled rows
+    alone and runs k-center greedy among them from the one of largest norm, ignoring the
+    labelled set. normalize="minmax" with start="pool" is UWE as the authors' code runs it.
     Returns picks [budget] int64 in the caller's library and device.
     """
     from . import embeddings
@@ -283,10 +322,13 @@ def select(
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if kind is not None and method not in ("uwe", "uncertainty"):
         raise ValueError(f"kind applies to method 'uwe' and 'uncertainty', not {method!r}")
+    if start not in STARTS:
+        raise ValueError(f"unknown start {start!r}; choose from {', '.join(STARTS)}")
+    if method != "uwe" and (normalize is not None or start != "labelled"):
+        raise ValueError(f"normalize and start apply to method 'uwe', not {method!r}")
     kind = kind or "entropy"
     if method == "uwe":
-        emb = embeddings.uwe(scores, features, kind, tau, backend=backend)
-        return kcenter_greedy(emb, labelled_idx, budget, backend=backend)
+        return _select_uwe(scores, features, budget, labelled_idx, kind, tau, normalize, start, backend)
     if method == "badge":
         emb = embeddings.badge_factored(scores, features, backend=backend)
         return kmeans_pp(emb, budget, labelled_idx=labelled_idx, seed=seed, backend=backend)
@@ -302,6 +344,4 @@ def select(
         picks = _top_uncertain(u, mask, budget)
     else:
         picks = _random_picks(mask, budget, rng.check_seed(seed))
-    if not ps.on_cpu:
-        return __import__("torch").as_tensor(picks, device=ps.data.device)
-    return _arrays.restore(picks, ps)
+    return _on_device_of(picks, ps)
