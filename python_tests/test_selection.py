@@ -15,10 +15,14 @@ import pytest
 import uwe_kernels as uk
 from uwe_kernels import _lazy, rng
 from uwe_kernels._arrays import BFLOAT16
-from uwe_kernels.errors import BackendUnavailable
 
+from conftest import cpu_backends, interpreting
 from helpers import as_float64, clustered_pool, gaussian_pool, rtol, to_device, to_numpy
 
+# Every backend-parametrised test here calls these ops unless it says otherwise.
+pytestmark = pytest.mark.ops("kcenter_greedy", "kmeans_pp")
+SELECT_FACTORED = pytest.mark.ops("kcenter_greedy", "kmeans_pp", factored=True)
+MIN_DISTANCES = pytest.mark.ops("min_distances")
 TINY = {"n": 40, "d": 12, "budget": 6}
 
 POOLS = [
@@ -41,12 +45,9 @@ def fits(backend: str, n: int, d: int) -> None:
 
 
 def call(backend: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, backend=backend, **kwargs)
-    except BackendUnavailable as exc:
-        if "is not implemented by" in str(exc):
-            pytest.skip(str(exc).splitlines()[-1].strip())
-        raise
+    """Run a public function on one backend. A refusal is a failure: the cases come from the
+    backends' declarations (conftest), so a declared case must run."""
+    return fn(*args, backend=backend, **kwargs)
 
 
 def pool_of(kind: str, n: int, d: int, dtype: Any, seed: int = 0) -> np.ndarray:
@@ -85,8 +86,7 @@ def factored(kind: str, n: int, d: int, dtype: Any, seed: int = 0) -> tuple[np.n
 
 @pytest.fixture
 def device(backend: str) -> str:
-    interpreting = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-    if backend == "cuda" or (backend == "triton" and not interpreting):
+    if backend == "cuda" or (backend == "triton" and not interpreting()):
         return "cuda"
     return "torch-cpu" if backend == "triton" else "cpu"
 
@@ -111,7 +111,7 @@ def reference(key: tuple[Any, ...], compute: Any) -> Any:
 
 @pytest.mark.parametrize("form", ["none", "indices", "mask"])
 @pytest.mark.parametrize("pool,n,d", POOLS)
-def test_kcenter_greedy_matches_reference(backend, dtype, device, pool, form, n, d):
+def test_kcenter_greedy_matches_reference(backend, algorithm, dtype, device, pool, form, n, d):
     fits(backend, n, d)
     x = pool_of(pool, n, d, dtype)
     labelled = labelled_of(form, n)
@@ -119,7 +119,7 @@ def test_kcenter_greedy_matches_reference(backend, dtype, device, pool, form, n,
     want, want_dist = reference(("kcg", pool, n, d, str(dtype), form), lambda: uk.kcenter_greedy(
         x, labelled, budget, backend="reference", return_distances=True))
     (xd,) = on(device, x)
-    got, got_dist = call(backend, uk.kcenter_greedy, xd, labelled, budget, return_distances=True)
+    got, got_dist = call(backend, uk.kcenter_greedy, xd, labelled, budget, return_distances=True, algorithm=algorithm)
     np.testing.assert_array_equal(to_numpy(got), want)
     np.testing.assert_allclose(as_float64(got_dist), as_float64(want_dist), rtol=rtol(dtype) * 4)
 
@@ -127,34 +127,33 @@ def test_kcenter_greedy_matches_reference(backend, dtype, device, pool, form, n,
 @pytest.mark.parametrize("first", ["max_norm", "random", 3])
 @pytest.mark.parametrize("seed", [7, 2**64 - 1])
 @pytest.mark.parametrize("n,d", [(40, 12), (123, 7), (2000, 33)])
-def test_kmeans_pp_matches_reference(backend, dtype, device, first, seed, n, d):
+def test_kmeans_pp_matches_reference(backend, algorithm, dtype, device, first, seed, n, d):
     fits(backend, n, d)
     x = gaussian_pool(n, d, seed=seed % 1000, dtype=dtype)
     budget = min(n, 20)
     want = reference(("kmpp", n, d, str(dtype), seed, first), lambda: uk.kmeans_pp(
         x, budget, seed=seed, first=first, backend="reference"))
     (xd,) = on(device, x)
-    got = call(backend, uk.kmeans_pp, xd, budget, seed=seed, first=first)
+    got = call(backend, uk.kmeans_pp, xd, budget, seed=seed, first=first, algorithm=algorithm)
     np.testing.assert_array_equal(to_numpy(got), want)
 
 
 @pytest.mark.parametrize("form", ["indices", "mask"])
 @pytest.mark.parametrize("n,d", [(40, 12), (500, 40)])
-def test_kmeans_pp_from_labelled_matches_reference(backend, dtype, device, form, n, d):
+def test_kmeans_pp_from_labelled_matches_reference(backend, algorithm, dtype, device, form, n, d):
     fits(backend, n, d)
     x = clustered_pool(n, d, seed=3, dtype=dtype)
     labelled = labelled_of(form, n)
     want = uk.kmeans_pp(x, 15, labelled_idx=labelled, seed=11, backend="reference")
     (xd,) = on(device, x)
-    got = call(backend, uk.kmeans_pp, xd, 15, labelled_idx=labelled, seed=11)
+    got = call(backend, uk.kmeans_pp, xd, 15, labelled_idx=labelled, seed=11, algorithm=algorithm)
     np.testing.assert_array_equal(to_numpy(got), want)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("first", ["max_norm", "random", 5])
+@pytest.mark.parametrize("backend", ["cpp", "numba"])  # the backends with a thread count
 def test_kmeans_pp_same_picks_on_any_thread_count(backend, first, threads):
-    if backend not in ("cpp", "numba"):
-        pytest.skip("thread counts apply to the CPU backends")
     x = gaussian_pool(3000, 24, seed=4)
     want = reference(("kmpp-threads", first), lambda: uk.kmeans_pp(x, 30, seed=123, first=first, backend="reference"))
     if backend == "cpp":
@@ -187,20 +186,23 @@ def test_compiled_splitmix64_equals_python_stream(seed):
     np.testing.assert_array_equal(ext.splitmix64_uniforms(seed, 1000, 5), rng.uniforms(seed, 1000, 5))
 
 
+@SELECT_FACTORED
 @pytest.mark.parametrize("kind", ["uwe", "badge"])
 @pytest.mark.parametrize("form", ["none", "mask"])
-def test_factored_matches_reference(backend, dtype, device, kind, form):
+def test_factored_matches_reference(backend, algorithm, dtype, device, kind, form):
     n, d = (TINY["n"], TINY["d"]) if backend == "triton" else (700, 48)
     w, f = factored(kind, n, d, dtype)
     labelled = labelled_of(form, n)
     want = uk.kcenter_greedy(uk.FactoredEmbedding(w, f), labelled, 20, backend="reference")
     want_pp = uk.kmeans_pp(uk.FactoredEmbedding(w, f), 20, labelled_idx=labelled, seed=9, backend="reference")
     emb = uk.FactoredEmbedding(*on(device, w, f))
-    np.testing.assert_array_equal(to_numpy(call(backend, uk.kcenter_greedy, emb, labelled, 20)), want)
-    np.testing.assert_array_equal(to_numpy(call(backend, uk.kmeans_pp, emb, 20, labelled_idx=labelled, seed=9)),
-                                  want_pp)
+    np.testing.assert_array_equal(to_numpy(call(backend, uk.kcenter_greedy, emb, labelled, 20, algorithm=algorithm)),
+                                  want)
+    got_pp = call(backend, uk.kmeans_pp, emb, 20, labelled_idx=labelled, seed=9, algorithm=algorithm)
+    np.testing.assert_array_equal(to_numpy(got_pp), want_pp)
 
 
+@SELECT_FACTORED
 @pytest.mark.parametrize("dtype_name", ["float32", "float64"])
 @pytest.mark.parametrize("kind", ["uwe", "badge"])
 @pytest.mark.parametrize("form", ["none", "indices"])
@@ -224,9 +226,9 @@ def duplicated_pool(dtype: Any) -> tuple[np.ndarray, np.ndarray]:
     return distinct[order].astype(dtype), order
 
 
-def test_kcenter_greedy_ties_go_to_the_lowest_index(backend, dtype, device):
+def test_kcenter_greedy_ties_go_to_the_lowest_index(backend, algorithm, dtype, device):
     x, order = duplicated_pool(dtype)
-    picks = to_numpy(call(backend, uk.kcenter_greedy, *on(device, x), None, len(x)))
+    picks = to_numpy(call(backend, uk.kcenter_greedy, *on(device, x), None, len(x), algorithm=algorithm))
     np.testing.assert_array_equal(picks, uk.kcenter_greedy(x, None, len(x), backend="reference"))
     firsts = [int(np.flatnonzero(order == v)[0]) for v in order[picks[:5]]]
     np.testing.assert_array_equal(picks[:5], firsts)
@@ -234,11 +236,11 @@ def test_kcenter_greedy_ties_go_to_the_lowest_index(backend, dtype, device):
     np.testing.assert_array_equal(picks[5:], np.sort(picks[5:]))
 
 
-def test_kcenter_greedy_duplicates_of_labelled_rows_come_last_in_index_order(backend, dtype, device):
+def test_kcenter_greedy_duplicates_of_labelled_rows_come_last_in_index_order(backend, algorithm, dtype, device):
     x, order = duplicated_pool(dtype)
     labelled = [0, 1]
     budget = len(x) - 2
-    picks = to_numpy(call(backend, uk.kcenter_greedy, *on(device, x), labelled, budget))
+    picks = to_numpy(call(backend, uk.kcenter_greedy, *on(device, x), labelled, budget, algorithm=algorithm))
     np.testing.assert_array_equal(picks, uk.kcenter_greedy(x, labelled, budget, backend="reference"))
     fresh = len(set(order.tolist()) - set(order[labelled].tolist()))
     assert len(set(order[picks[:fresh]].tolist())) == fresh
@@ -252,10 +254,10 @@ def test_first_pick_on_equal_norms_is_row_zero(backend, dtype, device):
     assert int(to_numpy(call(backend, uk.kmeans_pp, xd, 1))[0]) == 0
 
 
-def test_kmeans_pp_all_distances_zero_falls_back_to_uniform_draws(backend, dtype, device):
+def test_kmeans_pp_all_distances_zero_falls_back_to_uniform_draws(backend, algorithm, dtype, device):
     x = np.tile(np.array([[1.0, 2.0, 3.0]], dtype=dtype), (9, 1))
     (xd,) = on(device, x)
-    got = to_numpy(call(backend, uk.kmeans_pp, xd, 9, seed=3, first="random"))
+    got = to_numpy(call(backend, uk.kmeans_pp, xd, 9, seed=3, first="random", algorithm=algorithm))
     np.testing.assert_array_equal(got, uk.kmeans_pp(x, 9, seed=3, first="random", backend="reference"))
     assert sorted(got.tolist()) == list(range(9))
 
@@ -314,6 +316,7 @@ def test_kcenter_greedy_picks_are_the_farthest_rows(backend, dtype, device):
         centres.append(int(p))
 
 
+@MIN_DISTANCES
 @pytest.mark.parametrize("n,m,d", [(1, 1, 1), (40, 3, 12), (777, 130, 37), (900, 260, 300)])
 def test_min_distances_matches_reference(backend, dtype, device, n, m, d):
     fits(backend, n, d)
@@ -329,6 +332,7 @@ def test_min_distances_matches_reference(backend, dtype, device, n, m, d):
     np.testing.assert_array_equal(to_numpy(alone), to_numpy(got))
 
 
+@MIN_DISTANCES
 def test_min_distances_ties_and_self_distance(backend, dtype, device):
     x, _ = duplicated_pool(dtype)
     c = x[[3, 0, 4, 9]]
@@ -339,6 +343,7 @@ def test_min_distances_ties_and_self_distance(backend, dtype, device):
     assert as_float64(d)[[3, 0, 4, 9]].tolist() == [0.0] * 4
 
 
+@pytest.mark.ops("min_distances", factored=True)
 @pytest.mark.parametrize("kind", ["uwe", "badge"])
 def test_min_distances_factored_matches_reference(backend, dtype, device, kind):
     n, d = (TINY["n"], TINY["d"]) if backend == "triton" else (500, 30)
@@ -352,9 +357,8 @@ def test_min_distances_factored_matches_reference(backend, dtype, device, kind):
     np.testing.assert_allclose(as_float64(got), as_float64(want), rtol=rtol(dtype) * 4, atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", cpu_backends())
 def test_strided_and_memmap_pools_are_read_in_place(backend, tmp_path):
-    if backend not in ("cpp", "numba", "reference"):
-        pytest.skip("numpy inputs go to the CPU backends")
     base = gaussian_pool(600, 50, seed=13)
     want = uk.kcenter_greedy(base[::-2, 3:40], [1, 2], 20, backend="reference")
     got = call(backend, uk.kcenter_greedy, base[::-2, 3:40], [1, 2], 20)
@@ -373,6 +377,7 @@ def test_strided_and_memmap_pools_are_read_in_place(backend, tmp_path):
                                   uk.kmeans_pp(np.asarray(ro), 20, seed=5, backend="reference"))
 
 
+@pytest.mark.ops("kcenter_greedy", "kmeans_pp", "min_distances")
 def test_inputs_are_not_modified(backend, dtype, device):
     n, d = (TINY["n"], TINY["d"]) if backend == "triton" else (300, 10)
     x = gaussian_pool(n, d, seed=14, dtype=dtype)
@@ -481,6 +486,7 @@ def test_bad_selection_inputs_raise_clear_errors(backend, device, fn):
         run(algorithm="fastest")
 
 
+@MIN_DISTANCES
 def test_bad_min_distances_inputs_raise_clear_errors(backend, device):
     x = gaussian_pool(20, 4, seed=20)
     with pytest.raises(ValueError, match="d = 5"):
