@@ -2,7 +2,8 @@
 
 A test that takes `backend` names the ops it calls with `@pytest.mark.ops(...)` (and
 `factored=True` when it passes factored embeddings to a selection op). It then runs on every
-backend x `algorithm` (when it takes one) x `dtype` (when it takes one) case; a case the
+backend x `algorithm` (when it takes one; "auto" where a backend has two engines to choose
+from) x `dtype` (when it takes one) case; a case the
 backend does not declare is skipped with the declaration's reason, and an unavailable backend
 skips with its availability reason (an xfail for the backends every CPU install has). Nothing
 else skips: a declared case that the backend turns down fails.
@@ -63,6 +64,13 @@ def cpu_backends() -> list[str]:
     return [name for name in registry.PRIORITY if registry.BACKENDS[name].devices == ("cpu",)]
 
 
+def backends_with(algorithm: str, *, factored: bool = False) -> list[Any]:
+    """pytest params: the backends that declare `algorithm` for both selection ops."""
+    return [pytest.param(name, marks=_availability_marks(name), id=name) for name in registry.PRIORITY
+            if not any(registry.BACKENDS[name].undeclared(op, algorithm=algorithm, factored=factored)
+                       for op in registry.SELECTION_OPS)]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames or "backend" in _own_params(metafunc):
         return
@@ -89,6 +97,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         backend = registry.BACKENDS[name]
         available = _availability_marks(name)
         for algorithm in algorithms:
+            if algorithm == "auto" and len(backend.algorithms) < 2:
+                continue  # with one engine, auto is that engine: the same case again
             for dtype in dtypes:
                 why = next(filter(None, (backend.undeclared(op, algorithm=algorithm, dtype=dtype, factored=factored)
                                          for op in mark.args)), "")

@@ -3,6 +3,9 @@ against what their op modules accept, and the ops every CPU install must impleme
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -127,3 +130,41 @@ def test_undeclared_combinations_say_why() -> None:
     reference = registry.BACKENDS["reference"]
     assert reference.undeclared("kcenter_greedy", algorithm="pruned") and reference.accepts(
         "kcenter_greedy", algorithm="pruned")
+
+
+def _triton_interpreting() -> tuple[bool, str]:
+    try:
+        import torch  # noqa: F401
+        import triton.language as tl
+    except ImportError as exc:
+        return False, f"triton: {exc}"
+    if type(tl.max).__name__ != "InterpretedFunction":
+        return False, "triton was imported without TRITON_INTERPRET=1 (triton reads it at import)"
+    return True, ""
+
+
+TRITON_READY, TRITON_WHY = _triton_interpreting()
+MATRIX_FILES = ("test_registry.py", "test_selection.py", "test_embeddings.py")
+
+
+@pytest.mark.skipif(TRITON_READY, reason="this process already interprets Triton")
+def test_triton_cases_in_an_interpreter_process() -> None:
+    # Triton reads TRITON_INTERPRET at import, so its matrix cases (small shapes) run in a
+    # process started with it; on a CUDA machine they also run in this one, on the device.
+    pytest.importorskip("triton")
+    here = os.path.dirname(os.path.abspath(__file__))
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", *(os.path.join(here, f) for f in MATRIX_FILES), "-q", "-x", "-rs",
+         "-k", "triton", "-p", "no:cacheprovider"],
+        env=dict(os.environ, TRITON_INTERPRET="1"), capture_output=True, text=True, cwd=os.path.dirname(here),
+        timeout=1800,
+    )
+    tail = run.stdout[-3000:] + run.stderr[-2000:]
+    assert run.returncode == 0, tail
+    assert " passed" in run.stdout and "triton: triton" not in run.stdout, tail
+
+
+@pytest.mark.skipif(not TRITON_READY, reason=TRITON_WHY or "triton is not interpreting")
+def test_triton_backend_reports_interpreter_mode() -> None:
+    ok, why = registry.BACKENDS["triton"].availability()
+    assert ok and "interpreter" in why

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import uwe_kernels as uk
-from uwe_kernels import _lazy, rng
+from uwe_kernels import _lazy, registry, rng
 from uwe_kernels._arrays import BFLOAT16
 
-from conftest import cpu_backends, interpreting
+from conftest import backends_with, cpu_backends, interpreting
 from helpers import as_float64, clustered_pool, gaussian_pool, rtol, to_device, to_numpy
 
 # Every backend-parametrised test here calls these ops unless it says otherwise.
@@ -292,6 +292,7 @@ def test_selection_properties(backend, dtype, device, form):
     picks, dists = to_numpy(picks), as_float64(raw_dists)
     assert to_numpy(raw_dists).dtype == x.dtype
     pp = to_numpy(call(backend, uk.kmeans_pp, xd, budget, labelled_idx=labelled, seed=1))
+    np.testing.assert_array_equal(to_numpy(call(backend, uk.kmeans_pp, xd, budget, labelled_idx=labelled, seed=1)), pp)
     for p in (picks, pp):
         assert p.dtype == np.int64 and p.shape == (budget,)
         assert len(set(p.tolist())) == budget
@@ -497,3 +498,88 @@ def test_bad_min_distances_inputs_raise_clear_errors(backend, device):
     bad[1, 0] = np.inf
     with pytest.raises(ValueError, match="row 1"):
         call(backend, uk.min_distances, *on(device, x, bad))
+
+
+# ---------------------------------------------------------------- embeddings made by the backend itself
+
+MADE_BY_THE_BACKEND = pytest.mark.ops("uncertainty", "badge_weights", "kcenter_greedy", "kmeans_pp", factored=True)
+LABELLED_SMALL = {"none": None, "indices": [3, 17, 3, 40], "mask": [0, 9, 52]}
+
+
+def made_embedding(backend: str, device: str, kind: str, feats: np.ndarray, scores: np.ndarray) -> Any:
+    """The pool a pipeline hands to selection: the features, or UWE / BADGE factors that
+    `backend` computed from the scores."""
+    f, s = on(device, feats, scores)
+    if kind == "dense":
+        return f
+    make = uk.uwe_factored if kind == "uwe" else uk.badge_factored
+    return make(s, f, backend=backend)
+
+
+def made_inputs(dtype: Any, n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    feats = gaussian_pool(n, d, seed=5, dtype=np.float64).astype(dtype)
+    scores = (3.0 * np.random.default_rng(6).standard_normal((n, 4))).astype(dtype)
+    return feats, scores
+
+
+@MADE_BY_THE_BACKEND
+@pytest.mark.parametrize("form", list(LABELLED_SMALL))
+@pytest.mark.parametrize("kind", ["dense", "uwe", "badge"])
+def test_kcenter_greedy_on_backend_made_embeddings_equals_reference(backend, dtype, device, kind, form):
+    n, budget = 53, 7
+    feats, scores = made_inputs(dtype, n, 9)
+    lab: Any = LABELLED_SMALL[form]
+    if form == "mask":
+        lab = np.isin(np.arange(n), lab)
+    got, dist = call(backend, uk.kcenter_greedy, made_embedding(backend, device, kind, feats, scores), lab, budget,
+                     return_distances=True)
+    want, want_dist = uk.kcenter_greedy(made_embedding("reference", "cpu", kind, feats, scores), lab, budget,
+                                        backend="reference", return_distances=True)
+    np.testing.assert_array_equal(to_numpy(got).astype(np.int64), want)
+    finite = np.isfinite(as_float64(want_dist))
+    np.testing.assert_array_equal(np.isfinite(as_float64(dist)), finite)
+    tol = 4 * rtol(dtype)
+    np.testing.assert_allclose(as_float64(dist)[finite], as_float64(want_dist)[finite], rtol=tol,
+                               atol=tol * max(1.0, float(np.abs(as_float64(want_dist)[finite]).max(initial=0.0))))
+
+
+@MADE_BY_THE_BACKEND
+@pytest.mark.parametrize("first", ["max_norm", "random", 11])
+@pytest.mark.parametrize("kind", ["dense", "uwe", "badge"])
+def test_kmeans_pp_on_backend_made_embeddings_equals_reference(backend, dtype, device, kind, first):
+    feats, scores = made_inputs(dtype, 47, 8)
+    got = call(backend, uk.kmeans_pp, made_embedding(backend, device, kind, feats, scores), 7, seed=2024, first=first)
+    want = uk.kmeans_pp(made_embedding("reference", "cpu", kind, feats, scores), 7, seed=2024, first=first,
+                        backend="reference")
+    np.testing.assert_array_equal(to_numpy(got).astype(np.int64), want)
+
+
+@pytest.mark.ops("uwe", "uncertainty", "badge_weights", "kcenter_greedy", "kmeans_pp", factored=True)
+def test_read_only_inputs_work_and_are_not_modified(backend, device):
+    scores = (3.0 * np.random.default_rng(1).standard_normal((30, 4))).astype(np.float32)
+    feats = gaussian_pool(30, 6, seed=0)
+    s, f = on(device, scores, feats)
+    before = [as_float64(s).copy(), as_float64(f).copy()]
+    if isinstance(s, np.ndarray):
+        s.flags.writeable = False
+        f.flags.writeable = False
+    call(backend, uk.uwe, s, f)
+    call(backend, uk.kcenter_greedy, f, [0], 5)
+    call(backend, uk.kmeans_pp, uk.badge_factored(s, f, backend=backend), 5)
+    np.testing.assert_array_equal(as_float64(s), before[0])
+    np.testing.assert_array_equal(as_float64(f), before[1])
+
+
+def _without_a_pruned_engine() -> list[Any]:
+    """The backends that must refuse algorithm='pruned' (the reference answers it with brute force)."""
+    return [p for p in backends_with("brute") if registry.BACKENDS[p.values[0]].undeclared(
+        "kcenter_greedy", algorithm="pruned") and not registry.BACKENDS[p.values[0]].answers_every_algorithm]
+
+
+@pytest.mark.parametrize("backend", _without_a_pruned_engine())
+def test_pruned_is_refused_with_a_reason_where_undeclared(backend, device):
+    (xd,) = on(device, gaussian_pool(20, 3))
+    with pytest.raises(uk.BackendUnavailable, match="pruned"):
+        uk.kcenter_greedy(xd, None, 3, algorithm="pruned", backend=backend)
+    with pytest.raises(uk.BackendUnavailable, match="pruned"):
+        uk.kmeans_pp(xd, 3, algorithm="pruned", backend=backend)
