@@ -711,14 +711,14 @@ def test_numba_clustered_pool_touches_few_rows() -> None:
 
 
 def test_numba_progress_is_time_based(monkeypatch: pytest.MonkeyPatch) -> None:
-    from uwe_kernels.numba import select as nsel
+    from uwe_kernels import _driver
 
     x = make_pool("clustered", 400, 6, np.dtype(np.float32))
     calls: list[int] = []
     engine("numba").kcenter_greedy_stats(x, np.zeros(len(x), bool), 100, None, progress=calls.append)
     assert calls and calls[-1] == 100 and len(calls) < 100
     calls.clear()
-    monkeypatch.setattr(nsel, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(_driver, "PROGRESS_EVERY_S", 0.0)
     engine("numba").kmeans_pp_stats(x, np.zeros(len(x), bool), 50, 0, "max_norm", progress=calls.append)
     assert calls[-1] == 50 and calls == sorted(calls)
 
