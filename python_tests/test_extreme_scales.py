@@ -80,3 +80,16 @@ def test_float16_distance_beyond_float16_raises_not_inf(backend, device):
         uk.min_distances(pool, pool[:1], backend=backend)
     d = uk.min_distances(pool, pool[:1], out_dtype=np.float32, backend=backend)
     np.testing.assert_allclose(as_float64(d), [0.0, 1.44e10, 3.6e9], rtol=1e-3)
+
+
+def test_uwe_beyond_its_output_dtype_raises_not_inf(backend, device):
+    scores = to_device(np.tile(np.array([[0.0, 0.0, 0.0, 0.0]], dtype=np.float16), (4, 1)), device)
+    feats = to_device(np.full((4, 3), 6e4, dtype=np.float16), device)  # u = log 4 > 1: rows reach 8.3e4
+    with pytest.raises(ValueError, match="float16's range"):
+        uk.uwe(scores, feats, "entropy", 1.0, backend=backend)
+    wide = uk.uwe(scores, feats, "entropy", 1.0, out_dtype=np.float32, backend=backend)
+    np.testing.assert_allclose(as_float64(wide), np.log(4) * 6e4, rtol=1e-3)
+    huge_tau = to_device(np.ones((4, 3), dtype=np.float32), device)
+    with pytest.raises(ValueError, match="float32's range"):
+        uk.uwe(scores, huge_tau, "entropy", 1000.0, backend=backend)
+    np.testing.assert_allclose(as_float64(uk.uwe(scores, huge_tau, "bvsb", 1000.0, backend=backend)), 1.0)

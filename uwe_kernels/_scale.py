@@ -67,3 +67,12 @@ def distance_bound(factors: Sequence[Factor]) -> float:
     """An upper bound on any Euclidean distance between two rows (of the last, full factor)."""
     f = factors[-1]
     return 2.0 * float(np.sqrt(f.width)) * f.magnitude
+
+
+def weighted_rows_may_overflow(kind: str, classes: int, tau: float, features: float, out: np.dtype) -> bool:
+    """Whether u ** tau * features can exceed `out`'s range: u <= log K for entropy, <= 1 for
+    the other kinds. Compared in logs (u ** tau itself may overflow a Python float)."""
+    if features == 0.0:
+        return False
+    log_u = float(np.log(np.log(classes))) if kind == "entropy" and classes > 2 else 0.0
+    return tau * log_u + float(np.log(features)) > float(np.log(np.finfo(out).max))

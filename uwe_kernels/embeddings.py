@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _arrays
+from . import _arrays, _scale
 from ._arrays import FLOAT_DTYPES, FLOAT_NAMES, Prepared, prepare
 from ._dispatch import run
 from .factored import FactoredEmbedding
@@ -16,6 +16,7 @@ from .validation import (
     check_kind,
     check_ndim,
     check_tau,
+    check_values,
     features_2d,
     scores_2d,
 )
@@ -96,12 +97,23 @@ def uwe(
     kind, tau = check_kind(kind), check_tau(tau)
     out = _out_dtype(out_dtype, ps, pf)
     acc = _arrays.accum_dtype(ps.dtype, pf.dtype)
-    _, result = run(
-        "uwe", backend, [("scores", ps), ("features", pf)],
-        lambda fn: fn(ps.data, pf.data, kind, tau, bool(from_logits), out_dtype=out, accum_dtype=acc),
-        value_checks=_score_checks(ps, from_logits) + [("features", pf, False)],
-    )
+
+    def call(fn: Any) -> Any:
+        largest = check_values(pf, "features")
+        with np.errstate(over="ignore"):  # an overflow is reported below, not warned about
+            result = fn(ps.data, pf.data, kind, tau, bool(from_logits), out_dtype=out, accum_dtype=acc)
+        if _scale.weighted_rows_may_overflow(kind, ps.shape[1], tau, largest, out) and _has_inf(result):
+            raise ValueError(f"u ** tau * features exceeds {out.name}'s range (the inputs are finite): "
+                             "pass out_dtype=np.float32 (or float64), or a smaller tau")
+        return result
+
+    _, result = run("uwe", backend, [("scores", ps), ("features", pf)], call,
+                    value_checks=_score_checks(ps, from_logits))
     return _arrays.restore(result, pf)
+
+
+def _has_inf(x: Any) -> bool:
+    return bool(__import__("torch").isinf(x).any()) if _arrays.is_torch(x) else bool(np.isinf(x).any())
 
 
 def badge_embedding(
@@ -171,9 +183,12 @@ def _resolve_region(region: Any, H: int, W: int, stride: int) -> tuple[int, int]
     if region is None:
         return H, W
     try:
-        rh, rw = (check_int(v, "region") for v in region)
+        sizes = [check_int(v, "region") for v in region]
     except TypeError:
         raise TypeError(f"region must be None or a pair of ints (rh, rw), got {region!r}") from None
+    if len(sizes) != 2:
+        raise ValueError(f"region must be a pair (rh, rw) of score pixels, got {len(sizes)} values: {region!r}")
+    rh, rw = sizes
     problems = []
     if rh <= 0 or rw <= 0:
         problems.append("both sizes must be positive")

@@ -235,7 +235,9 @@ def min_distances(
     def call(fn: Callable[..., Any]) -> Any:
         own, theirs = pool.checked_factors(), centres.checked_factors()
         acc = _scale.accumulation(_arrays.accum_dtype(pool.dtype, centres.dtype), own + theirs)
-        d, argmin = fn(pool.data, centres.data, return_argmin=bool(return_argmin), out_dtype=out, accum_dtype=acc)
+        with np.errstate(over="ignore"):  # an overflow is reported below, not warned about
+            d, argmin = fn(pool.data, centres.data, return_argmin=bool(return_argmin), out_dtype=out,
+                           accum_dtype=acc)
         reach = max(_scale.distance_bound(own), _scale.distance_bound(theirs))
         if reach * reach > float(np.finfo(out).max) and _overflowed(d):
             raise ValueError(f"squared distances exceed {np.dtype(out).name}'s range (the inputs are finite): "
@@ -263,7 +265,8 @@ def _distances_in(dists: Any, dtype: np.dtype, factors: list[_scale.Factor]) -> 
     if _arrays.is_torch(dists):
         cast = dists.to(_arrays.torch_dtype(dtype))
     else:
-        cast = np.asarray(dists).astype(dtype)
+        with np.errstate(over="ignore"):  # an overflow is reported below, not warned about
+            cast = np.asarray(dists).astype(dtype)
     if _scale.distance_bound(factors) > float(np.finfo(dtype).max) and _overflowed(cast, dists):
         raise ValueError(
             f"a pick's distance exceeds {np.dtype(dtype).name}'s range (inf would read as a first pick): "
