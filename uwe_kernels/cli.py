@@ -192,7 +192,7 @@ def _float_input(arr: np.ndarray, flag: str, path: str, layout: str) -> None:
     """dtype and shape checks with the command line's names and advice (no data pass)."""
     if arr.dtype not in (np.float16, np.float32, np.float64):
         raise UserError(f"{flag} {path} holds {arr.dtype}; uwe-kernels reads float16, float32 or float64 "
-                        f"arrays: save it as float32 first (numpy.save(path, a.astype(numpy.float32)))")
+                        "arrays: save it as float32 first")
     if arr.ndim != 2:
         raise UserError(f"{flag} {path} must be 2-D {layout}, got shape {arr.shape}")
 
