@@ -9,7 +9,7 @@ import numpy as np
 from . import _arrays, _scale
 from ._arrays import FLOAT_DTYPES, FLOAT_NAMES, Prepared, prepare
 from ._dispatch import run
-from .factored import FactoredEmbedding
+from .factored import FactoredEmbedding, of_embedding
 from .validation import (
     check_float,
     check_int,
@@ -156,7 +156,7 @@ def uwe_factored(
     acc = _arrays.accum_dtype(ps.dtype, pf.dtype)
     u = uncertainty(scores, kind, from_logits=from_logits, out_dtype=acc, backend=backend)
     weights = u ** tau if tau != 1.0 else u
-    return FactoredEmbedding(weights, features)
+    return of_embedding(weights, features, _out_dtype(None, ps, pf))
 
 
 def badge_factored(
@@ -176,7 +176,7 @@ def badge_factored(
         lambda fn: fn(ps.data, bool(from_logits), out_dtype=acc, accum_dtype=acc),
         value_checks=_score_checks(ps, from_logits),
     )
-    return FactoredEmbedding(_arrays.restore(weights, ps), features)
+    return of_embedding(_arrays.restore(weights, ps), features, _out_dtype(None, ps, pf))
 
 
 def _resolve_region(region: Any, H: int, W: int, stride: int) -> tuple[int, int]:

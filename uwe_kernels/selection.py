@@ -230,7 +230,7 @@ def min_distances(
     check_same_device(*(pool.named + centres.named))
     from .embeddings import _out_dtype
 
-    out = _out_dtype(out_dtype, *(p for _, p in pool.named))
+    out = pool.dtype if out_dtype is None else _out_dtype(out_dtype)  # a factored pool's rows dtype
 
     def call(fn: Callable[..., Any]) -> Any:
         own, theirs = pool.checked_factors(), centres.checked_factors()
