@@ -91,7 +91,9 @@ def uwe(
     Returns:
         [n, d] in the common dtype of scores and features (or out_dtype).
     Raises:
-        as `uncertainty`, plus ValueError for mismatched rows and tau < 0.
+        as `uncertainty`, plus ValueError for mismatched rows, tau < 0, and rows beyond the
+        output dtype's range (e.g. float16 features near 6e4 times u > 1): pass a wider
+        out_dtype rather than get inf.
     """
     ps, pf = _scores_and_features(scores, features)
     kind, tau = check_kind(kind), check_tau(tau)
@@ -150,7 +152,9 @@ def uwe_factored(
     backend: str = "auto",
 ) -> FactoredEmbedding:
     """UWE kept as factors: weights u ** tau ([n], accumulation precision) and the features
-    as given (not copied). `.materialize()` equals `uwe(...)`. Memory: n extra values."""
+    as given (not copied). Its dtype and `.materialize()` equal `uwe(...)`'s. Selection reads
+    the unrounded products, i.e. the rows of `uwe(..., out_dtype=np.float32)` for half inputs.
+    Memory: n extra values."""
     ps, pf = _scores_and_features(scores, features)
     kind, tau = check_kind(kind), check_tau(tau)
     acc = _arrays.accum_dtype(ps.dtype, pf.dtype)

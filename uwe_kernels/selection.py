@@ -72,7 +72,10 @@ def _resolve_algorithm(algorithm: str, fn: Callable[..., Any], pool: _Pool) -> s
     if algorithm != "auto":
         return algorithm
     choose = getattr(sys.modules[fn.__module__], "choose_algorithm", None)
-    return choose(pool.data) if choose is not None else "brute"
+    if choose is None:
+        return "brute"
+    with np.errstate(over="ignore", invalid="ignore"):  # a heuristic on a sample; any choice is exact
+        return str(choose(pool.data))
 
 
 @contextlib.contextmanager
@@ -126,13 +129,18 @@ def kcenter_greedy(
         algorithm: "brute" reads every row per pick; "pruned" skips rows that cannot change;
             "auto" lets the backend choose. All return the same picks.
         return_distances: also return each pick's Euclidean distance to the nearest labelled
-            row or earlier pick at the time it was picked (inf for a first pick).
+            row or earlier pick at the time it was picked (inf for a first pick), in the
+            embedding's dtype and units.
     Returns:
         picks [budget] int64 in selection order (and distances [budget]), in the caller's
-        library and device. Lowest index wins ties.
+        library and device. Lowest index wins ties. The picks do not depend on the pool's
+        scale: a pool whose squared distances would overflow or underflow float32 is
+        accumulated in float64 (no copy).
     Raises:
         ValueError for out-of-range indices, a budget outside [0, n - |labelled|], non-finite
-        rows; TypeError for non-float embeddings; BackendUnavailable.
+        rows, a pool whose squared distances overflow or underflow even float64 (rescale it),
+        a pick distance beyond a float16 pool's range with return_distances=True (an inf
+        would read as a first pick); TypeError for non-float embeddings; BackendUnavailable.
     """
     pool = _Pool(emb)
     mask, n_lab, budget = _mask_and_budget(pool, labelled_idx, budget)
@@ -212,7 +220,9 @@ def min_distances(
     backend: str = "auto",
 ) -> Any:
     """Squared distance from every row of `emb` to its nearest row of `centers`, chunked
-    (never an [n, m] matrix). Returns d [n] (and argmin [n] int64, lowest index on ties)."""
+    (never an [n, m] matrix). Returns d [n] (and argmin [n] int64, lowest index on ties), in
+    the embedding's dtype unless out_dtype says otherwise; a distance beyond that dtype's
+    range raises ValueError (pass a wider out_dtype) rather than coming back as inf."""
     pool = _Pool(emb)
     centres = _Pool(centers, "centers")
     if pool.factored != centres.factored:
