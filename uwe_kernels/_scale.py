@@ -8,11 +8,14 @@ chunk); where even float64 cannot hold it, the call raises a ValueError asking f
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from . import _arrays
+
 FLOAT64 = np.dtype(np.float64)
+CHUNK_ROWS = 8192
 # Headroom for sums of several such terms (norm-trick cross terms, D sums in k-means++).
 MARGIN = 16.0
 
@@ -76,3 +79,14 @@ def weighted_rows_may_overflow(kind: str, classes: int, tau: float, features: fl
         return False
     log_u = float(np.log(np.log(classes))) if kind == "entropy" and classes > 2 else 0.0
     return tau * log_u + float(np.log(features)) > float(np.log(np.finfo(out).max))
+
+
+def has_inf(x: Any) -> bool:
+    """Whether an op's result holds an inf (numpy read in row chunks, or a torch tensor)."""
+    if _arrays.is_torch(x):
+        return bool(__import__("torch").isinf(x).any())
+    for s in range(0, len(x), CHUNK_ROWS):
+        chunk = x[s : s + CHUNK_ROWS]
+        if chunk.size and not (np.isfinite(chunk.max()) and np.isfinite(chunk.min())):  # no bool temporaries
+            return True
+    return False
