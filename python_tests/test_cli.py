@@ -187,6 +187,8 @@ ERROR_CASES = {
                                   "--tau", "2", "--out", "{t}/e.npy"], "--tau"),
     "kind-with-badge-embedding": (["embed", "--scores", "{t}/S.npy", "--features", "{t}/F.npy", "--type", "badge",
                                    "--kind", "bvsb", "--out", "{t}/e.npy"], "--kind"),
+    "pool-beyond-float64": (["select", "--scores", "{t}/S.npy", "--features", "{t}/F_huge.npy", "--method",
+                             "coreset", "--budget", "3", "--out", "{t}/p.npy"], "--features has values up to"),
     "bench-without-folder": (["bench", "--bench-dir", "{t}/no_bench"], "no benchmark folder"),
     "no-command": ([], "required"),
 }
@@ -229,6 +231,7 @@ def _write_bad_files(tmp, scores, feats):
     bad_feats[13, 0] = np.inf
     np.save(tmp / "S_nan.npy", bad_scores)
     np.save(tmp / "F_nan.npy", bad_feats)
+    np.save(tmp / "F_huge.npy", feats.astype(np.float64) * 1e170)
 
 
 def test_missing_output_folder_fails_before_any_work(files, capsys, monkeypatch):

@@ -424,12 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _in_cli_terms(exc: BaseException) -> str:
-    """A library message about a value, with the argument named as the command line names it."""
-    from .errors import NonFiniteError
-
-    if isinstance(exc, NonFiniteError) and exc.name in FLAG_OF:
-        return f"{FLAG_OF[exc.name]} has a non-finite value (NaN or inf) in row {exc.row}"
-    return str(exc)
+    """A library message about a value, with the argument named as the command line names it
+    (library messages start with the argument's name)."""
+    text = str(exc)
+    first, _, rest = text.partition(" ")
+    return f"{FLAG_OF[first]} {rest}" if isinstance(exc, ValueError) and first in FLAG_OF else text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
