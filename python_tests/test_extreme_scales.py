@@ -78,6 +78,8 @@ def test_float16_distance_beyond_float16_raises_not_inf(backend, device):
     assert np.isinf(as_float64(dists)[0])  # a first pick's inf is not an overflow
     with pytest.raises(ValueError, match="out_dtype"):
         uk.min_distances(pool, pool[:1], backend=backend)
+    with np.errstate(over="ignore"):
+        assert np.isinf(as_float64(uk.min_distances(pool, pool[:1], out_dtype=np.float16, backend=backend))[1])
     d = uk.min_distances(pool, pool[:1], out_dtype=np.float32, backend=backend)
     np.testing.assert_allclose(as_float64(d), [0.0, 1.44e10, 3.6e9], rtol=1e-3)
 
@@ -88,6 +90,8 @@ def test_uwe_beyond_its_output_dtype_raises_not_inf(backend, device):
     with pytest.raises(ValueError, match="float16's range"):
         uk.uwe(scores, feats, "entropy", 1.0, backend=backend)
     wide = uk.uwe(scores, feats, "entropy", 1.0, out_dtype=np.float32, backend=backend)
+    with np.errstate(over="ignore"):  # an explicit out_dtype rounds as numpy's astype: inf beyond range
+        assert np.isinf(as_float64(uk.uwe(scores, feats, "entropy", 1.0, out_dtype=np.float16, backend=backend))).all()
     np.testing.assert_allclose(as_float64(wide), np.log(4) * 6e4, rtol=1e-3)
     huge_tau = to_device(np.ones((4, 3), dtype=np.float32), device)
     with pytest.raises(ValueError, match="float32's range"):

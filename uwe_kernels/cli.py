@@ -103,7 +103,8 @@ def load_array(path: str, key: str | None = None) -> np.ndarray:
     if path.endswith(".npy"):
         shape, _ = _npy_header(path)
         if 0 in shape:  # numpy cannot memory-map an empty array
-            return np.load(path)
+            empty: np.ndarray = np.load(path)
+            return empty
         try:
             mapped: np.ndarray = np.load(path, mmap_mode="r")  # an np.memmap: rows are read as needed
             return mapped
@@ -117,7 +118,8 @@ def _write_npy(fh: Any, arr: Any, name: str) -> None:
 
 
 def _write_npz(fh: Any, arr: Any, name: str) -> None:
-    np.savez(fh, **{name: np.asarray(arr)})
+    arrays: dict[str, Any] = {name: np.asarray(arr)}
+    np.savez(fh, **arrays)
 
 
 def _write_csv(fh: Any, arr: Any, name: str) -> None:

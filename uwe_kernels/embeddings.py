@@ -93,8 +93,8 @@ def uwe(
         [n, d] in the common dtype of scores and features (or out_dtype).
     Raises:
         as `uncertainty`, plus ValueError for mismatched rows, tau < 0, and rows beyond the
-        output dtype's range (e.g. float16 features near 6e4 times u > 1): pass a wider
-        out_dtype rather than get inf.
+        default output dtype's range (e.g. float16 features near 6e4 times u > 1): pass a
+        wider out_dtype. An explicit out_dtype rounds as numpy's astype (inf beyond range).
     """
     ps, pf = _scores_and_features(scores, features)
     kind, tau = check_kind(kind), check_tau(tau)
@@ -110,7 +110,10 @@ def uwe(
             largest = check_values(pf, "features")
         with np.errstate(over="ignore"):  # an overflow is reported below, not warned about
             result = fn(ps.data, pf.data, kind, tau, bool(from_logits), out_dtype=out, accum_dtype=acc)
-        if _scale.weighted_rows_may_overflow(kind, ps.shape[1], tau, largest, out) and _scale.has_inf(result):
+        # An explicit out_dtype rounds as numpy's astype does (inf beyond its range); the
+        # default dtype is not one the caller chose to overflow in, so that raises.
+        if (out_dtype is None and _scale.weighted_rows_may_overflow(kind, ps.shape[1], tau, largest, out)
+                and _scale.has_inf(result)):
             raise ValueError(f"u ** tau * features exceeds {out.name}'s range (the inputs are finite): "
                              "pass out_dtype=np.float32 (or float64), or a smaller tau")
         return result

@@ -221,8 +221,9 @@ def min_distances(
 ) -> Any:
     """Squared distance from every row of `emb` to its nearest row of `centers`, chunked
     (never an [n, m] matrix). Returns d [n] (and argmin [n] int64, lowest index on ties), in
-    the embedding's dtype unless out_dtype says otherwise; a distance beyond that dtype's
-    range raises ValueError (pass a wider out_dtype) rather than coming back as inf."""
+    the embedding's dtype unless out_dtype says otherwise. A distance beyond the default
+    dtype's range raises ValueError (pass a wider out_dtype) rather than coming back as inf;
+    an explicit out_dtype rounds as numpy's astype does."""
     pool = _Pool(emb)
     centres = _Pool(centers, "centers")
     if pool.factored != centres.factored:
@@ -249,7 +250,7 @@ def min_distances(
             d, argmin = fn(pool.data, centres.data, return_argmin=bool(return_argmin), out_dtype=out,
                            accum_dtype=acc)
         reach = max(_scale.distance_bound(own), _scale.distance_bound(theirs))
-        if reach * reach > float(np.finfo(out).max) and _overflowed(d):
+        if out_dtype is None and reach * reach > float(np.finfo(out).max) and _overflowed(d):
             raise ValueError(f"squared distances exceed {np.dtype(out).name}'s range (the inputs are finite): "
                              "pass out_dtype=np.float32 or np.float64 (torch.float32 / torch.float64)")
         return d, argmin
