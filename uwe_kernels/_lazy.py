@@ -21,6 +21,10 @@ def load_module(name: str) -> ModuleType:
             before = set(sys.modules)
             try:
                 cached = importlib.import_module(name)
+                if name in EXTENSIONS.values():  # codes built in must be the package's
+                    from . import _abi
+
+                    _abi.check_extension(cached)
             except Exception as exc:  # ImportError, OSError from a bad .so, CUDA init errors
                 cached = exc
             except BaseException:  # Ctrl-C mid-import: not cached, and no half-imported modules
