@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import _arrays, _scale
-from ._arrays import FLOAT_DTYPES, FLOAT_NAMES, Prepared, prepare
+from ._arrays import FLOAT_NAMES, Prepared, prepare
 from ._dispatch import run
 from .factored import FactoredEmbedding, of_embedding
 from .validation import (
@@ -29,7 +29,7 @@ def _out_dtype(out_dtype: Any, *inputs: Prepared) -> np.dtype:
     if out_dtype is None:
         return _arrays.result_dtype(*(p.dtype for p in inputs))
     dt = np.dtype(_arrays.numpy_dtype(out_dtype) if _arrays.is_torch_dtype(out_dtype) else out_dtype)
-    if dt not in FLOAT_DTYPES:
+    if not _arrays.is_float(dt):
         raise TypeError(f"out_dtype must be {FLOAT_NAMES}, got {dt}")
     return dt
 

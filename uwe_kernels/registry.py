@@ -67,12 +67,14 @@ class Backend:
     def reasons(self, call: Call, explicit: bool = True) -> list[str]:
         """Why this backend cannot run `call` (empty when it can). `explicit` is False
         when auto dispatch asks."""
-        ok, why = self.availability()
-        if not ok:
-            return [why]
+        # The device first: it costs nothing, while availability() of a GPU backend imports
+        # torch and triton, which a call on numpy arrays must not pay for.
         reasons = self.device_reasons(call, explicit)
         if reasons:
             return reasons
+        ok, why = self.availability()
+        if not ok:
+            return [why]
         try:
             module = _lazy.load_module(self.module_name(call.op))
         except ModuleNotFoundError as exc:
@@ -107,7 +109,7 @@ class CppBackend(Backend):
     def availability(self) -> tuple[bool, str]:
         err = _lazy.error_of(_lazy.EXTENSIONS["cpu"])
         if err:
-            return False, f"the compiled CPU module did not load ({err}); reinstall with `pip install .`"
+            return False, f"the compiled CPU module did not load ({err}); {_lazy.missing_build_hint()}"
         info = _lazy.load("cpu").build_info()
         threads = f"OpenMP, {info['max_threads']} threads" if info["openmp"] else "serial (no OpenMP)"
         return True, f"C++ {info['compiler']}, {threads}"

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._arrays import FLOAT_DTYPES, FLOAT_NAMES, Prepared, cast_hint, prepare
+from ._arrays import FLOAT_NAMES, Prepared, cast_hint, is_float, prepare
 from .errors import NonFiniteError
 
 KINDS = ("entropy", "bvsb", "margin", "least_confidence")
@@ -15,7 +15,7 @@ CHUNK_ROWS = 8192
 
 
 def check_float(p: Prepared, name: str) -> None:
-    if p.dtype not in FLOAT_DTYPES:
+    if not is_float(p.dtype):
         raise TypeError(
             f"{name} has dtype {p.dtype}; uwe_kernels takes floating arrays ({FLOAT_NAMES}): "
             f"cast it first, e.g. {cast_hint(p, name)}"
