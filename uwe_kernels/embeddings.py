@@ -2,20 +2,22 @@
 and detection aggregation (API.md, "Uncertainty and embeddings")."""
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
 
-from . import _arrays, _normalize
+from . import _arrays, _normalize, _scale
 from ._arrays import FLOAT_NAMES, Prepared, prepare
 from ._dispatch import run
-from .factored import FactoredEmbedding
+from .factored import FactoredEmbedding, of_embedding
 from .validation import (
     check_float,
     check_int,
     check_kind,
     check_ndim,
     check_tau,
+    check_values,
     features_2d,
     scores_2d,
 )
@@ -127,7 +129,9 @@ def uwe(
     Returns:
         [n, d] in the common dtype of scores and features (or out_dtype).
     Raises:
-        as `uncertainty`, plus ValueError for mismatched rows and tau < 0.
+        as `uncertainty`, plus ValueError for mismatched rows, tau < 0, and rows beyond the
+        default output dtype's range (e.g. float16 features near 6e4 times u > 1): pass a
+        wider out_dtype. An explicit out_dtype rounds as numpy's astype (inf beyond range).
     """
     ps, pf = _scores_and_features(scores, features)
     kind, tau = check_kind(kind), check_tau(tau)
@@ -135,11 +139,26 @@ def uwe(
     out = _out_dtype(out_dtype, ps, pf)
     acc = _arrays.accum_dtype(ps.dtype, pf.dtype)
     norm = _norm_of_rows(ps, kind, from_logits, acc, backend, normalize, pool)
-    _, result = run(
-        "uwe", backend, [("scores", ps), ("features", pf)],
-        lambda fn: fn(ps.data, pf.data, kind, tau, bool(from_logits), out_dtype=out, accum_dtype=acc, **norm),
-        value_checks=_score_checks(ps, from_logits) + [("features", pf, False)],
-    )
+
+    def call(fn: Any) -> Any:
+        # The features' largest magnitude comes free with their check, unless the op checks
+        # values in its own pass: then the bound uses the dtype's limit and reads the result.
+        largest = float(np.finfo(pf.dtype).max)
+        if not getattr(sys.modules[fn.__module__], "CHECKS_FINITE", False):
+            check_values(ps, "scores", nonnegative=not from_logits)
+            largest = check_values(pf, "features")
+        with np.errstate(over="ignore"):  # an overflow is reported below, not warned about
+            result = fn(ps.data, pf.data, kind, tau, bool(from_logits), out_dtype=out, accum_dtype=acc,
+                        **norm)
+        # An explicit out_dtype rounds as numpy's astype does (inf beyond its range); the
+        # default dtype is not one the caller chose to overflow in, so that raises.
+        if (out_dtype is None and _scale.weighted_rows_may_overflow(kind, ps.shape[1], tau, largest, out)
+                and _scale.has_inf(result)):
+            raise ValueError(f"u ** tau * features exceeds {out.name}'s range (the inputs are finite): "
+                             "pass out_dtype=np.float32 (or float64), or a smaller tau")
+        return result
+
+    _, result = run("uwe", backend, [("scores", ps), ("features", pf)], call)
     return _arrays.restore(result, pf)
 
 
@@ -179,7 +198,9 @@ def uwe_factored(
     backend: str = "auto",
 ) -> FactoredEmbedding:
     """UWE kept as factors: weights u ** tau ([n], accumulation precision) and the features
-    as given (not copied). `.materialize()` equals `uwe(...)` (normalize and pool as there).
+    as given (not copied). Its dtype and `.materialize()` equal `uwe(...)`'s (normalize and pool
+    as there). Selection reads the unrounded products, i.e. the rows of
+    `uwe(..., out_dtype=np.float32)` for half inputs.
     Memory: n extra values."""
     ps, pf = _scores_and_features(scores, features)
     kind, tau = check_kind(kind), check_tau(tau)
@@ -187,7 +208,7 @@ def uwe_factored(
     u = uncertainty(scores, kind, from_logits=from_logits, normalize=normalize, pool=pool, out_dtype=acc,
                     backend=backend)
     weights = u ** tau if tau != 1.0 else u
-    return FactoredEmbedding(weights, features)
+    return of_embedding(weights, features, _out_dtype(None, ps, pf))
 
 
 def badge_factored(
@@ -207,16 +228,19 @@ def badge_factored(
         lambda fn: fn(ps.data, bool(from_logits), out_dtype=acc, accum_dtype=acc),
         value_checks=_score_checks(ps, from_logits),
     )
-    return FactoredEmbedding(_arrays.restore(weights, ps), features)
+    return of_embedding(_arrays.restore(weights, ps), features, _out_dtype(None, ps, pf))
 
 
 def _resolve_region(region: Any, H: int, W: int, stride: int) -> tuple[int, int]:
     if region is None:
         return H, W
     try:
-        rh, rw = (check_int(v, "region") for v in region)
+        sizes = [check_int(v, "region") for v in region]
     except TypeError:
         raise TypeError(f"region must be None or a pair of ints (rh, rw), got {region!r}") from None
+    if len(sizes) != 2:
+        raise ValueError(f"region must be a pair (rh, rw) of score pixels, got {len(sizes)} values: {region!r}")
+    rh, rw = sizes
     problems = []
     if rh <= 0 or rw <= 0:
         problems.append("both sizes must be positive")
