@@ -8,6 +8,9 @@ import pytest
 import uwe_kernels as uk
 from helpers import as_float64, logits, rtol, to_device
 
+# The registry ops these backend-parametrised tests call.
+pytestmark = pytest.mark.ops("uwe", "badge_embedding", "uncertainty", "badge_weights", "kcenter_greedy")
+
 
 def _inputs(dtype, device, n=600, k=7, d=24):
     scores = logits(n, k, seed=11).astype(dtype)

@@ -15,6 +15,9 @@ from uwe_kernels import BackendUnavailable
 
 from helpers import as_float64, to_device, to_numpy
 
+# The registry ops these backend-parametrised tests call.
+pytestmark = pytest.mark.ops("uncertainty", "uwe", "uwe_segmentation", "uwe_detection", "kcenter_greedy")
+
 F64 = np.float64
 # least_confidence of probabilities taken as given: u = 1 - p_best = 0.1, 0.4, 0.5, 0.3
 PROBS = np.array([[0.9, 0.1], [0.6, 0.4], [0.5, 0.5], [0.7, 0.3]])
