@@ -486,22 +486,85 @@ def _text_learner(text_setup: Any, split: Any, strategy: Any, with_embed: bool =
 
 @pytest.mark.parametrize("method", ["uwe", "badge", "coreset"])
 def test_small_text_query_equals_direct_call(stal: Any, text_setup: Any, split: Any, method: str) -> None:
+    """Rows are embedded unlabelled first, then labelled, as small-text's
+    EmbeddingBasedQueryStrategy does; picks map back to dataset indices."""
     strategy = {"uwe": stal.UWE(kind="entropy", tau=2.0), "badge": stal.Badge(seed=9),
                 "coreset": stal.Coreset(normalize=False)}[method]
     al = _text_learner(text_setup, split, strategy)
     got = al.query(num_samples=8)
     dataset = text_setup[0]
     labelled, pool = split
-    emb, proba = al.classifier.embed(dataset, return_proba=True)
-    mask = np.zeros(len(emb), dtype=bool)
-    mask[labelled] = True
+    rows = np.concatenate([pool, labelled])
+    emb, proba = al.classifier.embed(dataset[rows], return_proba=True)
+    centres = np.arange(len(pool), len(rows))
     if method == "uwe":
-        want = uk.kcenter_greedy(uk.uwe(proba, emb, "entropy", 2.0, from_logits=False), mask, 8)
+        want = rows[uk.kcenter_greedy(uk.uwe(proba, emb, "entropy", 2.0, from_logits=False), centres, 8)]
     elif method == "badge":
-        want = pool[uk.kmeans_pp(uk.badge_factored(proba[pool], emb[pool], from_logits=False), 8, seed=9)]
+        want = pool[uk.kmeans_pp(uk.badge_factored(proba[: len(pool)], emb[: len(pool)], from_logits=False), 8,
+                                 seed=_first_query_seed(9))]
     else:
-        want = uk.kcenter_greedy(emb, mask, 8)
+        want = rows[uk.kcenter_greedy(emb, centres, 8)]
     np.testing.assert_array_equal(got, want)
+
+
+def test_small_text_precomputed_embeddings_pbar_and_embed_kwargs(stal: Any, text_setup: Any, split: Any) -> None:
+    dataset = text_setup[0]
+    labelled, pool = split
+    al = _text_learner(text_setup, split, stal.Coreset())
+    emb = al.classifier.embed(dataset[np.concatenate([pool, labelled])])
+    strategy = stal.Coreset()
+    direct = strategy.query(al.classifier, dataset, pool, labelled, dataset.y[labelled], n=6, embeddings=emb)
+    np.testing.assert_array_equal(direct, al.query(num_samples=6))
+    seen: dict[str, Any] = {}
+    original = al.classifier.embed
+
+    def embed(data: Any, return_proba: bool = False, pbar: Any = None, **kwargs: Any) -> Any:
+        seen.update(pbar=pbar, **kwargs)
+        return original(data, return_proba=return_proba)
+
+    al.classifier.embed = embed
+    got = stal.UWE().query(al.classifier, dataset, pool, labelled, dataset.y[labelled], n=4, pbar=None,
+                           embed_kwargs={"batch_size": 16})
+    assert seen == {"pbar": None, "batch_size": 16} and len(got) == 4
+
+
+def test_small_text_refuses_multi_label_as_native_badge(stal: Any, text_setup: Any, split: Any) -> None:
+    from scipy.sparse import csr_matrix
+
+    dataset = text_setup[0]
+    labelled, pool = split
+    al = _text_learner(text_setup, split, stal.Coreset())
+    y_multi = csr_matrix(np.eye(10, dtype=np.int64)[dataset.y[labelled]])
+    for strategy in (stal.UWE(), stal.Badge(seed=0)):
+        with pytest.raises(RuntimeError, match="multi-label"):
+            strategy.query(al.classifier, dataset, pool, labelled, y_multi, n=3)
+    assert len(stal.Coreset().query(al.classifier, dataset, pool, labelled, y_multi, n=3)) == 3
+
+
+def test_small_text_badge_seed_advances_per_query(stal: Any, text_setup: Any, split: Any) -> None:
+    dataset = text_setup[0]
+    labelled, pool = split
+    al = _text_learner(text_setup, split, stal.Coreset())
+    strategy = stal.Badge(seed=3)
+    first = strategy.query(al.classifier, dataset, pool, labelled, dataset.y[labelled], n=8)
+    second = strategy.query(al.classifier, dataset, pool, labelled, dataset.y[labelled], n=8)
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(
+        stal.Badge(seed=3).query(al.classifier, dataset, pool, labelled, dataset.y[labelled], n=8), first)
+
+
+def test_small_text_howto_uwe_with_sklearn_classifier_factory(stal: Any, digits: Any, split: Any) -> None:
+    from small_text import PoolBasedActiveLearner, SklearnClassifierFactory, SklearnDataset
+
+    X, y = digits
+    labelled, _ = split
+    train = SklearnDataset(X, y, target_labels=np.arange(10))
+    # as docs/howto/frameworks.md: scikit-learn classifiers have no embed(), so pass features=
+    learner = PoolBasedActiveLearner(SklearnClassifierFactory(_logreg(), 10),
+                                     stal.UWE(tau=1.0, features=lambda clf, dataset: dataset.x), train)
+    learner.initialize_data(labelled, y[labelled])
+    indices = learner.query(num_samples=20)
+    assert len(np.unique(indices)) == 20 and not np.isin(indices, labelled).any()
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -519,11 +582,11 @@ def test_small_text_feature_function_without_embed(stal: Any, text_setup: Any, s
     al = _text_learner(text_setup, split, stal.UWE(kind="bvsb", features=lambda clf, data: data.x), with_embed=False)
     got = al.query(num_samples=5)
     dataset = text_setup[0]
-    labelled, _ = split
-    proba = al.classifier.predict_proba(dataset)
-    mask = np.zeros(len(dataset), dtype=bool)
-    mask[labelled] = True
-    np.testing.assert_array_equal(got, uk.kcenter_greedy(uk.uwe(proba, dataset.x, "bvsb", from_logits=False), mask, 5))
+    labelled, pool = split
+    rows = np.concatenate([pool, labelled])
+    proba = al.classifier.predict_proba(dataset[rows])
+    emb = uk.uwe(proba, dataset.x[rows], "bvsb", from_logits=False)
+    np.testing.assert_array_equal(got, rows[uk.kcenter_greedy(emb, np.arange(len(pool), len(rows)), 5)])
 
 
 def test_small_text_without_embed_or_features_says_what_to_pass(stal: Any, text_setup: Any, split: Any) -> None:
