@@ -16,6 +16,7 @@ FRAMEWORKS = {
     "modal": ("modAL", "modal"),
     "skactiveml": ("skactiveml", "skactiveml"),
     "small_text": ("small_text", "small-text"),
+    "baal": ("baal", "baal"),
 }
 
 
@@ -64,7 +65,7 @@ def test_missing_framework_names_the_extra(name: str, monkeypatch: pytest.Monkey
 def test_importing_the_package_imports_no_framework() -> None:
     code = (
         "import sys, uwe_kernels, uwe_kernels.integrations; "
-        "print(sorted(m for m in ('modAL', 'skactiveml', 'small_text') if m in sys.modules))"
+        "print(sorted(m for m in ('modAL', 'skactiveml', 'small_text', 'baal') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(uk.__file__).resolve().parent.parent)
