@@ -83,7 +83,8 @@ def mutual_information(probabilities: Any) -> np.ndarray:
         raise ValueError(f"probabilities hold non-finite values (first bad row {int(np.flatnonzero(~np.isfinite(p).reshape(len(p), -1).all(1))[0])})")
 
     def entropy(q: np.ndarray) -> np.ndarray:
-        return -np.sum(np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0), axis=1)
+        h: np.ndarray = -np.sum(np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0), axis=1)
+        return h
 
     mi = entropy(p.mean(axis=-1)) - entropy(p).mean(axis=-1)
     out: np.ndarray = np.maximum(mi, 0.0)

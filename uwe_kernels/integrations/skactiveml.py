@@ -116,7 +116,8 @@ def _sq_distances_to_picks(rows: np.ndarray, picks: np.ndarray) -> np.ndarray:
     sq = np.einsum("ij,ij->i", rows, rows)
     d2 = sq[:, None] + sq[picks][None, :] - 2.0 * (rows @ rows[picks].T)
     d2[picks, np.arange(len(picks))] = 0.0
-    return np.maximum(d2, 0.0)
+    out: np.ndarray = np.maximum(d2, 0.0)
+    return out
 
 
 def _kcenter_utilities(emb: Any, pool: _Pool, picks: np.ndarray, backend: str) -> np.ndarray:
