@@ -1,0 +1,319 @@
+"""Projection (sketch) bounds for exact selection: build the sketch, and the skip test.
+
+For a fixed orthonormal Q [d, k] and centre mu, every pair of rows satisfies
+|x - c|^2 >= |z_x - z_c|^2 + (r_x - r_c)^2 with z = Q^T (x - mu) and
+r = |(I - Q Q^T)(x - mu)|. A row whose bound already reaches its current minimum distance D
+keeps D against a new centre, so it needs no full distance. The sketch holds z (float32),
+r (float32) and a per-row slack (float32, rounded up) that pays for every rounding error, so
+that the test below never skips a row whose computed distance would lower D. The proof is in
+docs/internals.md ("Sketch bounds"); `bound_constants` and `_error_scale` follow it line by line.
+
+Pure numpy, like `_pruning`: every backend with a sketch engine builds the same sketch.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from .factored import FactoredArrays, FactoredEmbedding
+
+SAMPLE_ROWS = 4096
+SKETCH_WIDTHS = (8, 16, 32, 64)
+# Young's inequality (a + E)^2 <= (1 + ETA) a^2 + (1 + 1/ETA) E^2 trades a relative margin on D
+# (0.02%) for a slack that multiplies E^2 ~ (1e-6 |x - mu|)^2, i.e. nothing measurable.
+ETA = 2.0**-12
+# Absolute slack: covers every underflow of the distance, the bound and D's conversion to
+# float32 (a subnormal result errs by at most 2^-150, one flushed to zero by at most 2^-126),
+# for d, k < 2^20.
+TAU = 2.0**-100
+U_BUILD = 2.0**-53  # the build runs in float64
+U_STORE = 2.0**-24  # z, r, slack and the test are float32 (the test may run wider)
+BUILD_CHUNK_BYTES = 1 << 24
+
+
+def _gamma(count: int, unit: float) -> float:
+    return count * unit / (1.0 - count * unit)
+
+
+def _unit(acc_dtype: Any) -> float:
+    return float(np.finfo(np.dtype(acc_dtype)).eps) / 2.0
+
+
+@dataclass(frozen=True)
+class Sketch:
+    """z [n, k], r [n], slack [n] (float32); the test's constants; what it cost."""
+
+    mu: np.ndarray  # [d] float64
+    basis: np.ndarray  # P [d, k] float64, orthonormal up to `omega`
+    z: np.ndarray  # [n, k] float32
+    r: np.ndarray  # [n] float32
+    slack: np.ndarray  # [n] float32, rounded up
+    scale: float  # A: multiplies D in the test (a float32 value)
+    tau: float
+    omega: float  # proven bound on ||P^T P - I||_2
+    energy: float  # fraction of the sample's variance the k directions capture
+    spectrum: np.ndarray  # the sample covariance's eigenvalues, descending
+    build_seconds: float
+
+    @property
+    def k(self) -> int:
+        return int(self.basis.shape[1])
+
+
+def _round_up_f32(values: np.ndarray) -> np.ndarray:
+    """float64 -> the smallest float32 >= each value (inf stays inf)."""
+    out = values.astype(np.float32)
+    low = out.astype(np.float64) < values
+    out[low] = np.nextafter(out[low], np.float32(np.inf))
+    return out
+
+
+def _round_up_scalar(value: float) -> float:
+    return float(_round_up_f32(np.array([value], dtype=np.float64))[0])
+
+
+def orthonormality_bound(basis: np.ndarray) -> float:
+    """A proven upper bound on ||P^T P - I||_2: the computed Frobenius norm, doubled, plus
+    the rounding error of each computed entry of P^T P (at most gamma_d (1 + omega))."""
+    d, k = (int(v) for v in basis.shape)
+    gram = basis.T @ basis - np.eye(k)
+    return 2.0 * float(np.linalg.norm(gram)) + 4.0 * k * _gamma(d + 2, U_BUILD)
+
+
+def _error_scale(d: int, k: int, omega: float, acc_unit: float, factored: bool) -> float:
+    """eps with |(z, r) as stored - (z*, r*) exact| <= eps * a_x, a_x the row's size bound
+    (|x - mu| dense, |w||f|(1 + u_acc) + |mu| factored). See docs/internals.md."""
+    ub, us = U_BUILD, U_STORE
+    if factored:
+        e1 = omega + (_gamma(d + 2, ub) * math.sqrt(k) + 3 * ub) * (1 + omega)
+        e_norm = _gamma(d + 5, ub)
+        x_gap = acc_unit  # brute rows are fl(w f): |x - w f| <= u_acc |w||f| <= u_acc a_x
+    else:
+        e1 = omega + _gamma(d + 1, ub) * math.sqrt(k) * (1 + omega)
+        e_norm = _gamma(d + 2, ub)
+        x_gap = 0.0
+    e2 = e_norm + _gamma(k, ub) * (1 + e1) ** 2 + (2 + e1) * e1 + 2 * ub
+    e_z = e1 + x_gap + us * (1 + omega + e1 + x_gap)
+    e_r = math.sqrt(e2) + x_gap + (us + ub) * (1 + math.sqrt(e2) + x_gap) * (1 + us)
+    return 1.01 * (e_z + e_r)
+
+
+def bound_constants(d: int, k: int, acc_dtype: Any) -> tuple[float, float]:
+    """(A, C): skip when S >= A * D + slack_x + (slack_c + TAU), slack = C * e_x^2 rounded up.
+    The brute distance accumulates in acc_dtype over d terms; the test runs in float32 or wider."""
+    us = U_STORE
+    rounding = (1.0 - us) ** -6  # D -> float32 and the three float32 operations of the right side
+    g_bound = _gamma(k + 3, us)
+    g_dist = _gamma(d + 2, _unit(acc_dtype))
+    scale = (1 + g_bound) * (1 + ETA) / (1 - g_dist) * rounding * (1 + 2.0**-40)
+    slack = (1 + g_bound) * 2 * (1 + 1 / ETA) * rounding * (1 + 2.0**-40)
+    return _round_up_scalar(scale), slack
+
+
+# ----------------------------------------------------------------- the row sample
+
+
+def _sample_indices(n: int, count: int = SAMPLE_ROWS) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, min(n, count)).astype(np.int64))
+
+
+def _rows64(emb: Any, index: Any) -> np.ndarray:
+    """Rows of a dense pool, or of a factored UWE embedding (w_i f_i), in float64."""
+    if isinstance(emb, FactoredArrays):
+        w = np.asarray(emb.weights[index], dtype=np.float64)
+        return w[:, None] * np.asarray(emb.features[index], dtype=np.float64)
+    return np.asarray(emb[index], dtype=np.float64)
+
+
+def principal_directions(sample: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mu [d], P [d, k], eigenvalues [d] descending) of a float64 row sample."""
+    mu = sample.mean(axis=0)
+    centred = sample - mu
+    cov = centred.T @ centred / max(1, len(sample))
+    values, vectors = np.linalg.eigh(cov)
+    order = np.argsort(values)[::-1]
+    values, vectors = np.maximum(values[order], 0.0), vectors[:, order]
+    return mu, np.ascontiguousarray(vectors[:, :k]), values
+
+
+def energy_captured(spectrum: np.ndarray, k: int) -> float:
+    total = float(spectrum.sum())
+    return float(spectrum[:k].sum()) / total if total > 0 else 1.0
+
+
+# ----------------------------------------------------------------- the build
+
+
+def _as_backend(emb: Any) -> Any:
+    if isinstance(emb, FactoredEmbedding):
+        emb = emb.backend_arrays()
+    if isinstance(emb, FactoredArrays) and emb.weights.ndim != 1:
+        raise ValueError("sketch bounds cover dense pools and factored UWE (weights [n]), not BADGE")
+    if not isinstance(emb, FactoredArrays) and getattr(emb, "ndim", 0) != 2:
+        raise ValueError(f"the pool must be [n, d], got shape {getattr(emb, 'shape', None)}")
+    return emb
+
+
+def build_sketch(emb: Any, k: int, *, acc_dtype: Any = np.float32, sample_rows: int = SAMPLE_ROWS,
+                 directions: tuple[np.ndarray, np.ndarray] | None = None) -> Sketch:
+    """The sketch of a dense pool [n, d] (any float dtype, memory-mapped and strided views
+    read in place, chunk by chunk) or of a factored UWE embedding (from the factors:
+    z = w P^T f - P^T mu, |x - mu|^2 = w^2 |f|^2 - 2 w f.mu + |mu|^2).
+
+    acc_dtype: the brute-force distance's accumulator (float32, or float64 for float64
+    pools), which the test's margin covers. directions: (mu [d], P [d, k]) to use instead of
+    the row sample's (the spectrum is then left empty and energy reported as nan). The build
+    runs in float64 on one BLAS thread (a threaded BLAS's spinning workers would slow the
+    selection that follows)."""
+    start = time.perf_counter()
+    emb = _as_backend(emb)
+    factored = isinstance(emb, FactoredArrays)
+    n, d = emb.features.shape if factored else emb.shape
+    if not 1 <= k <= d:
+        raise ValueError(f"sketch width k must be in [1, {d}], got {k}")
+    acc_unit = _unit(acc_dtype)
+    with threadpool_limits(limits=1, user_api="blas"):
+        if directions is None:
+            mu, basis, spectrum = principal_directions(_rows64(emb, _sample_indices(n, sample_rows)), k)
+        else:
+            mu, basis = (np.asarray(a, dtype=np.float64) for a in directions)
+            if mu.shape != (d,) or basis.shape != (d, k):
+                raise ValueError(f"directions must be mu [{d}] and P [{d}, {k}], got {mu.shape} and {basis.shape}")
+            spectrum = np.empty(0)
+        omega = orthonormality_bound(basis)
+        if omega > 2.0**-20:
+            raise ArithmeticError(f"the sketch basis is not orthonormal (||P^T P - I|| <= {omega:.3g})")
+        eps = _error_scale(d, k, omega, acc_unit, factored)
+        growth = 1 + 2 * _gamma(d + 6, U_BUILD)  # a_x computed -> an upper bound of the exact one
+        scale, slack_factor = bound_constants(d, k, acc_dtype)
+        z = np.empty((n, k), dtype=np.float32)
+        r = np.empty(n, dtype=np.float32)
+        slack = np.empty(n, dtype=np.float32)
+        mu_sq, mu_proj = float(mu @ mu), mu @ basis
+        mu_norm = math.sqrt(mu_sq)
+        step = max(1, BUILD_CHUNK_BYTES // (8 * d))
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            if factored:
+                w = np.asarray(emb.weights[s:e], dtype=np.float64)
+                f = np.asarray(emb.features[s:e], dtype=np.float64)
+                zz = w[:, None] * (f @ basis) - mu_proj
+                ff = np.einsum("ij,ij->i", f, f)
+                vv = w * w * ff - 2.0 * w * (f @ mu) + mu_sq
+                size = np.abs(w) * np.sqrt(ff) * (1 + acc_unit) + mu_norm
+            else:
+                v = np.asarray(emb[s:e], dtype=np.float64) - mu
+                zz = v @ basis
+                vv = np.einsum("ij,ij->i", v, v)
+                size = np.sqrt(vv)
+            rr = np.maximum(vv - np.einsum("ij,ij->i", zz, zz), 0.0)
+            z[s:e] = zz
+            r[s:e] = np.sqrt(rr)
+            err = eps * size * growth
+            slack[s:e] = _round_up_f32(slack_factor * err * err)
+    energy = energy_captured(spectrum, k) if len(spectrum) else math.nan
+    return Sketch(mu, basis, z, r, slack, scale, TAU, omega, energy, spectrum,
+                  time.perf_counter() - start)
+
+
+# ----------------------------------------------------------------- the test
+
+
+def error_radius(sketch: Sketch, acc_dtype: Any = np.float32) -> np.ndarray:
+    """Per row, the proven bound e_x on |(z, r) stored - (z, r) exact| (float64), read back
+    from the slack."""
+    c = bound_constants(sketch.basis.shape[0], sketch.k, acc_dtype)[1]
+    return np.sqrt(sketch.slack.astype(np.float64) / c)
+
+
+def sketch_keeps(z: np.ndarray, r: np.ndarray, slack: np.ndarray, row: int, centre: int, scale: float,
+                 tau: float, D: float) -> bool:
+    """True when row `row` provably keeps its minimum distance D (computed by the brute
+    force) against centre `centre`, a row of the same sketch. Written for numba (njit it
+    with float32 arrays); plain Python gives the same answers. Mirrors
+    csrc/common/sketch_bound.h."""
+    s = np.float32(0.0)
+    for j in range(z.shape[1]):
+        t = z[row, j] - z[centre, j]
+        s += t * t
+    t = r[row] - r[centre]
+    s += t * t
+    rhs = np.float32(scale) * np.float32(D) + (slack[centre] + np.float32(tau)) + slack[row]
+    return bool(s >= rhs and rhs < np.float32(np.inf))
+
+
+def sketch_bounds(sketch: Sketch, centre: int, rows: Any = slice(None)) -> np.ndarray:
+    """|z_x - z_c|^2 + (r_x - r_c)^2 in float32 for `rows` (vectorised form of the bound)."""
+    dz = sketch.z[rows] - sketch.z[centre]
+    dr = sketch.r[rows] - sketch.r[centre]
+    return np.asarray(np.einsum("ij,ij->i", dz, dz) + dr * dr)
+
+
+def sketch_keeps_all(sketch: Sketch, centre: int, D: np.ndarray, rows: Any = slice(None)) -> np.ndarray:
+    """Vectorised `sketch_keeps` over `rows` (D given for those rows), float32 throughout."""
+    with np.errstate(over="ignore"):  # D near the float32 maximum: rhs = inf, never skipped
+        rhs = np.float32(sketch.scale) * D.astype(np.float32)
+        rhs += sketch.slack[centre] + np.float32(sketch.tau)
+        rhs += sketch.slack[rows]
+    return np.asarray((sketch_bounds(sketch, centre, rows) >= rhs) & (rhs < np.float32(np.inf)))
+
+
+# ----------------------------------------------------------------- what a sketch would save
+
+
+def sample_directions(emb: Any, k: int, sample_rows: int = SAMPLE_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mu, P [d, k], spectrum) of the row sample, for `predicted_fractions` and then
+    `build_sketch(directions=(mu, P[:, :k]))`, so that the eigenproblem is solved once."""
+    emb = _as_backend(emb)
+    n = emb.features.shape[0] if isinstance(emb, FactoredArrays) else emb.shape[0]
+    with threadpool_limits(limits=1, user_api="blas"):
+        return principal_directions(_rows64(emb, _sample_indices(n, sample_rows)), k)
+
+
+def predicted_fractions(emb: Any, centres: int, widths: tuple[int, ...] = SKETCH_WIDTHS,
+                        sample_rows: int = SAMPLE_ROWS, query_rows: int = 64,
+                        directions: tuple[np.ndarray, np.ndarray] | None = None) -> dict[int, float]:
+    """For each sketch width k, the fraction of rows a sketch-bounded pick would still
+    evaluate, estimated on a row sample: query rows get D from their nearest of `centres`
+    sampled rows (the selection's centre count: labelled plus about half the budget), and
+    every other sampled row plays the new centre. Costs a d x d eigenproblem (unless
+    `directions` = (mu, P) with at least max(widths) columns are given) and
+    sample_rows x d x max(k) multiply-adds."""
+    emb = _as_backend(emb)
+    n, d = emb.features.shape if isinstance(emb, FactoredArrays) else emb.shape
+    widths = tuple(k for k in widths if k <= d)
+    reference = _sample_indices(n, sample_rows)
+    with threadpool_limits(limits=1, user_api="blas"):
+        sample = _rows64(emb, reference)
+        mu, basis = directions if directions is not None else principal_directions(sample, max(widths))[:2]
+        v = sample - mu
+        z = v @ basis
+        vv = np.einsum("ij,ij->i", v, v)
+        m = len(sample)
+        queries = np.unique(np.linspace(0, m - 1, min(m, query_rows) + 2)[1:-1].astype(np.int64))
+        held = np.unique(np.linspace(0, m - 1, max(1, min(centres, m - 1))).astype(np.int64))
+        sq = vv[queries, None] + vv[None, :] - 2.0 * (v[queries] @ v.T)
+        sq[np.arange(len(queries)), queries] = np.inf
+        D = sq[:, held].min(axis=1)
+        out: dict[int, float] = {}
+        for k in widths:
+            zk = z[:, :k]
+            rk = np.sqrt(np.maximum(vv - np.einsum("ij,ij->i", zk, zk), 0.0))
+            bound = (np.einsum("ij,ij->i", zk[queries], zk[queries])[:, None] + np.einsum("ij,ij->i", zk, zk)[None, :]
+                     - 2.0 * (zk[queries] @ zk.T) + (rk[queries, None] - rk[None, :]) ** 2)
+            evaluated = (bound < D[:, None]) & np.isfinite(sq)
+            out[k] = float(evaluated.sum()) / float(np.isfinite(sq).sum())
+    return out
+
+
+def best_width(fractions: dict[int, float], d: int) -> tuple[int, float]:
+    """(k, traffic): the width whose pick reads the fewest bytes, relative to brute force's
+    d + 1 floats a row: k + 3 sketch floats (z, r, slack, D) plus the evaluated rows."""
+    traffic = {k: (k + 3) / (d + 1) + f for k, f in fractions.items()}
+    k = min(traffic, key=lambda w: (traffic[w], w))
+    return k, traffic[k]
