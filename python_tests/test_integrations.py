@@ -364,6 +364,32 @@ def test_skactiveml_badge_utilities_are_native_probabilities(skal: Any, digits: 
         d2 = np.minimum(d2, ((emb - emb[column[pick]]) ** 2).sum(axis=1))
 
 
+@pytest.mark.parametrize("n_labelled", [0, 30])
+def test_skactiveml_uwe_kmeanspp_selection(skal: Any, digits: Any, n_labelled: int) -> None:
+    """selection="kmeans++": k-means++ on the UWE rows, D from the labelled rows, the seed
+    drawn from the per-query random state; utilities are D^2 / sum D^2 before each pick."""
+    X, y = digits
+    labelled = np.arange(0, 8 * n_labelled, 8)
+    y_part = _partial_labels(y, labelled)
+    idx, utilities = skal.UWE(tau=0.5, selection="kmeans++", random_state=4).query(
+        X, y_part, _sk_clf(), batch_size=6, return_utilities=True)
+    emb = uk.uwe(_sk_clf().fit(X, y_part).predict_proba(X), X, "entropy", 0.5, from_logits=False)
+    mask = np.zeros(len(X), dtype=bool)
+    mask[labelled] = True
+    seed = _skactiveml_query_seed(4, len(X) - n_labelled)
+    np.testing.assert_array_equal(idx, uk.kmeans_pp(emb, 6, labelled_idx=mask, seed=seed))
+    d2 = ((emb[:, None, :] - emb[None, labelled, :]) ** 2).sum(-1).min(1) if n_labelled else (emb**2).sum(1)
+    for step, pick in enumerate(idx):
+        want = np.where(mask, 0.0, d2)
+        want = want / want.sum()
+        want[mask] = np.nan
+        want[idx[:step]] = np.nan
+        np.testing.assert_allclose(utilities[step], want, rtol=1e-7, atol=1e-12)
+        d2 = np.minimum(d2, ((emb - emb[pick]) ** 2).sum(1))
+    with pytest.raises(ValueError, match="selection"):
+        skal.UWE(selection="greedy").query(X, y_part, _sk_clf(), batch_size=2)
+
+
 def test_skactiveml_seeds_follow_the_per_query_random_state(skal: Any, digits: Any, split: Any) -> None:
     X, y = digits
     labelled, pool = split

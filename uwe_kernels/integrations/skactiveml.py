@@ -144,11 +144,12 @@ def _kcenter_utilities(emb: Any, pool: _Pool, picks: np.ndarray, backend: str) -
     return _columns(pool, values, blocked)
 
 
-def _badge_utilities(emb: uk.FactoredEmbedding, pool: _Pool, picks: np.ndarray) -> np.ndarray:
+def _kmeanspp_utilities(emb: uk.FactoredEmbedding, pool: _Pool, picks: np.ndarray, backend: str) -> np.ndarray:
     """scikit-activeml Badge's utilities: the k-means++ probabilities D^2 / sum(D^2) over
-    the candidates before each pick (D^2 the squared gradient norm before the first; uniform
-    over the unpicked ones when all D^2 are zero), from two GEMMs against the picks."""
-    w = to_numpy(emb.weights).astype(np.float64)
+    the candidates before each pick (D^2 from the labelled rows, or the squared norm when none
+    is labelled; uniform over the unpicked ones when all D^2 are zero), from one distance pass
+    to the labelled rows and two GEMMs against the picks."""
+    w = to_numpy(emb.weights).astype(np.float64).reshape(len(pool.labelled), -1)
     f = to_numpy(emb.features).astype(np.float64)
     nw, nf = np.einsum("ij,ij->i", w, w), np.einsum("ij,ij->i", f, f)
     head = picks[:-1]
@@ -156,7 +157,12 @@ def _badge_utilities(emb: uk.FactoredEmbedding, pool: _Pool, picks: np.ndarray) 
     to_pick[head, np.arange(len(head))] = 0.0
     np.maximum(to_pick, 0.0, out=to_pick)
     blocked = _blocked_before_each_pick(pool, picks)
-    d2 = nw * nf
+    if pool.labelled.any():
+        centres = uk.FactoredEmbedding(w[pool.labelled], f[pool.labelled])
+        d2 = to_numpy(uk.min_distances(uk.FactoredEmbedding(w, f), centres, backend=backend)).astype(np.float64)
+        d2[pool.labelled] = 0.0
+    else:
+        d2 = nw * nf
     values = np.empty((len(picks), len(w)))
     for t in range(len(picks)):
         if t:
@@ -167,7 +173,7 @@ def _badge_utilities(emb: uk.FactoredEmbedding, pool: _Pool, picks: np.ndarray) 
             values[t] = d2 / total
         else:
             values[t] = np.where(blocked[t], 0.0, 1.0 / max(1, int((~blocked[t]).sum())))
-            d2 = np.full(len(w), np.inf)
+            d2 = np.where(blocked[t], 0.0, np.inf)
     return _columns(pool, values, blocked)
 
 
@@ -236,6 +242,9 @@ class UWE(_ClassifierStrategy):
         kind: uncertainty of ``clf.predict_proba``: "entropy", "bvsb", "margin" or
             "least_confidence".
         tau: power on the uncertainty (0 gives plain core-set).
+        selection: "kcenter" (k-center greedy, the labelled samples as centres; the paper's
+            UWE) or "kmeans++" (k-means++ seeding, D starting from the labelled samples, first
+            pick the largest norm when none is; utilities are then its probabilities).
         clf_embedding_flag_name: as scikit-activeml's Badge: None uses X as the features
             (or the second output of ``predict_proba`` when it returns
             ``(proba, embeddings)``); a str or dict is passed to ``predict_proba`` to ask for
@@ -246,11 +255,13 @@ class UWE(_ClassifierStrategy):
         backend: uwe_kernels backend.
     """
 
-    def __init__(self, kind: str = "entropy", tau: float = 1.0, clf_embedding_flag_name: Any = None,
-                 missing_label: Any = MISSING_LABEL, random_state: Any = None, backend: str = "auto") -> None:
+    def __init__(self, kind: str = "entropy", tau: float = 1.0, selection: str = "kcenter",
+                 clf_embedding_flag_name: Any = None, missing_label: Any = MISSING_LABEL, random_state: Any = None,
+                 backend: str = "auto") -> None:
         super().__init__(clf_embedding_flag_name, missing_label, random_state, backend)
         self.kind = kind
         self.tau = tau
+        self.selection = selection
 
     def query(self, X: Any, y: Any, clf: Any, fit_clf: bool = True, sample_weight: Any = None,
               candidates: Any = None, batch_size: int = 1, return_utilities: bool = False) -> Any:
@@ -262,13 +273,22 @@ class UWE(_ClassifierStrategy):
         _, mapping = self._transform_candidates(candidates, X, y)
         clf = self._fitted(clf, X, y, fit_clf, sample_weight)
         pool = _kcenter_pool(X, y, candidates, mapping, self.missing_label_)
+        if self.selection not in ("kcenter", "kmeans++"):
+            raise ValueError(f'selection must be "kcenter" or "kmeans++", got {self.selection!r}')
         proba, features = self._proba_and_features(clf, pool.X_pool)
-        emb = uk.uwe(proba, features, self.kind, self.tau, from_logits=False, backend=self.backend)
-        picks = to_numpy(uk.kcenter_greedy(emb, pool.labelled, batch_size, backend=self.backend,
-                                           first=_native_first_pick(pool, self.random_state_)))
+        if self.selection == "kmeans++":
+            factored = uk.uwe_factored(proba, features, self.kind, self.tau, from_logits=False, backend=self.backend)
+            picks = to_numpy(uk.kmeans_pp(factored, batch_size, labelled_idx=pool.labelled,
+                                          seed=draw_seed(self.random_state_), backend=self.backend))
+            utilities = (lambda: _kmeanspp_utilities(factored, pool, picks, self.backend))
+        else:
+            emb = uk.uwe(proba, features, self.kind, self.tau, from_logits=False, backend=self.backend)
+            picks = to_numpy(uk.kcenter_greedy(emb, pool.labelled, batch_size, backend=self.backend,
+                                               first=_native_first_pick(pool, self.random_state_)))
+            utilities = (lambda: _kcenter_utilities(emb, pool, picks, self.backend))
         query_indices = pool.out_index[picks]
         if return_utilities:
-            return query_indices, _kcenter_utilities(emb, pool, picks, self.backend)
+            return query_indices, utilities()
         return query_indices
 
 
@@ -321,5 +341,5 @@ class Badge(_ClassifierStrategy):
         picks = to_numpy(uk.kmeans_pp(emb, batch_size, seed=draw_seed(self.random_state_), backend=self.backend))
         query_indices = pool.out_index[picks]
         if return_utilities:
-            return query_indices, _badge_utilities(emb, pool, picks)
+            return query_indices, _kmeanspp_utilities(emb, pool, picks, self.backend)
         return query_indices
