@@ -280,15 +280,15 @@ class UWE(_ClassifierStrategy):
             factored = uk.uwe_factored(proba, features, self.kind, self.tau, from_logits=False, backend=self.backend)
             picks = to_numpy(uk.kmeans_pp(factored, batch_size, labelled_idx=pool.labelled,
                                           seed=draw_seed(self.random_state_), backend=self.backend))
-            utilities = (lambda: _kmeanspp_utilities(factored, pool, picks, self.backend))
-        else:
-            emb = uk.uwe(proba, features, self.kind, self.tau, from_logits=False, backend=self.backend)
-            picks = to_numpy(uk.kcenter_greedy(emb, pool.labelled, batch_size, backend=self.backend,
-                                               first=_native_first_pick(pool, self.random_state_)))
-            utilities = (lambda: _kcenter_utilities(emb, pool, picks, self.backend))
+            if return_utilities:
+                return pool.out_index[picks], _kmeanspp_utilities(factored, pool, picks, self.backend)
+            return pool.out_index[picks]
+        emb = uk.uwe(proba, features, self.kind, self.tau, from_logits=False, backend=self.backend)
+        picks = to_numpy(uk.kcenter_greedy(emb, pool.labelled, batch_size, backend=self.backend,
+                                           first=_native_first_pick(pool, self.random_state_)))
         query_indices = pool.out_index[picks]
         if return_utilities:
-            return query_indices, utilities()
+            return query_indices, _kcenter_utilities(emb, pool, picks, self.backend)
         return query_indices
 
 
