@@ -37,6 +37,12 @@ QueryStrategy = Callable[..., "tuple[np.ndarray, np.ndarray]"]
 __all__ = ["badge_strategy", "coreset_strategy", "uwe_strategy"]
 
 
+def _n_rows(X: Any) -> int:
+    """Row count of an array, tensor, scipy sparse matrix (no len()) or list."""
+    shape = getattr(X, "shape", None)
+    return int(shape[0]) if shape is not None else len(X)
+
+
 def _features(features: FeatureFn | None, classifier: Any, X: Any) -> Any:
     """The feature rows of X: `features(classifier, X)`, or X itself (through the learner's
     pipeline when modAL's on_transformed is set, as modAL's batch strategies do)."""
@@ -46,14 +52,14 @@ def _features(features: FeatureFn | None, classifier: Any, X: Any) -> Any:
         out = as_float_rows(X, "X_pool")
     else:
         out = as_float_rows(features(classifier, X), "features(classifier, X)")
-    check_features(out, X.shape[0], "features(classifier, X)")
+    check_features(out, _n_rows(X), "features(classifier, X)")
     return out
 
 
 def _training_rows(classifier: Any) -> Any:
     """The learner's labelled rows (modAL keeps them in X_training), or None."""
     X_training = getattr(classifier, "X_training", None)
-    return X_training if X_training is not None and X_training.shape[0] else None
+    return X_training if X_training is not None and _n_rows(X_training) else None
 
 
 def _check_budget(n_instances: Any, n_pool: int) -> int:
@@ -73,7 +79,7 @@ def _kcenter_strategy(features: FeatureFn | None, weighted: bool, kind: str, tau
         return uk.uwe(classifier.predict_proba(X), f, kind, tau, from_logits=False, backend=backend)
 
     def strategy(classifier: Any, X_pool: Any, n_instances: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        n_pool = X_pool.shape[0]
+        n_pool = _n_rows(X_pool)
         budget = _check_budget(n_instances, n_pool)
         emb = embed(classifier, X_pool)
         X_training = _training_rows(classifier) if use_training else None
@@ -130,7 +136,7 @@ def badge_strategy(features: FeatureFn | None = None, *, seed: Any = None,
     seeds = SeedStream(seed)
 
     def strategy(classifier: Any, X_pool: Any, n_instances: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        budget = _check_budget(n_instances, X_pool.shape[0])
+        budget = _check_budget(n_instances, _n_rows(X_pool))
         emb = uk.badge_factored(classifier.predict_proba(X_pool), _features(features, classifier, X_pool),
                                 from_logits=False, backend=backend)
         picks = to_numpy(uk.kmeans_pp(emb, budget, seed=seeds.next(), backend=backend))
