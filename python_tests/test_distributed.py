@@ -120,13 +120,13 @@ def prefix_values(sizes: tuple[int, ...], seed: int) -> np.ndarray:
 
 
 def run_case(case: Case, rank: int) -> Any:
-    from uwe_kernels import distributed as ud
+    from uwe_kernels.distributed.shard import Shard
 
     if case.algo == "prefix":
         return run_prefix_case(case, rank)
     if case.algo == "fail_midway":
         calls = {"n": 0}
-        original = ud._Shard.sqdist
+        original = Shard.sqdist
 
         def failing(self: Any, centres: Any) -> Any:
             calls["n"] += 1
@@ -134,11 +134,11 @@ def run_case(case: Case, rank: int) -> Any:
                 raise RuntimeError("injected kernel failure")
             return original(self, centres)
 
-        ud._Shard.sqdist = failing
+        Shard.sqdist = failing
         try:
             return run_selection(case, rank)
         finally:
-            ud._Shard.sqdist = original
+            Shard.sqdist = original
     if case.algo == "rank_dies":
         if rank == case.extra["rank"]:
             raise KeyError("rank left before selecting")
@@ -167,17 +167,16 @@ def run_selection(case: Case, rank: int) -> Any:
 
 
 def run_prefix_case(case: Case, rank: int) -> Any:
-    from uwe_kernels import distributed as ud
+    from uwe_kernels.distributed import kmeans, session
 
     values = prefix_values(case.sizes, case.seed)
     start = sum(case.sizes[:rank])
     local = torch.from_numpy(values[start : start + case.sizes[rank]].copy())
     emb = np.zeros((case.sizes[rank], 1))
-    sel = ud._Selection(emb, None, None, "reference", None, lambda: ud._settings(0, 1, 0, None))
-    avail = torch.ones(case.sizes[rank], dtype=torch.bool)
+    sel = session.Session(emb, None, None, "reference", None, lambda: session.settings("kmeans_pp", 0, 1, 0, None))
     draws = np.concatenate([np.random.default_rng(case.seed).random(15), case.extra["draws"]])
-    fast = [ud._prefix_pick(sel, local, avail, float(r))[0] for r in draws]
-    exact = [ud._prefix_pick(sel, local, avail, float(r), force_exact=True)[0] for r in draws]
+    fast = [kmeans.prefix_pick(sel, local, float(r))[0] for r in draws]
+    exact = [kmeans.prefix_pick(sel, local, float(r), force_exact=True)[0] for r in draws]
     return {"fast": fast, "exact": exact, "draws": draws, "exact_picks": sel.stats.exact_prefix_picks}
 
 

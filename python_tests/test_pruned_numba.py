@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("numba")
 
 import uwe_kernels as uk  # noqa: E402
-from uwe_kernels import reference  # noqa: E402
+from uwe_kernels import _driver, reference  # noqa: E402
 from uwe_kernels._arrays import BFLOAT16  # noqa: E402
 from uwe_kernels.numba import pruned  # noqa: E402
 from uwe_kernels.numba import select as nsel  # noqa: E402
@@ -196,7 +196,7 @@ def test_progress_is_time_based(monkeypatch: pytest.MonkeyPatch) -> None:
     pruned.kcenter_greedy_stats(x, np.zeros(len(x), bool), 100, None, progress=calls.append)
     assert calls and calls[-1] == 100 and len(calls) < 100
     calls.clear()
-    monkeypatch.setattr(nsel, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(_driver, "PROGRESS_EVERY_S", 0.0)
     pruned.kmeans_pp_stats(x, np.zeros(len(x), bool), 50, 0, "max_norm", progress=calls.append)
     assert calls[-1] == 50 and calls == sorted(calls)
 

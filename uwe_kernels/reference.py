@@ -214,9 +214,20 @@ def factored_sq_dist(wa: Any, fa: Any, wb: Any, fb: Any) -> np.ndarray:
     wa, fa, wb, fb = _f64(wa), _f64(fa), _f64(wb), _f64(fb)
     if wa.ndim == 1:
         return _dense_sq_dist(wa[:, None] * fa, wb[:, None] * fb)
+    # Norms and cross products summed alike (numpy's sum over a row), not by BLAS: a duplicate
+    # row's cross product is then its norm bit for bit, and its distance exactly 0.
     na = (wa * wa).sum(1) * (fa * fa).sum(1)
     nb = (wb * wb).sum(1) * (fb * fb).sum(1)
-    return np.asarray(np.maximum(na[:, None] + nb[None, :] - 2.0 * (wa @ wb.T) * (fa @ fb.T), 0.0))
+    return np.asarray(np.maximum(na[:, None] + nb[None, :] - 2.0 * (_row_dots(wa, wb) * _row_dots(fa, fb)), 0.0))
+
+
+def _row_dots(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x @ y.T [rx, ry], each entry summed like (x * x).sum(1), in blocks of at most BLOCK elements."""
+    out = np.empty((len(x), len(y)), dtype=np.float64)
+    step = max(1, BLOCK // max(1, len(y) * x.shape[1]))
+    for s in range(0, len(x), step):
+        out[s : s + step] = (x[s : s + step, None, :] * y[None, :, :]).sum(2)
+    return out
 
 
 def _dense_sq_dist(x: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
+from .._abi import KIND_CODES
 from ._runtime import acc_zero, like, load, load1, narrow, parallel_section, storage
 
 CHECKS_FINITE = False
 ROWS = 1024  # rows per parallel work item
-KIND_CODES = {"entropy": 0, "bvsb": 1, "margin": 2, "least_confidence": 3}
 
 
 # ---------------------------------------------------------------- per-row arithmetic

@@ -1,41 +1,8 @@
-"""Exact pruned selection on numba: k-center greedy and k-means++ seeding over dense [n, d]
-pools that return the picks of the plain per-pick pass (select.py) while evaluating only the
-rows whose nearest-centre distance can change.
-
-Algorithm: every unpicked, unlabelled row i keeps D(i), its squared distance to the nearest
-centre, and belongs to that centre's group (A[i]); a group keeps its radius R = max D of its
-members and its argmax (lowest index on ties). When centre s arrives:
-  * group c is skipped whole when |s - c|^2 >= 4 R(c) (triangle inequality: no member can get
-    closer to s than to c); |s - c|^2 is summed in chunks and stops once it passes that bound,
-  * in a touched group, row i is skipped when |s - c|^2 >= 4 D(i), or when D(i) = 0,
-  * any other row gets the distance of the plain pass (the same compiled routine,
-    select._dense_dist) and moves to s's group when it is strictly closer.
-Float safety: the skip tests carry a relative margin (well above the rounding error of a
-computed squared distance) and an absolute floor for gradual underflow, so a skipped row's
-computed distance to s is provably >= D(i): the plain pass would leave it unchanged too. Rows
-that are evaluated get bit-identical values, so D, the picks and the distances equal the plain
-pass's exactly.
-k-center greedy: the next pick is the argmax over group maxima, O(groups) instead of O(n).
-k-means++: the draw is mapped to a row by the plain pass's own rule (first row whose sequential
-float64 prefix sum of D exceeds r * sum(D), select._prefix_search) over the maintained D; the
-block checkpoints of that prefix are recomputed only from the first block whose D changed, in
-the same order, so they are bit-identical to a full recomputation.
-Adaptive mode: when an exponential average of the fraction of live rows evaluated per centre
-stays above SWITCH_FRACTION (isotropic noise), member lists are dropped and centres run the
-plain parallel pass (which still records each row's group); after a stretch of plain centres
-the lists are rebuilt in O(n) and pruning is probed again, each failed probe doubling the next
-plain stretch.
-Labelled rows seed D with the plain pass's nearest-centre sweep and become the first groups.
-Per centre: the group tests (one thread), the candidate rows of touched groups (put in index
-order when there are many, so the walk over the pool runs forward), their distances (in
-parallel blocks above PARALLEL_MIN rows; each row's value never depends on the thread count),
-then the touched groups are compacted and the movers form the new group. Python drives the
-picks, so Ctrl-C works between picks and progress is reported about every 100 ms.
-Complexity per centre: O(G d) centre-centre work (early exit) plus O(m d) for the m rows
-evaluated plus O(members) of the touched groups (O(n) when the candidates are ordered);
-k-means++ adds an O(n) prefix pass at worst. Memory O(n) plus O(G).
-Member lists live in one int64 buffer: a touched group is compacted in place, a new group is
-appended at the end, and the buffer is rebuilt by a counting sort over A when it fills up.
+"""The exact pruning engine on numba: k-center greedy and k-means++ seeding over dense [n, d]
+pools with the picks of the brute-force sweep, evaluating only rows whose nearest-centre
+distance can change (triangle-inequality skips with a float-safety margin; rows that are
+evaluated use rows.dense_dist, the brute sweep's own function). How and why it is exact:
+docs/internals.md, "Pruned selection".
 """
 from __future__ import annotations
 
@@ -44,13 +11,12 @@ from typing import Any, Callable
 import numpy as np
 from numba import njit, prange
 
+from .. import _driver
 from .._pruning import DENSE_ONLY
 from ..factored import FactoredArrays, FactoredEmbedding
 from ._runtime import BLOCK, acc_zero, load, parallel_section
-from .select import (
-    ARGMAX, NEAREST, _REASSOC, _Progress, _Rows, _dense_dist, _prefix_search, _sweep, kmeans_pp_loop,
-    nearest_into,
-)
+from .rows import REASSOC, Rows, dense_dist
+from .sweep import ARGMAX, NEAREST, NO_MASK, nearest_into, prefix_resume, prefix_search, sweep_rows
 
 MODES = ("adaptive", "pruned", "plain")
 SWITCH_FRACTION = 0.75
@@ -62,8 +28,6 @@ CHUNK = 64  # elements between early-exit checks of a centre-centre distance
 PARALLEL_MIN = 4096  # candidate rows below which a centre is evaluated on one thread
 EVAL_BLOCK = 1024  # candidate rows per parallel work item
 SORT_BELOW = 64  # candidates are put in index order when more than n / SORT_BELOW
-
-_NO_MASK = np.zeros(0, dtype=np.bool_)
 
 
 def pruned_supported(emb: Any) -> list[str]:
@@ -80,7 +44,7 @@ def pruned_supported(emb: Any) -> list[str]:
 # ---------------------------------------------------------------- kernels
 
 
-@njit(cache=True, fastmath=_REASSOC)
+@njit(cache=True, fastmath=REASSOC)
 def _chunk_sq(X, xcode, i, c, lo, hi, zero):  # type: ignore[no-untyped-def]
     s = zero
     for j in range(lo, hi):
@@ -227,13 +191,13 @@ def _eval_rows(lo, hi, X, xcode, W, wcode, has_w, c, cand, G, D, A, zero):  # ty
     get strictly closer join group G."""
     for k in range(lo, hi):
         i = cand[k]
-        v = np.float64(_dense_dist(X, xcode, W, wcode, has_w, i, c, zero))
+        v = np.float64(dense_dist(X, xcode, W, wcode, has_w, i, c, zero))
         if v < D[i]:
             D[i] = v
             A[i] = G
 
 
-@njit(parallel=True)
+@njit(parallel=True, cache=True)
 def _eval_parallel(m, X, xcode, W, wcode, has_w, c, cand, G, D, A, zero):  # type: ignore[no-untyped-def]
     for b in prange((m + EVAL_BLOCK - 1) // EVAL_BLOCK):
         _eval_rows(b * EVAL_BLOCK, min(m, (b + 1) * EVAL_BLOCK), X, xcode, W, wcode, has_w, c, cand, G, D, A, zero)
@@ -297,26 +261,11 @@ def _groups_argmax(G, gcount, gbest_d, gbest_i):  # type: ignore[no-untyped-def]
     return bi
 
 
-@njit(cache=True)
-def _prefix_resume(D, ck, b0):  # type: ignore[no-untyped-def]
-    """select._prefix_checkpoints from block b0 on (ck[b0] still valid): the same sequential
-    float64 sums in the same order, so the same bits. ck[nb] = the total."""
-    n = D.shape[0]
-    nb = ck.shape[0] - 1
-    s = ck[b0] if b0 > 0 else 0.0
-    for b in range(b0, nb):
-        ck[b] = s
-        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
-            s += D[i]
-    ck[nb] = s
-    return s
-
-
 # ---------------------------------------------------------------- engine
 
 
 class _Engine:
-    """D, groups and member lists for one selection; add_centre and argmax drive the picks."""
+    """D, groups and member lists for one selection: the _driver state of the pruned path."""
 
     def __init__(self, emb: Any, labelled_mask: np.ndarray, accum_dtype: Any, mode: str) -> None:
         reasons = pruned_supported(emb)
@@ -325,7 +274,7 @@ class _Engine:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         zero = acc_zero(accum_dtype)
-        self.rows = r = _Rows(emb, zero)
+        self.rows = r = Rows(emb, zero)
         n, d = r.X.shape
         self.mode = mode
         self.taken = np.array(labelled_mask, dtype=np.bool_, copy=True)
@@ -360,6 +309,7 @@ class _Engine:
         nb = (n + BLOCK - 1) // BLOCK
         self.blk_val = np.empty(nb, dtype=np.float64)
         self.blk_arg = np.empty(nb, dtype=np.int64)
+        self.ck = np.zeros(nb + 1, dtype=np.float64)  # k-means++ prefix checkpoints
         eps, tiny = float(np.finfo(zero.dtype).eps), float(np.finfo(zero.dtype).tiny)
         # A computed squared distance is within (d + 3) u of the exact one (u = eps / 2); the
         # margin is 8x that, which also covers rounding in the float64 threshold formulas.
@@ -405,9 +355,8 @@ class _Engine:
             self.D[s] = 0.0
             self.gcentre[self.G] = s
             self.gcount[self.G] = 0
-            with parallel_section():  # the plain sweep, recording the new group in A
-                _sweep(r.X, r.xcode, r.W, r.wcode, r.has_w, r.badge, r.norms, c, ca, cn, self.G, self.D,
-                       self.A, _NO_MASK, NEAREST, r.zero, self.blk_val, self.blk_arg)
+            # the plain sweep, recording the new group in A
+            sweep_rows(r, c, ca, cn, self.G, self.D, self.A, NO_MASK, NEAREST, self.blk_val, self.blk_arg)
             self.G += 1
             self.first_changed = 0
             self.stats["rows_touched"] += r.n
@@ -464,15 +413,31 @@ class _Engine:
         self.probe_centres = 0
         self._lists()
 
-    def argmax(self) -> int:
-        """Next k-center pick: argmax D over untaken rows, lowest index on ties; -1 if none."""
+    def argmax(self) -> tuple[int, float]:
+        """Next k-center pick: argmax D over untaken rows, lowest index on ties, and its D."""
         if self.plain:
-            r = self.rows
-            c, ca, cn = r.gather(np.zeros(1, dtype=np.int64))
-            with parallel_section():
-                return int(_sweep(r.X, r.xcode, r.W, r.wcode, r.has_w, r.badge, r.norms, c, ca, cn, 0, self.D,
-                                  self.A, self.taken, ARGMAX, r.zero, self.blk_val, self.blk_arg))
-        return int(_groups_argmax(self.G, self.gcount, self.gbest_d, self.gbest_i))
+            c = self.rows.gather(np.zeros(1, dtype=np.int64))
+            i = sweep_rows(self.rows, *c, 0, self.D, self.A, self.taken, ARGMAX, self.blk_val, self.blk_arg)
+        else:
+            i = int(_groups_argmax(self.G, self.gcount, self.gbest_d, self.gbest_i))
+        return i, float(self.D[i])
+
+    def any_taken(self) -> bool:
+        return bool(self.taken.any())
+
+    def max_norm_row(self) -> int:
+        return int(np.argmax(self.rows.sqnorms()))
+
+    def sample(self, r: float) -> int:
+        """The brute sweep's draw -> row rule over the maintained D; the prefix sums resume at
+        the first block whose D changed since the last draw."""
+        n = self.rows.n
+        total = float(prefix_resume(self.D, self.ck, min(self.first_changed, n) // BLOCK))
+        self.first_changed = n
+        return int(prefix_search(self.D, self.ck, total, r * total)) if total > 0.0 else -1
+
+    def nth_free(self, r: float) -> int:
+        return _driver.nth_free(self.taken, r)
 
     def report(self, budget: int) -> dict[str, Any]:
         return {**self.stats, "budget": budget, "plain_at_end": self.plain}
@@ -518,24 +483,7 @@ def kcenter_greedy_stats(
     eng = _Engine(emb, labelled_mask, _accum(accum_dtype, emb), mode)
     budget = _check_budget(budget, eng.untaken)
     _check_first(first, eng.rows.n)
-    picks = np.empty(budget, dtype=np.int64)
-    dists = np.empty(budget, dtype=np.float64)
-    if budget == 0:
-        return picks, dists, eng.report(budget)
-    report = _Progress(progress)
-    if eng.taken.any():
-        nxt = eng.argmax()
-    else:  # D is inf everywhere: the first distance is inf, as on the plain pass
-        nxt = int(first) if first is not None else int(np.argmax(eng.rows.sqnorms()))
-    t = 0
-    while t < budget:
-        picks[t], dists[t] = nxt, np.sqrt(eng.D[nxt])
-        t += 1
-        if t < budget:
-            eng.add_centre(nxt)
-            nxt = eng.argmax()
-        report(t)
-    report(t, final=True)
+    picks, dists = _driver.kcenter_greedy(eng, budget, first, progress)
     return picks, dists, eng.report(budget)
 
 
@@ -551,25 +499,11 @@ def kmeans_pp_stats(
     accum_dtype: Any = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """k-means++ picks and work statistics; `mode` as for kcenter_greedy_stats. Draws and the
-    draw -> row rule are those of the plain pass (select.kmeans_pp)."""
+    draw -> row rule are those of the brute sweep (sweep.BruteState)."""
     eng = _Engine(emb, labelled_mask, _accum(accum_dtype, emb), mode)
     budget = _check_budget(budget, eng.untaken)
     _check_first(first, eng.rows.n)
-    if budget == 0:
-        return np.empty(0, dtype=np.int64), eng.report(budget)
-    n = eng.rows.n
-    nb = len(eng.blk_val)
-    ck = np.zeros(nb + 1, dtype=np.float64)
-
-    def sample(r: float) -> int:
-        # prefix sums resume at the first block whose D changed since the last draw
-        b0 = min(eng.first_changed, n) // BLOCK
-        total = float(_prefix_resume(eng.D, ck, min(b0, nb)))
-        eng.first_changed = n
-        return int(_prefix_search(eng.D, ck[:nb], total, r * total)) if total > 0.0 else -1
-
-    picks = kmeans_pp_loop(budget, seed, first, eng.taken, eng.rows.sqnorms, eng.add_centre, sample, progress)
-    return picks, eng.report(budget)
+    return _driver.kmeans_pp(eng, budget, seed, first, progress), eng.report(budget)
 
 
 def kcenter_greedy_pruned(emb: Any, labelled_mask: np.ndarray, budget: int, first: int | None, *,

@@ -15,9 +15,9 @@ import torch
 import triton
 import triton.language as tl
 
+from .._abi import KIND_CODES  # noqa: F401  (re-exported for the kernels' callers)
 from .._arrays import BFLOAT16, torch_dtype
 
-KIND_CODES = {"entropy": 0, "bvsb": 1, "margin": 2, "least_confidence": 3}
 BLOCK_ROWS = 64  # rows per program
 BLOCK_COLS = 64  # feature columns per tile
 

@@ -5,11 +5,10 @@ Algorithm: one min-distance vector D [n] (float64) on the device. Per pick a ker
 each row's distance to the new centre, D = min(D, dist) on unpicked rows and a partial
 (max, lowest argmax) per block of BLOCK_ROWS rows; the few partials are reduced with torch
 (first block holding the maximum, so the lowest index wins). A Python loop drives the picks
-(Ctrl-C between picks, progress every ~100 ms). Labelled rows seed D in blocks of CENTRES
-centres (never [n, |labelled|]). K-means++: SplitMix64 draws (uwe_kernels.rng); the prefix
-sums must be the sequential float64 sums in index order, which no parallel scan reproduces
-(torch.cumsum on CUDA is a tree scan), so D is copied to the host and summed by numpy's
-sequential cumsum, exactly as the reference does.
+(uwe_kernels._driver: Ctrl-C between picks, progress every ~100 ms). Labelled rows seed D in
+blocks of CENTRES centres (never [n, |labelled|]). K-means++: the prefix sums must be the
+sequential float64 sums in index order, which no parallel scan reproduces (torch.cumsum on
+CUDA is a tree scan), so D is copied to the host and summed by _driver.prefix_pick.
 Complexity: O(n d) per pick (dense, UWE factors), O(n (K + d)) for BADGE factors.
 Distances: exact sum((x - c)^2) for dense and UWE rows (w_i f_i formed in the accumulator);
 BADGE rows |a_i|^2|f_i|^2 + |a_c|^2|f_c|^2 - 2 (a_i.a_c)(f_i.f_c), clamped at 0.
@@ -18,7 +17,6 @@ Ties: lowest index wins everywhere.
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import numpy as np
@@ -26,14 +24,14 @@ import torch
 import triton
 import triton.language as tl
 
-from .. import rng
+from .. import _driver
+from .._abi import EMB_BADGE, EMB_DENSE, EMB_UWE
 from ..errors import BackendUnavailable
 from ._common import BLOCK_COLS, BLOCK_ROWS, acc_tl, acc_torch, host_interop, out_torch, pow2
 
 CHECKS_FINITE = False
 CENTRES = 256
 MAX_CLASSES = 4096
-PROGRESS_EVERY_S = 0.1
 PRUNED = "algorithm='pruned' is not implemented by triton yet; use algorithm='brute' (same picks)"
 
 
@@ -55,8 +53,8 @@ def not_supported_reasons(op: str, call: Any) -> list[str]:
 def _row_dist(rows, rmask, x_ptr, sxn, sxd, w_ptr, swn, swk, norms_ptr, c_ptr, ca_ptr, cn_ptr, k, d, K,
               MODE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr,
               ACC: tl.constexpr):
-    """Squared distance [BLOCK_N] from rows to centre k. MODE 0 dense, 1 UWE (row = w f),
-    2 BADGE (norm form with precomputed row norms)."""
+    """Squared distance [BLOCK_N] from rows to centre k. MODE (_abi.EMB_*) 0 dense, 1 UWE
+    (row = w f), 2 BADGE (norm form with precomputed row norms)."""
     acc = tl.zeros([BLOCK_N], dtype=ACC)
     if MODE == 1:
         wv = tl.load(w_ptr + rows * swn, mask=rmask, other=0.0).to(ACC)
@@ -161,16 +159,16 @@ class _Rows:
         self.ACC = acc_tl(accum_dtype)
         if hasattr(emb, "weights"):
             self.x, self.w = emb.features, emb.weights
-            self.mode = 2 if self.w.dim() == 2 else 1
+            self.mode = EMB_BADGE if self.w.dim() == 2 else EMB_UWE
         else:
             self.x, self.w = emb, emb
-            self.mode = 0
+            self.mode = EMB_DENSE
         self.n, self.d = self.x.shape
-        self.K = self.w.shape[1] if self.mode == 2 else 1
+        self.K = self.w.shape[1] if self.mode == EMB_BADGE else 1
         self.device = self.x.device
         wst = self.w.stride()
-        self.wstrides = (wst[0], wst[1] if self.mode == 2 else 0)
-        self.norms = self._norms() if self.mode == 2 else None
+        self.wstrides = (wst[0], wst[1] if self.mode == EMB_BADGE else 0)
+        self.norms = self._norms() if self.mode == EMB_BADGE else None
 
     @property
     def blocks(self) -> dict[str, int]:
@@ -195,9 +193,9 @@ class _Rows:
         """Centre block (c [m, d], ca [m, K], cn [m]) in the accumulator, contiguous."""
         x = self.x[idx].to(self.acc)
         empty = torch.zeros(1, dtype=self.acc, device=self.device)
-        if self.mode == 0:
+        if self.mode == EMB_DENSE:
             return x.contiguous(), empty, empty
-        if self.mode == 1:
+        if self.mode == EMB_UWE:
             return (self.w[idx].to(self.acc)[:, None] * x).contiguous(), empty, empty
         assert self.norms is not None  # mode 2 always has them
         return x.contiguous(), self.w[idx].to(self.acc).contiguous(), self.norms[idx].contiguous()
@@ -212,7 +210,8 @@ def _nearest_into(rows: _Rows, centres: _Rows, idx: torch.Tensor, D: torch.Tenso
 
 
 class _Selection:
-    """D and the picked/labelled mask on the device (and the mask on the host), one kernel per pick."""
+    """_driver.KCenterState and KMeansState on the device: D and the picked/labelled mask (the mask also on
+    the host), one kernel per centre that updates D and finds the next argmax."""
 
     def __init__(self, emb: Any, labelled_mask: np.ndarray, accum_dtype: Any) -> None:
         self.rows = _Rows(emb, accum_dtype)
@@ -224,13 +223,14 @@ class _Selection:
         nb = triton.cdiv(max(n, 1), BLOCK_ROWS)
         self.blk_val = torch.empty(nb, dtype=torch.float64, device=dev)
         self.blk_arg = torch.empty(nb, dtype=torch.int64, device=dev)
+        self.fresh = False  # blk_val / blk_arg hold the argmax of the current D
         if self.host_taken.any():
             labelled = torch.from_numpy(np.flatnonzero(self.host_taken)).to(dev)
             _nearest_into(self.rows, self.rows, labelled, self.D, torch.zeros(n, dtype=torch.int64, device=dev))
             self.D[self.taken.bool()] = 0.0
 
-    def step(self, pick: int | None) -> tuple[int, float]:
-        """Take `pick` (None: no new centre), update D; (next argmax, its D) over unpicked rows."""
+    def _step(self, pick: int | None) -> None:
+        """Take `pick` (None: no new centre), update D and the block maxima over unpicked rows."""
         r = self.rows
         if pick is None:
             c = ca = cn = self.D
@@ -242,26 +242,36 @@ class _Selection:
         _step_kernel[(len(self.blk_val),)](
             *r.args(), c, ca, cn, self.D, self.taken, self.blk_val, self.blk_arg, r.n, r.d, r.K,
             UPDATE=pick is not None, MODE=r.mode, **r.blocks)
+        self.fresh = True
+
+    def any_taken(self) -> bool:
+        return bool(self.host_taken.any())
+
+    def max_norm_row(self) -> int:
+        return int(torch.argmax(self.rows.sqnorms().to(torch.float64)))
+
+    def add_centre(self, i: int) -> None:
+        self._step(i)
+
+    def argmax(self) -> tuple[int, float]:
+        if not self.fresh:
+            self._step(None)
+        self.fresh = False
         best = self.blk_val.max()
         b = torch.argmax((self.blk_val == best).to(torch.uint8))  # first block with the maximum
         return int(self.blk_arg[b]), float(best)
 
+    def sample(self, r: float) -> int:
+        # The sequential float64 prefix in index order, which no parallel scan reproduces
+        # (torch.cumsum on CUDA is a tree scan): summed on the host.
+        return _driver.prefix_pick(self.D.cpu().numpy(), r)
 
-class _Progress:
-    def __init__(self, progress: Callable[[int], None] | None) -> None:
-        self.progress = progress
-        self.last = time.monotonic()
-
-    def __call__(self, done: int, final: bool = False) -> None:
-        now = time.monotonic()
-        if self.progress is not None and (final or now - self.last >= PROGRESS_EVERY_S):
-            self.last = now
-            self.progress(done)
+    def nth_free(self, r: float) -> int:
+        return _driver.nth_free(self.host_taken, r)
 
 
-def _kth_free(taken: np.ndarray, r: float) -> int:
-    free = np.flatnonzero(~taken)
-    return int(free[min(int(r * len(free)), len(free) - 1)])
+def _device(emb: Any) -> Any:
+    return (emb.features if hasattr(emb, "weights") else emb).device
 
 
 @host_interop
@@ -270,25 +280,11 @@ def kcenter_greedy(emb: Any, labelled_mask: np.ndarray, budget: int, first: int 
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     if algorithm != "brute":
         raise BackendUnavailable("kcenter_greedy", {"triton": [PRUNED]})
-    budget = int(budget)
-    picks = np.empty(budget, dtype=np.int64)
-    dists = np.empty(budget, dtype=np.float64)
-    device = (emb.features if hasattr(emb, "weights") else emb).device
-    if budget:
+    picks, dists = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    if int(budget):
         sel = _Selection(emb, labelled_mask, accum_dtype)
-        report = _Progress(progress)
-        if sel.host_taken.any():
-            nxt, dn = sel.step(None)
-        else:
-            nxt = int(first) if first is not None else int(torch.argmax(sel.rows.sqnorms().to(torch.float64)))
-            dn = float("inf")
-        for t in range(budget):
-            picks[t], dists[t] = nxt, np.sqrt(dn)
-            if t + 1 < budget:
-                nxt, dn = sel.step(int(picks[t]))
-            report(t + 1)
-        report(budget, final=True)
-    return torch.from_numpy(picks).to(device), torch.from_numpy(dists).to(device)
+        picks, dists = _driver.kcenter_greedy(sel, budget, first, progress)
+    return torch.from_numpy(picks).to(_device(emb)), torch.from_numpy(dists).to(_device(emb))
 
 
 @host_interop
@@ -296,42 +292,10 @@ def kmeans_pp(emb: Any, labelled_mask: np.ndarray, budget: int, seed: int, first
               algorithm: str, progress: Callable[[int], None] | None, accum_dtype: Any) -> torch.Tensor:
     if algorithm != "brute":
         raise BackendUnavailable("kmeans_pp", {"triton": [PRUNED]})
-    budget = int(budget)
-    picks = np.empty(budget, dtype=np.int64)
-    device = (emb.features if hasattr(emb, "weights") else emb).device
-    if budget == 0:
-        return torch.from_numpy(picks).to(device)
-    sel = _Selection(emb, labelled_mask, accum_dtype)
-    report = _Progress(progress)
-    draw = 0
-    t = 0
-    if not sel.host_taken.any():
-        i, draw = rng.first_pick(first, seed, lambda: int(torch.argmax(sel.rows.sqnorms().to(torch.float64))),
-                                 lambda r: _kth_free(sel.host_taken, r))
-        picks[0] = i
-        t = 1
-        if budget > 1:
-            sel.step(i)
-        report(t)
-    while t < budget:
-        r = rng.uniform(seed, draw)
-        draw += 1
-        D = sel.D.cpu().numpy()
-        P = np.cumsum(D)  # sequential float64 sums in index order, as the reference
-        total = P[-1]
-        if total > 0.0:
-            i = int(np.searchsorted(P, r * total, side="right"))
-            if i >= len(D):
-                i = int(np.flatnonzero(D > 0.0)[-1])
-        else:
-            i = _kth_free(sel.host_taken, r)
-        picks[t] = i
-        t += 1
-        if t < budget:
-            sel.step(i)
-        report(t)
-    report(t, final=True)
-    return torch.from_numpy(picks).to(device)
+    picks = np.empty(0, dtype=np.int64)
+    if int(budget):
+        picks = _driver.kmeans_pp(_Selection(emb, labelled_mask, accum_dtype), budget, seed, first, progress)
+    return torch.from_numpy(picks).to(_device(emb))
 
 
 @host_interop
