@@ -129,7 +129,11 @@ def prepare(x: Any, name: str) -> Prepared:
             if t.dtype == _torch().bfloat16:  # numpy has no bfloat16: view the bits
                 arr = t.view(_torch().int16).numpy().view(bfloat16())
             else:
-                arr = t.resolve_conj().resolve_neg().numpy()
+                try:
+                    arr = t.resolve_conj().resolve_neg().numpy()
+                except TypeError:  # float8, complex32, ...: numpy has no such dtype
+                    raise TypeError(f"{name} has dtype {t.dtype}; uwe_kernels takes floating arrays "
+                                    f"({FLOAT_NAMES}): cast it first, e.g. {name}.float()") from None
             return Prepared(arr, "torch", "cpu", arr.dtype)
         return Prepared(t, "torch", str(t.device), numpy_dtype(t.dtype))
     if isinstance(x, np.ndarray):

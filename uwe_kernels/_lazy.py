@@ -21,6 +21,7 @@ def load_module(name: str) -> ModuleType:
     with _lock:
         cached = _cache.get(name)
         if cached is None:
+            before = set(sys.modules)
             try:
                 cached = importlib.import_module(name)
                 if name in EXTENSIONS.values():  # codes built in must be the package's
@@ -29,6 +30,10 @@ def load_module(name: str) -> ModuleType:
                     _abi.check_extension(cached)
             except Exception as exc:  # ImportError, OSError from a bad .so, CUDA init errors
                 cached = exc
+            except BaseException:  # Ctrl-C mid-import: not cached, and no half-imported modules
+                for partial in set(sys.modules) - before:  # left behind for the next try to find
+                    sys.modules.pop(partial, None)
+                raise
             _cache[name] = cached
     if isinstance(cached, BaseException):
         raise cached
@@ -44,7 +49,7 @@ def error_of(name: str) -> str | None:
     """Why `name` cannot be imported (one line), or None when it can."""
     try:
         load_module(name)
-    except BaseException as exc:
+    except Exception as exc:  # KeyboardInterrupt and SystemExit propagate
         return f"{type(exc).__name__}: {exc}".splitlines()[0]
     return None
 
