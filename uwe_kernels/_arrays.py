@@ -23,7 +23,8 @@ def bfloat16() -> np.dtype:
     """ml_dtypes' bfloat16, imported on first use."""
     import ml_dtypes
 
-    return np.dtype(ml_dtypes.bfloat16)
+    dtype: np.dtype = np.dtype(ml_dtypes.bfloat16)
+    return dtype
 
 
 def is_bfloat16(dtype: Any) -> bool:
