@@ -77,6 +77,7 @@ def test_team_tuner_spends_most_picks_on_the_faster_size(faster: str, monkeypatc
 
     clock = _FakeClock()
     monkeypatch.setattr(_threads.time, "perf_counter", clock)
+    monkeypatch.setattr(_threads.TeamTuner, "_verdicts", {})
     tuner = _threads.TeamTuner(2)
     cost = {2: 0.002, 1: 0.004} if faster == "full" else {2: 0.008, 1: 0.004}  # seconds per pick
     used = {1: 0, 2: 0}
@@ -94,6 +95,7 @@ def test_team_tuner_follows_a_change_of_load(monkeypatch: pytest.MonkeyPatch) ->
 
     clock = _FakeClock()
     monkeypatch.setattr(_threads.time, "perf_counter", clock)
+    monkeypatch.setattr(_threads.TeamTuner, "_verdicts", {})
     tuner = _threads.TeamTuner(2)
     for busy in (False, True, False):
         cost = {2: 0.008, 1: 0.004} if busy else {2: 0.002, 1: 0.004}
@@ -104,3 +106,17 @@ def test_team_tuner_follows_a_change_of_load(monkeypatch: pytest.MonkeyPatch) ->
             clock.now += cost[team]
             tuner.pick_done(1000.0)
         assert late[1 if busy else 2] > 0.9 * 2000, (busy, late)
+
+
+def test_team_tuner_starts_from_the_last_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uwe_kernels import _threads
+
+    clock = _FakeClock()
+    monkeypatch.setattr(_threads.time, "perf_counter", clock)
+    monkeypatch.setattr(_threads.TeamTuner, "_verdicts", {})
+    first = _threads.TeamTuner(2)
+    for _ in range(500):  # one thread is faster
+        clock.now += {2: 0.008, 1: 0.004}[first.threads()]
+        first.pick_done(1000.0)
+    assert _threads.TeamTuner(2).threads() == 1
+    assert _threads.TeamTuner(3).threads() == 3  # another team size starts afresh

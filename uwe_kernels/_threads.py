@@ -80,20 +80,23 @@ class TeamTuner:
     """Team size per pick for one numba selection call: csrc/cpu/threads.h's TeamTuner (windows
     of about WINDOW_S seconds with the full team or one thread; a trial of the other size wins
     when clearly faster per unit of work than the current size's windows; the next trial after
-    1, 4, 16, 64 windows)."""
+    1, 4, 16, 64 windows; a call starts from the previous call's verdict)."""
 
     WINDOW_S = 0.03
     MARGIN = 0.9
     BACKOFF = 4
     MAX_QUIET = 64
+    RESUME_QUIET = 16
+    _verdicts: dict[int, tuple[int, int]] = {}  # full team size -> (best size, quiet) of the last call
 
     def __init__(self, full: int) -> None:
         self.full = max(1, int(full))
-        self.current = self.best = self.full
+        self.best, quiet = self._verdicts.get(self.full, (self.full, 1))
+        self.current = self.best
         self.start = -1.0
         self.work = 0.0
         self.best_seconds = self.best_work = 0.0  # the best size's windows since the last trial
-        self.quiet = self.until_trial = 1
+        self.quiet = self.until_trial = min(quiet, self.RESUME_QUIET)
 
     def threads(self) -> int:
         return self.current
@@ -127,3 +130,4 @@ class TeamTuner:
             self.quiet = min(self.quiet * self.BACKOFF, self.MAX_QUIET)
         self.current, self.until_trial = self.best, self.quiet
         self.best_seconds = self.best_work = 0.0
+        self._verdicts[self.full] = (self.best, self.quiet)

@@ -28,6 +28,7 @@ namespace cpu {
 
 inline std::atomic<bool> g_forked_child{false};
 inline std::atomic<int> g_thread_cap{0};  // 0: no cap of ours
+inline std::atomic<int> g_last_verdict{0};  // TeamTuner's last decision: full << 20 | best << 8 | quiet
 
 inline void on_fork_child() {
   g_forked_child.store(true, std::memory_order_relaxed);
@@ -66,12 +67,20 @@ inline void set_threads(int n) {
 // least one pick) run with the full team or with one thread. Time per unit of work (element
 // reads, as the state reports them: picks of the pruned engine differ widely) is summed over
 // the windows of the current size since the last trial; a trial window of the other size
-// replaces it only when clearly faster (kMargin). Each confirmation multiplies the windows until the next trial by
-// kBackoff (up to kMaxQuiet), so a quiet machine pays for a short trial window rarely, and a
-// machine that gets busy (or quiet) is noticed within a few windows.
+// replaces it only when clearly faster (kMargin). Each confirmation multiplies the windows
+// until the next trial by kBackoff (up to kMaxQuiet), so a quiet machine pays for a short
+// trial window rarely, and a machine that gets busy (or quiet) is noticed within a few windows.
+// A call starts from the previous call's verdict (the load outlives a call), re-checking it
+// within kResumeQuiet windows.
 class TeamTuner {
  public:
-  explicit TeamTuner(int full) : full_(std::max(1, full)), current_(full_), best_(full_) {}
+  explicit TeamTuner(int full) : full_(std::max(1, full)), current_(full_), best_(full_) {
+    const int last = g_last_verdict.load(std::memory_order_relaxed);
+    if (full_ > 1 && last != 0 && (last >> 20) == full_) {
+      best_ = current_ = (last >> 8) & 0xFFF;
+      quiet_ = until_trial_ = std::min(last & 0xFF, kResumeQuiet);
+    }
+  }
 
   int threads() const { return current_; }
 
@@ -98,6 +107,7 @@ class TeamTuner {
   static constexpr double kMargin = 0.9;
   static constexpr int kBackoff = 4;
   static constexpr int kMaxQuiet = 64;
+  static constexpr int kResumeQuiet = 16;
 
   void record(double seconds, double work) {
     if (current_ == best_) {
@@ -116,6 +126,7 @@ class TeamTuner {
     current_ = best_;
     until_trial_ = quiet_;
     best_seconds_ = best_work_ = 0.0;
+    if (full_ < 2048) g_last_verdict.store((full_ << 20) | (best_ << 8) | quiet_, std::memory_order_relaxed);
   }
 
   int full_;
