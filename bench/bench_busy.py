@@ -21,7 +21,7 @@ from bench._data import pick
 from bench.bench_pruned import gaussian_mixture
 from bench.conftest import require_backend
 
-N, D, BUDGET = pick((20_000, 128, 100), (50_000, 512, 300))
+N, D, BUDGET = pick((20_000, 128, 100), (50_000, 512, 300), smoke=(3_000, 16, 10))
 BUSY_SECONDS = 600  # each busy process ends on its own after this, should the suite be killed
 BUSY_DEFAULT = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _SPIN = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
