@@ -317,3 +317,64 @@ def best_width(fractions: dict[int, float], d: int) -> tuple[int, float]:
     traffic = {k: (k + 3) / (d + 1) + f for k, f in fractions.items()}
     k = min(traffic, key=lambda w: (traffic[w], w))
     return k, traffic[k]
+
+
+# ----------------------------------------------------------------- whether a sketch pays
+
+MIN_ROWS = 4096
+# A sketch is used when its predicted traffic (best_width) is at most this fraction of brute
+# force's: the build and the sketch passes' bookkeeping eat part of the saving.
+MAX_TRAFFIC = 0.5
+# The measurement (SAMPLE_ROWS x d x d multiply-adds in BLAS and a d x d eigenproblem) is only
+# made when the selection's brute-force multiply-adds (n x d x centres, each read from memory:
+# 10-50x slower per operation than a BLAS product) are at least this many times its own, so
+# that a pool where nothing pays loses a few percent at most.
+MEASURE_SHARE = 1.0
+
+
+@dataclass(frozen=True)
+class SketchChoice:
+    """What the sample measurement says: width 0 = no sketch."""
+
+    width: int
+    traffic: float  # predicted bytes read per pick relative to brute force
+    fractions: dict[int, float]
+    directions: tuple[np.ndarray, np.ndarray] | None  # (mu, P [d, width]) for build_sketch
+    seconds: float
+
+
+NO_SKETCH = SketchChoice(0, 1.0, {}, None, 0.0)
+
+
+def choose_sketch(emb: Any, centres: int | None = None) -> SketchChoice:
+    """The sketch width whose pick reads the fewest bytes (widths k <= d / 4), if that is at
+    most MAX_TRAFFIC of brute force's; NO_SKETCH for small pools and for selections too short
+    to repay the measurement. centres: the selection's mean centre count (labelled rows plus
+    half the budget), None when unknown."""
+    start = time.perf_counter()
+    emb = _as_backend(emb)
+    n, d = emb.features.shape if isinstance(emb, FactoredArrays) else emb.shape
+    widths = tuple(k for k in SKETCH_WIDTHS if 4 * k <= d)
+    rows = min(n, SAMPLE_ROWS)
+    if n < MIN_ROWS or not widths:
+        return NO_SKETCH
+    if centres is not None and float(n) * d * centres < MEASURE_SHARE * float(rows) * d * d:
+        return NO_SKETCH
+    mu, basis, _ = sample_directions(emb, max(widths))
+    fractions = predicted_fractions(emb, max(1, centres or 64), widths, directions=(mu, basis))
+    k, traffic = best_width(fractions, d)
+    if traffic > MAX_TRAFFIC:
+        return SketchChoice(0, traffic, fractions, None, time.perf_counter() - start)
+    return SketchChoice(k, traffic, fractions, (mu, np.ascontiguousarray(basis[:, :k])), time.perf_counter() - start)
+
+
+class Algorithm(str):
+    """An algorithm name chosen by `auto` ('brute', 'pruned', 'sketch', 'pruned+sketch') that
+    carries the sketch measurement it was chosen by, so the op does not measure again."""
+
+    sketch: SketchChoice = NO_SKETCH
+
+    def __new__(cls, name: str, sketch: SketchChoice = NO_SKETCH) -> "Algorithm":
+        out = super().__new__(cls, name)
+        out.sketch = sketch
+        return out

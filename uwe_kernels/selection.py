@@ -62,11 +62,12 @@ def _check_algorithm(algorithm: Any) -> str:
     return str(algorithm)
 
 
-def _resolve_algorithm(algorithm: str, fn: Callable[..., Any], pool: _Pool) -> str:
+def _resolve_algorithm(algorithm: str, fn: Callable[..., Any], pool: _Pool, labelled: int, budget: int) -> str:
+    """The backend's choice for "auto", told the selection's mean centre count."""
     if algorithm != "auto":
         return algorithm
     choose = getattr(sys.modules[fn.__module__], "choose_algorithm", None)
-    return choose(pool.data) if choose is not None else "brute"
+    return choose(pool.data, centres=labelled + budget // 2) if choose is not None else "brute"
 
 
 @contextlib.contextmanager
@@ -138,7 +139,7 @@ def kcenter_greedy(
     acc = _arrays.accum_dtype(pool.dtype)
 
     def call(fn: Callable[..., Any]) -> Any:
-        algo = _resolve_algorithm(algorithm, fn, pool)
+        algo = _resolve_algorithm(algorithm, fn, pool, n_lab, budget)
         with _progress_bar(progress, budget, "k-center greedy") as update:
             return fn(pool.data, mask, budget, first, algorithm=algo, progress=update, accum_dtype=acc)
 
@@ -191,7 +192,7 @@ def kmeans_pp(
     acc = _arrays.accum_dtype(pool.dtype)
 
     def call(fn: Callable[..., Any]) -> Any:
-        algo = _resolve_algorithm(algorithm, fn, pool)
+        algo = _resolve_algorithm(algorithm, fn, pool, n_lab, budget)
         with _progress_bar(progress, budget, "k-means++") as update:
             return fn(pool.data, mask, budget, seed, first, algorithm=algo, progress=update, accum_dtype=acc)
 

@@ -55,7 +55,7 @@ def not_supported_reasons(op: str, call: Any) -> list[str]:
     return [f"algorithm={algorithm!r} is not implemented by cpp"]
 
 
-def choose_algorithm(emb: Any) -> str:
+def choose_algorithm(emb: Any, centres: int | None = None) -> str:
     return pruned.choose_algorithm(emb)
 
 

@@ -345,6 +345,7 @@ class _Engine:
                       "sketch_width": sketch.k if sketch is not None else 0,
                       "sketch_build_seconds": sketch.build_seconds if sketch is not None else 0.0}
         self.next = -1  # the argmax found by the last sketch-filtered plain pass
+        self.last_full = n  # full distances of the last sketch-filtered plain pass
         self.eval_n = np.zeros((n + EVAL_BLOCK - 1) // EVAL_BLOCK + 1, dtype=np.int64)
         self.plain = mode == "plain"
         self.average = 0.0
@@ -384,8 +385,12 @@ class _Engine:
             self.gcentre[self.G] = s
             self.gcount[self.G] = 0
             if self.sk.on:  # the plain pass, a full distance only where the sketch test fails
+                # values it will read, guessed from the last pass: one thread below PARALLEL_MIN rows' worth
+                work = self.last_full * r.X.shape[1] + live_before * (self.sk.z.shape[1] + 3)
                 self.next, evaluated, first = sketched.update(r, self.sk, c[0], int(s), self.G, self.D, self.A,
-                                                              self.taken, self.blk_val, self.blk_arg)
+                                                              self.taken, self.blk_val, self.blk_arg,
+                                                              work >= PARALLEL_MIN * r.X.shape[1])
+                self.last_full = evaluated
                 self.first_changed = min(self.first_changed, first, int(s))
                 self.stats["sketch_tests"] += live_before
             else:  # the plain sweep, recording the new group in A
@@ -485,7 +490,7 @@ class _Engine:
         return {**self.stats, "budget": budget, "plain_at_end": self.plain}
 
 
-def _accum(accum_dtype: Any, emb: Any) -> Any:
+def accum(accum_dtype: Any, emb: Any) -> Any:
     if accum_dtype is not None:
         return accum_dtype
     return np.float64 if np.dtype(emb.dtype) == np.float64 else np.float32
@@ -494,13 +499,13 @@ def _accum(accum_dtype: Any, emb: Any) -> Any:
 def _engine(emb: Any, labelled_mask: np.ndarray, accum_dtype: Any, mode: str, sketch_width: int,
             directions: tuple[np.ndarray, np.ndarray] | None) -> _Engine:
     """The engine, with a sketch of width sketch_width built first (its cost in the stats)."""
-    accum = _accum(accum_dtype, emb)
+    acc = accum(accum_dtype, emb)
     sketch = None
     if sketch_width:
         if pruned_supported(emb):
             raise ValueError("; ".join(pruned_supported(emb)))
-        sketch = build_sketch(emb, int(sketch_width), acc_dtype=accum, directions=directions)
-    return _Engine(emb, labelled_mask, accum, mode, sketch)
+        sketch = build_sketch(emb, int(sketch_width), acc_dtype=acc, directions=directions)
+    return _Engine(emb, labelled_mask, acc, mode, sketch)
 
 
 def _check_first(first: Any, n: int) -> None:
@@ -566,20 +571,3 @@ def kmeans_pp_stats(
     budget = _check_budget(budget, eng.untaken)
     _check_first(first, eng.rows.n)
     return _driver.kmeans_pp(eng, budget, seed, first, progress), eng.report(budget)
-
-
-def kcenter_greedy_pruned(emb: Any, labelled_mask: np.ndarray, budget: int, first: int | None, *,
-                          progress: Callable[[int], None] | None = None, accum_dtype: Any = None
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """The kcenter_greedy op (docs/internals.md) with algorithm='pruned'."""
-    picks, dists, _ = kcenter_greedy_stats(emb, labelled_mask, budget, first, progress=progress,
-                                           accum_dtype=accum_dtype)
-    return picks, dists
-
-
-def kmeans_pp_pruned(emb: Any, labelled_mask: np.ndarray, budget: int, seed: int, first: Any, *,
-                     progress: Callable[[int], None] | None = None, accum_dtype: Any = None) -> np.ndarray:
-    """The kmeans_pp op (docs/internals.md) with algorithm='pruned'."""
-    picks, _ = kmeans_pp_stats(emb, labelled_mask, budget, seed, first, progress=progress,
-                               accum_dtype=accum_dtype)
-    return picks

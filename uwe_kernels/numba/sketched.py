@@ -65,11 +65,11 @@ def keeps(b, Di, scale, centre_slack, slack_i):  # type: ignore[no-untyped-def]
 def _update_rows(lo, hi, X, xcode, W, wcode, has_w, c, s, z, r, slack, scale, cs, G, D, A, taken, zero):  # type: ignore[no-untyped-def]
     """D = min(D, |x - c|^2) over live rows lo..hi-1, a full distance only where the sketch
     test fails; rows that get strictly closer join group G. Returns (max D, lowest index; full
-    distances; first row whose D changed, hi when none)."""
+    distances; first row whose D changed, n when none)."""
     best = -1.0
     arg = -1
     evaluated = 0
-    first = hi
+    first = D.shape[0]
     for i in range(lo, hi):
         if taken[i]:
             continue
@@ -81,7 +81,7 @@ def _update_rows(lo, hi, X, xcode, W, wcode, has_w, c, s, z, r, slack, scale, cs
                 di = v
                 D[i] = v
                 A[i] = G
-                if first == hi:
+                if first == D.shape[0]:
                     first = i
         if di > best:
             best = di
@@ -115,9 +115,16 @@ def _update(X, xcode, W, wcode, has_w, c, s, z, r, slack, scale, cs, G, D, A, ta
 
 
 def update(rows: Rows, sk: SketchArgs, c: np.ndarray, s: int, G: int, D: np.ndarray, A: np.ndarray,
-           taken: np.ndarray, blk_val: np.ndarray, blk_arg: np.ndarray) -> tuple[int, int, int]:
+           taken: np.ndarray, blk_val: np.ndarray, blk_arg: np.ndarray, parallel: bool) -> tuple[int, int, int]:
     """Centre s (c: its row in the accumulator) against every live row: (argmax D over live
-    rows, lowest index on ties, -1 when none; full distances computed; first changed row)."""
+    rows, lowest index on ties, -1 when none; full distances computed; first changed row).
+    parallel=False runs one thread: a pass that reads little costs less than waking the team
+    (the same rows in the same order either way, so the same results)."""
+    if not parallel:
+        _, arg, evaluated, first = _update_rows(0, rows.n, rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, c, s,
+                                                sk.z, sk.r, sk.slack, sk.scale, sk.centre_slack(s), G, D, A, taken,
+                                                rows.zero)
+        return int(arg), int(evaluated), int(first)
     nb = len(blk_val)
     blk_n, blk_first = np.empty(nb, dtype=np.int64), np.empty(nb, dtype=np.int64)
     with parallel_section():
