@@ -571,3 +571,20 @@ def kmeans_pp_stats(
     budget = _check_budget(budget, eng.untaken)
     _check_first(first, eng.rows.n)
     return _driver.kmeans_pp(eng, budget, seed, first, progress), eng.report(budget)
+
+
+def kcenter_greedy_pruned(emb: Any, labelled_mask: np.ndarray, budget: int, first: int | None, *,
+                          progress: Callable[[int], None] | None = None, accum_dtype: Any = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """The kcenter_greedy op (docs/internals.md) with algorithm='pruned'."""
+    picks, dists, _ = kcenter_greedy_stats(emb, labelled_mask, budget, first, progress=progress,
+                                           accum_dtype=accum_dtype)
+    return picks, dists
+
+
+def kmeans_pp_pruned(emb: Any, labelled_mask: np.ndarray, budget: int, seed: int, first: Any, *,
+                     progress: Callable[[int], None] | None = None, accum_dtype: Any = None) -> np.ndarray:
+    """The kmeans_pp op (docs/internals.md) with algorithm='pruned'."""
+    picks, _ = kmeans_pp_stats(emb, labelled_mask, budget, seed, first, progress=progress,
+                               accum_dtype=accum_dtype)
+    return picks
