@@ -6,6 +6,8 @@
 #include <omp.h>
 #endif
 
+#include "common/abi_export.h"
+
 namespace py = pybind11;
 
 namespace uwe {
@@ -57,6 +59,7 @@ PYBIND11_MODULE(_ext_cpu, m) {
 #endif
       },
       py::arg("n"), "Threads for later calls (no effect without OpenMP).");
+  m.attr("ABI") = uwe::abi_table();
   uwe::register_embed_cpu(m);
   uwe::register_select_cpu(m);
   uwe::register_pruned_cpu(m);

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "common/abi_export.h"
+
 namespace py = pybind11;
 
 namespace uwe {
@@ -44,6 +46,7 @@ PYBIND11_MODULE(_ext_cuda, m) {
   m.doc() = "uwe_kernels CUDA kernels (raw device pointers + stream handles)";
   m.def("build_info", &build_info, "CUDA version and architectures this module was built for.");
   m.def("device_status", &device_status, "(device count, reason when none is usable).");
+  m.attr("ABI") = uwe::abi_table();
   uwe::register_embed_cuda(m);
   uwe::register_select_cuda(m);
 }

@@ -14,7 +14,9 @@ import pytest
 
 import uwe_kernels as uk
 from uwe_kernels import _lazy, rng
+from uwe_kernels._abi import FIRST_MAX_NORM
 from uwe_kernels._arrays import BFLOAT16
+from uwe_kernels._spec import emb_spec
 from uwe_kernels.errors import BackendUnavailable
 
 from helpers import as_float64, clustered_pool, gaussian_pool, rtol, to_device, to_numpy
@@ -403,7 +405,7 @@ def test_progress_bar_leaves_the_picks_unchanged(backend, device, capsys):
 def test_progress_callback_is_called_during_a_long_compiled_run():
     x = gaussian_pool(200_000, 64, seed=16)  # about a second of work: progress fires every ~100 ms
     seen: list[int] = []
-    picks, _ = _lazy.load("cpu").kcenter_greedy((0, x, 2, None, -1), np.zeros(len(x), bool), 200, -1, False,
+    picks, _ = _lazy.load("cpu").kcenter_greedy(emb_spec(x), np.zeros(len(x), bool), 200, FIRST_MAX_NORM, False,
                                                 seen.append)
     assert len(picks) == 200
     assert seen and all(0 < a < b for a, b in zip(seen, seen[1:])) and seen[-1] < 200

@@ -10,8 +10,12 @@ import numpy as np
 import numpy.typing as npt
 
 _Progress = Callable[[int], None] | None
-# (kind 0 dense / 1 UWE / 2 BADGE, features, dtype code, weights or None, dtype code)
-_EmbSpec = tuple[int, np.ndarray, int, np.ndarray | None, int]
+# uwe_kernels/_spec.py: matrix = (address, rows, cols, row stride, column stride in bytes,
+# dtype code); embedding = (kind, features matrix, weights matrix or None). Codes: uwe_kernels/_abi.py.
+_Matrix = tuple[int, int, int, int, int, int]
+_EmbSpec = tuple[int, _Matrix, _Matrix | None]
+
+ABI: dict[str, dict[str, int]]  # every code this module was built with, by group and name
 _RowFlags = tuple[int, int, int]
 
 def build_info() -> dict[str, Any]:
@@ -40,35 +44,25 @@ def uwe_detection(scores: np.ndarray, s_code: int, features: np.ndarray, f_code:
 
 def kcenter_greedy(emb: _EmbSpec, labelled: npt.NDArray[np.bool_], budget: int, first: int, double_acc: bool,
                    progress: _Progress) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """(picks, Euclidean distance at pick time); first = -1 for the row of largest norm."""
+    """(picks, Euclidean distance at pick time); first: an index or FIRST_MAX_NORM."""
 
 def kmeans_pp(emb: _EmbSpec, labelled: npt.NDArray[np.bool_], budget: int, seed: int, first: int,
               double_acc: bool, progress: _Progress) -> npt.NDArray[np.int64]:
-    """Picks with SplitMix64 draws; first = -1 max norm, -2 random, or an index."""
+    """Picks with SplitMix64 draws; first: an index, FIRST_MAX_NORM or FIRST_RANDOM."""
 
 def min_distances(emb: _EmbSpec, centres: _EmbSpec,
                   double_acc: bool) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """(squared distance to the nearest centre, its index, lowest on ties)."""
 
-def kcenter_greedy_pruned(pool: np.ndarray, dtype: int, labelled_mask: npt.NDArray[np.bool_], budget: int,
-                          first: int, double_acc: bool, mode: int, progress: _Progress
+def kcenter_greedy_pruned(emb: _EmbSpec, labelled_mask: npt.NDArray[np.bool_], budget: int, first: int,
+                          double_acc: bool, mode: int, progress: _Progress
                           ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], dict[str, Any]]:
     """Pruned k-center greedy: (picks, distances, work statistics); mode 0 plain / 1 pruned / 2 adaptive."""
 
-def kmeans_pp_pruned(pool: np.ndarray, dtype: int, labelled_mask: npt.NDArray[np.bool_], budget: int, seed: int,
-                     first: int, double_acc: bool, mode: int,
+def kmeans_pp_pruned(emb: _EmbSpec, labelled_mask: npt.NDArray[np.bool_], budget: int, seed: int, first: int,
+                     double_acc: bool, mode: int,
                      progress: _Progress) -> tuple[npt.NDArray[np.int64], dict[str, Any]]:
     """Pruned k-means++ seeding: (picks, work statistics)."""
-
-def kcenter_greedy_pruned_factored(emb: _EmbSpec, labelled_mask: npt.NDArray[np.bool_], budget: int, first: int,
-                                   double_acc: bool, mode: int, progress: _Progress
-                                   ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], dict[str, Any]]:
-    """Pruned k-center greedy on a factored (kind 1 UWE / 2 BADGE) embedding: (picks, distances, statistics)."""
-
-def kmeans_pp_pruned_factored(emb: _EmbSpec, labelled_mask: npt.NDArray[np.bool_], budget: int, seed: int,
-                              first: int, double_acc: bool, mode: int,
-                              progress: _Progress) -> tuple[npt.NDArray[np.int64], dict[str, Any]]:
-    """Pruned k-means++ seeding on a factored (kind 1 UWE / 2 BADGE) embedding: (picks, statistics)."""
 
 def splitmix64_uniforms(seed: int, start: int, count: int) -> npt.NDArray[np.float64]:
     """SplitMix64 draws start .. start + count - 1 as float64 in [0, 1)."""

@@ -33,17 +33,26 @@ def uwe_detection(s_ptr: int, s_shape: _Shape, s_stride: _Shape, s_code: int, f_
                   mean: bool, logits: bool, scratch: int, cls: int, best: int, count: int, acc: int, out: int,
                   o_code: int, acc64: bool, stream: int) -> None: ...
 
-def kcenter_greedy(emb: tuple[Any, ...], work: tuple[Any, ...], budget: int, first: int, double_acc: bool,
+# Selection: embedding specs as for _ext_cpu (uwe_kernels/_spec.py, torch device pointers);
+# work: named device buffers (D, scratch, taken, labelled, part_value, part_index, centre,
+# zero_centre, p, argmin, starts: pointers; m, parts: counts), see uwe_kernels/cuda/select.py.
+_Matrix = tuple[int, int, int, int, int, int]
+_EmbSpec = tuple[int, _Matrix, _Matrix | None]
+_Work = dict[str, int]
+
+ABI: dict[str, dict[str, int]]  # every code this module was built with, by group and name
+
+def kcenter_greedy(emb: _EmbSpec, work: _Work, budget: int, first: int, double_acc: bool,
                    picks: int, dists: int, stream: int, device: int, progress: _Progress) -> None:
     """k-center greedy on the device; picks/dists are device pointers filled in stream order."""
 
-def kmeans_pp(emb: tuple[Any, ...], work: tuple[Any, ...], budget: int, seed: int, first: int, untaken: int,
+def kmeans_pp(emb: _EmbSpec, work: _Work, budget: int, seed: int, first: int, untaken: int,
               double_acc: bool, picks: int, stream: int, device: int, progress: _Progress) -> None:
     """k-means++ seeding on the device (SplitMix64 draws)."""
 
-def min_distances(emb: tuple[Any, ...], centres: tuple[Any, ...], work: tuple[Any, ...], double_acc: bool,
+def min_distances(emb: _EmbSpec, centres: _EmbSpec, work: _Work, double_acc: bool,
                   stream: int, device: int) -> None:
-    """Nearest-centre squared distances into work.D and work.argmin."""
+    """Nearest-centre squared distances into work["D"] and work["argmin"]."""
 
 def step_threads() -> int: ...
 def max_parts() -> int: ...

@@ -19,6 +19,10 @@ def load_module(name: str) -> ModuleType:
         if cached is None:
             try:
                 cached = importlib.import_module(name)
+                if name in EXTENSIONS.values():  # codes built in must be the package's
+                    from . import _abi
+
+                    _abi.check_extension(cached)
             except Exception as exc:  # ImportError, OSError from a bad .so, CUDA init errors
                 cached = exc
             _cache[name] = cached

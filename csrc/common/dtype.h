@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/abi.h"
 #include "common/hd.h"
 
 #if defined(__CUDACC__)
@@ -17,9 +18,6 @@
 #endif
 
 namespace uwe {
-
-// Codes the Python adapters pass for a buffer's element type.
-enum DType : int { kFloat16 = 0, kBFloat16 = 1, kFloat32 = 2, kFloat64 = 3 };
 
 struct half_t {
   uint16_t bits;

@@ -14,11 +14,10 @@
 
 #include <cmath>
 
+#include "common/abi.h"
 #include "common/hd.h"
 
 namespace uwe {
-
-enum Kind : int { kEntropy = 0, kBvsb = 1, kMargin = 2, kLeastConfidence = 3 };
 
 template <typename A>
 struct RowSummary {

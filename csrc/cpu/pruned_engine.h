@@ -14,8 +14,8 @@
 // whose error scales with the norms, not with the distance). A skipped row's computed distance
 // is provably >= D(i), so D is bit-identical to the plain pass, which evaluates every row, and
 // the picks are exactly those of the plain pass.
-// Rows: a policy giving the row representation (cpu/pruned_distance.h DenseRows for [n, d]
-// pools, cpu/pruned_factored.h FactoredRows for UWE / BADGE factors): load_centre, dist (with
+// Rows: a policy giving the row representation (cpu/pruned_rows.h: any embedding, with the
+// brute-force pass's row distance): load_centre, dist (with
 // an early exit at `bound` where that is a proven lower bound, else the full value), norm,
 // slack, rel, abs, prefetch.
 // The next k-center pick is the argmax over group maxima: O(groups), never O(n).
@@ -38,7 +38,7 @@
 #include <omp.h>
 #endif
 
-#include "cpu/pruned_distance.h"
+#include "cpu/pruned_rows.h"
 
 namespace uwe {
 namespace pruned {

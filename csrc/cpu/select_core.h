@@ -1,7 +1,8 @@
 // Shared pieces of the CPU selection kernels (brute-force and pruned): the embedding view
-// (dense rows, or UWE / BADGE factors), per-thread scratch, the per-pick row distances, BADGE
-// norms, the labelled-set pass and the signal/progress checkpoint. Both kernel families call
-// these same functions, so a distance they both compute is bit-identical.
+// (dense rows, or UWE / BADGE factors), per-thread scratch, the row distances, BADGE norms and
+// the labelled-set pass. Both kernel families call these same functions, and every distance
+// goes through row_sum's one summation order (cpu/select_simd.h), so a distance is
+// bit-identical whichever pass computed it.
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -62,12 +63,13 @@ constexpr Acc kInf = std::numeric_limits<Acc>::infinity();
 constexpr int64_t kParallelMinWork = 1 << 15;
 
 // ------------------------------------------------------------------ embeddings
-enum EmbKind : int { kDense = 0, kUwe = 1, kBadge = 2 };
-
 struct Emb {
   int kind = kDense;
   Matrix f;  // dense rows, or the features of a factored embedding
   Matrix w;  // factored weights: [n, 1] (UWE) or [n, K] (BADGE)
+
+  Emb() = default;
+  explicit Emb(const EmbSpec& e) : kind(e.kind), f(e.f), w(e.w) {}
 
   int64_t n() const { return f.rows; }
   int64_t d() const { return f.cols; }
@@ -141,30 +143,34 @@ struct Workspace {
 };
 
 // ------------------------------------------------------------------ row distance functors
-// operator()(i, centre, scratch) -> squared distance of row i to the prepared centre.
+// operator()(i, centre, scratch, bound, read) -> squared distance of row i to the prepared
+// centre, or a partial sum >= bound (row_sum's early exit; +inf for the full value).
 
 template <class Src>
 struct DirectDistance {  // dense rows read in place (float accumulation)
   Matrix x;
-  float operator()(int64_t i, const float* c, float*) const {
-    return sq_dist_src<Src>(reinterpret_cast<const typename Src::T*>(x.row(i)), c, x.cols);
+  float operator()(int64_t i, const float* c, float*, float bound, int64_t& read) const {
+    return row_sum<Src, true>(reinterpret_cast<const typename Src::T*>(x.row(i)), c, x.cols, bound, read);
   }
 };
 
 template <class Acc>
 struct RowDistance {  // dense rows converted, or UWE rows u_i * f_i
   const Emb* e;
-  Acc operator()(int64_t i, const Acc* c, Acc* buf) const { return sq_dist<Acc>(e->dense_row(i, buf), c, e->d()); }
+  Acc operator()(int64_t i, const Acc* c, Acc* buf, Acc bound, int64_t& read) const {
+    return row_sum<AccSrc<Acc>, true>(e->dense_row(i, buf), c, e->d(), bound, read);
+  }
 };
 
 template <class Acc>
-struct BadgeDistance {  // centre layout [a_c (K) | f_c (d) | p_c]
+struct BadgeDistance {  // centre layout [a_c (K) | f_c (d) | p_c]; no early exit (not monotone)
   const Emb* e;
   const Acc* p;  // p_i = mul_rn(|a_i|^2, |f_i|^2)
-  Acc operator()(int64_t i, const Acc* c, Acc* buf) const {
+  Acc operator()(int64_t i, const Acc* c, Acc* buf, Acc, int64_t& read) const {
     const int64_t K = e->K(), d = e->d();
     const Acc aa = dot<Acc>(e->a_row(i, buf), c, K);
     const Acc ff = dot<Acc>(e->f_row(i, buf + K), c + K, d);
+    read += K + d;
     return factored_sq_dist<Acc>(p[i], c[K + d], aa, ff);
   }
 };
@@ -215,59 +221,46 @@ void prepare_centre(const Emb& e, int64_t i, const Acc* p, Acc* c) {
 
 // ------------------------------------------------------------------ labelled set / centres
 // For each listed row: min over the listed centres of the squared distance, and the centre's
-// position in the centre list (lowest on ties), merged into D / A with strict <.
+// position in the centre list (lowest on ties), merged into D / A with strict <. Values are
+// row_sum's (tile_4x2), the same bits as the per-pick pass, so the labelled pass and a pass
+// adding the centres one by one leave the same D.
 // Work is cut into units (a group of rows x a chunk of centres, ~1e9 element pairs at most);
-// each unit packs its chunk into panels [len][W] once, then threads take row blocks of Rb
-// rows, pack them, and run the 4 x W register tile over every panel. Between units the
-// checkpoint runs.
+// each unit packs its chunk once, then threads take row blocks of Rb rows, pack them, and run
+// the 4 x 2 register tile over the chunk. Between units the checkpoint runs.
 template <class Acc>
 void nearest_centres(const Emb& rows, const int64_t* row_list, int64_t nr, const Emb& cents,
                      const int64_t* cen_list, int64_t m, const Acc* row_p, const Acc* cen_p, Acc* D,
                      int64_t* A, Workspace<Acc>& ws, Checkpoint& checkpoint, int64_t done) {
-  using V = typename Simd<Acc>::V;
-  using I = typename Simd<Acc>::I;
-  using Lane = std::remove_reference_t<decltype(std::declval<I>()[0])>;
-  constexpr int L = Simd<Acc>::L;
-  constexpr int64_t W = 2 * L;
   if (nr == 0 || m == 0) return;
   const bool badge = rows.kind == kBadge;
   const int64_t K = rows.K(), d = rows.d(), width = rows.width();
   const int64_t wide = std::max<int64_t>(width, 1);
-  const int64_t panel_size = width * W + W;  // [a K x W | f d x W | p_c W]
-  const int64_t C = std::clamp<int64_t>((262144 / (wide * (int64_t)sizeof(Acc))) / W * W, W, 2048);
+  const int64_t C = std::clamp<int64_t>((262144 / (wide * (int64_t)sizeof(Acc))) / 2 * 2, 2, 2048);
   const int64_t Rb = std::clamp<int64_t>((131072 / (wide * (int64_t)sizeof(Acc))) / 4 * 4, 4, 128);
   const int64_t G = std::max<int64_t>(Rb * ws.threads, (int64_t(1) << 30) / (C * wide) / Rb * Rb);
-  const int64_t npanels_max = C / W;
-  std::vector<Acc> chunk(static_cast<size_t>(npanels_max * panel_size));
+  std::vector<Acc> chunk(static_cast<size_t>(C * width));
+  std::vector<Acc> chunk_p(static_cast<size_t>(C));
   const int64_t block_size = Rb * width + Rb;
   std::vector<Acc> blocks(static_cast<size_t>(block_size * ws.threads));
-  I iota;
-  for (int l = 0; l < L; ++l) iota[l] = static_cast<Lane>(l);
-  const V inf = vbroadcast<Acc>(kInf<Acc>);
 
   for (int64_t g0 = 0; g0 < nr; g0 += G) {
     const int64_t g1 = std::min(nr, g0 + G);
     const int64_t nblocks = (g1 - g0 + Rb - 1) / Rb;
     for (int64_t c0 = 0; c0 < m; c0 += C) {
       const int64_t count = std::min(C, m - c0);
-      const int64_t npanels = (count + W - 1) / W;
+      const int64_t padded_c = (count + 1) / 2 * 2;
 #pragma omp parallel num_threads(ws.threads) if ((g1 - g0) * count * wide > kParallelMinWork)
       {
-        Acc* tmp = ws.buffer(thread_id());
 #pragma omp for schedule(static)
-        for (int64_t q = 0; q < npanels; ++q) {
-          Acc* panel = chunk.data() + q * panel_size;
-          for (int64_t j = 0; j < W; ++j) {
-            const int64_t pos = c0 + q * W + j;
-            if (pos < c0 + count) {
-              const int64_t ci = cen_list ? cen_list[pos] : pos;
-              cents.pack_row(ci, tmp);
-              panel[width * W + j] = badge ? cen_p[ci] : Acc(0);
-            } else {
-              std::fill(tmp, tmp + width, Acc(0));
-              panel[width * W + j] = Acc(0);
-            }
-            for (int64_t k = 0; k < width; ++k) panel[k * W + j] = tmp[k];
+        for (int64_t j = 0; j < padded_c; ++j) {
+          Acc* dst = chunk.data() + j * width;
+          if (j < count) {
+            const int64_t ci = cen_list ? cen_list[c0 + j] : c0 + j;
+            cents.pack_row(ci, dst);
+            chunk_p[j] = badge ? cen_p[ci] : Acc(0);
+          } else {
+            std::fill(dst, dst + width, Acc(0));
+            chunk_p[j] = Acc(0);
           }
         }
 #pragma omp for schedule(dynamic, 1)
@@ -287,86 +280,37 @@ void nearest_centres(const Emb& rows, const int64_t* row_list, int64_t nr, const
             }
           }
           for (int64_t r4 = 0; r4 < padded; r4 += 4) {
-            V best[4][2];
-            I best_j[4][2];
-            for (int r = 0; r < 4; ++r)
-              for (int h = 0; h < 2; ++h) {
-                best[r][h] = inf;
-                best_j[r][h] = iota * 0 - 1;
-              }
+            Acc best[4];
+            int64_t best_j[4];
+            for (int r = 0; r < 4; ++r) best[r] = kInf<Acc>, best_j[r] = -1;
             const Acc* x4 = xb + r4 * width;
-            for (int64_t q = 0; q < npanels; ++q) {
-              const Acc* panel = chunk.data() + q * panel_size;
-              V acc[4][2];
+            for (int64_t j = 0; j < count; j += 2) {
+              const Acc* c2 = chunk.data() + j * width;
+              Acc v[4][2];
               if (badge) {
-                V aa[4][2];
-                tile_4x2<Acc, false>(x4, width, panel, K, aa);
-                tile_4x2<Acc, false>(x4 + K, width, panel + K * W, d, acc);
+                Acc aa[4][2];
+                tile_4x2<Acc, false>(x4, width, c2, width, K, aa);
+                tile_4x2<Acc, false>(x4 + K, width, c2 + K, width, d, v);
                 for (int r = 0; r < 4; ++r)
-                  for (int h = 0; h < 2; ++h) {
-                    const V pc = vload<V>(panel + width * W + h * L);
-                    const V qv = vmul_rn(aa[r][h], acc[r][h]);
-                    const V v = (vbroadcast<Acc>(xp[r4 + r]) + pc) - (qv + qv);
-                    acc[r][h] = v > V{} ? v : V{};
-                  }
+                  for (int h = 0; h < 2; ++h) v[r][h] = factored_sq_dist<Acc>(xp[r4 + r], chunk_p[j + h], aa[r][h], v[r][h]);
               } else {
-                tile_4x2<Acc, true>(x4, width, panel, d, acc);
+                tile_4x2<Acc, true>(x4, width, c2, width, d, v);
               }
-              for (int h = 0; h < 2; ++h) {
-                const I lanes = iota + static_cast<Lane>(q * W + h * L);
-                const I valid = lanes < static_cast<Lane>(count);
-                for (int r = 0; r < 4; ++r) {
-                  const V v = valid ? acc[r][h] : inf;
-                  const I better = v < best[r][h];
-                  best[r][h] = better ? v : best[r][h];
-                  best_j[r][h] = better ? lanes : best_j[r][h];
-                }
-              }
+              for (int h = 0; h < 2 && j + h < count; ++h)
+                for (int r = 0; r < 4; ++r)
+                  if (v[r][h] < best[r] || best_j[r] < 0) best[r] = v[r][h], best_j[r] = j + h;
             }
             for (int r = 0; r < 4 && r4 + r < nrows; ++r) {
-              Acc v = kInf<Acc>;
-              int64_t j = std::numeric_limits<int64_t>::max();
-              for (int h = 0; h < 2; ++h)
-                for (int l = 0; l < L; ++l) {
-                  const int64_t lj = best_j[r][h][l];
-                  if (lj >= 0 && argmin_better<Acc>(best[r][h][l], lj, v, j)) {
-                    v = best[r][h][l];
-                    j = lj;
-                  }
-                }
               const int64_t ri = row_list ? row_list[r0 + r4 + r] : r0 + r4 + r;
-              if (j != std::numeric_limits<int64_t>::max() && (v < D[ri] || A[ri] < 0)) {
-                D[ri] = v;
-                A[ri] = c0 + j;
+              if (best_j[r] >= 0 && (best[r] < D[ri] || A[ri] < 0)) {
+                D[ri] = best[r];
+                A[ri] = c0 + best_j[r];
               }
             }
           }
         }
       }
       checkpoint.poll(done);
-    }
-  }
-}
-
-// BADGE: the tile pass sums the dot products in another order than the per-pick kernel;
-// recompute D at the chosen centre with the per-pick arithmetic (exact 0 for duplicates).
-template <class Acc>
-void badge_recompute(const Emb& rows, const int64_t* row_list, int64_t nr, const Emb& cents,
-                     const int64_t* cen_list, const Acc* row_p, const Acc* cen_p, Acc* D, const int64_t* A,
-                     Workspace<Acc>& ws) {
-  const int64_t K = rows.K(), d = rows.d();
-#pragma omp parallel num_threads(ws.threads) if (nr * (K + d) > kParallelMinWork)
-  {
-    Acc* buf = ws.buffer(thread_id());
-    std::vector<Acc> centre(static_cast<size_t>(K + d + 1));
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < nr; ++r) {
-      const int64_t i = row_list ? row_list[r] : r;
-      if (A[i] < 0) continue;
-      const int64_t c = cen_list ? cen_list[A[i]] : A[i];
-      cents.pack_row(c, centre.data());
-      centre[K + d] = cen_p[c];
-      D[i] = BadgeDistance<Acc>{&rows, row_p}(i, centre.data(), buf);
     }
   }
 }
@@ -383,9 +327,6 @@ std::vector<int64_t> labelled_init(const Emb& e, const uint8_t* taken, const Acc
   A.assign(static_cast<size_t>(n), -1);
   nearest_centres<Acc>(e, unlabelled.data(), (int64_t)unlabelled.size(), e, labelled.data(),
                        (int64_t)labelled.size(), p, p, D, A.data(), ws, checkpoint, 0);
-  if (e.kind == kBadge)
-    badge_recompute<Acc>(e, unlabelled.data(), (int64_t)unlabelled.size(), e, labelled.data(), p, p, D,
-                         A.data(), ws);
   for (int64_t i : labelled) D[i] = Acc(0);
   return labelled;
 }
@@ -395,35 +336,6 @@ void labelled_init(const Emb& e, const uint8_t* taken, const Acc* p, Acc* D, Wor
                    Checkpoint& checkpoint) {
   std::vector<int64_t> A;
   labelled_init<Acc>(e, taken, p, D, ws, checkpoint, A);
-}
-
-// ------------------------------------------------------------------ Python side
-
-inline Matrix matrix_of(const py::array& a, int dtype) {
-  Matrix m;
-  m.base = static_cast<const char*>(a.data());
-  m.dtype = dtype;
-  m.rows = a.ndim() > 0 ? a.shape(0) : 1;
-  m.stride0 = a.ndim() > 0 ? a.strides(0) : 0;
-  m.cols = a.ndim() > 1 ? a.shape(1) : 1;
-  m.stride1 = a.ndim() > 1 ? a.strides(1) : a.itemsize();
-  if (dtype < kFloat16 || dtype > kFloat64 || a.itemsize() != dtype_size(dtype))
-    throw py::type_error("select kernels take float16, bfloat16, float32 or float64 arrays (dtype code " +
-                         std::to_string(dtype) + ", item size " + std::to_string(a.itemsize()) + ")");
-  if (a.ndim() < 1 || a.ndim() > 2) throw py::value_error("select kernels take 1-D or 2-D arrays");
-  return m;
-}
-
-// emb = (kind, features, features dtype code, weights or None, weights dtype code)
-inline Emb emb_of(const py::tuple& spec) {
-  Emb e;
-  e.kind = spec[0].cast<int>();
-  e.f = matrix_of(spec[1].cast<py::array>(), spec[2].cast<int>());
-  if (e.kind != kDense) {
-    e.w = matrix_of(spec[3].cast<py::array>(), spec[4].cast<int>());
-    if (e.w.rows != e.f.rows) throw py::value_error("weights and features must have the same number of rows");
-  }
-  return e;
 }
 
 }  // namespace cpu

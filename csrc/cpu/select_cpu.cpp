@@ -5,10 +5,11 @@
 // updated in place. Each pick costs one pass over the pool: every row's squared distance to
 // the new centre is computed, D = min(D, dist), and the next argmax (k-center) falls out of
 // the same pass as per-thread (value, index) maxima merged in thread order. K-means++ then
-// draws from D with a sequential float64 prefix sum in index order (block checkpoints make the
-// search O(block) without changing a single rounding). A labelled set initialises D by a
-// GEMM-shaped blocked pass (register tiles of 4 rows x W centres, centres packed in chunks of
-// fixed size) computing the exact difference formula, so memory stays O(n) + fixed chunks.
+// draws from D with a sequential float64 prefix sum in index order (common/d2_sampling.h). The
+// pick loop itself is common/select_driver.h, shared with the pruned and CUDA kernels. A
+// labelled set initialises D by a blocked pass (register tiles of 4 rows x 2 centres, centres
+// packed in chunks of fixed size) that sums every pair in row_sum's order, so its D is the
+// per-pick pass's to the bit and memory stays O(n) + fixed chunks.
 // No norm trick |x|^2 + |c|^2 - 2 x.c here, not even as a filter: with FMA the subtraction
 // issues beside the multiply-add, so the exact form costs about what the dot product costs,
 // and every pair gets the exact value (no close calls to re-decide, no error bound to trust).
@@ -39,8 +40,10 @@
 #include <omp.h>
 #endif
 
+#include "common/d2_sampling.h"
 #include "common/distance.h"
 #include "common/dtype_convert.h"
+#include "common/select_driver.h"
 #include "common/splitmix64.h"
 #include "cpu/select_core.h"
 #include "cpu/select_simd.h"
@@ -69,7 +72,8 @@ int64_t sweep(const Dist& dist, const Acc* centre, Acc* D, const uint8_t* taken,
       if (taken[i]) continue;
       Acc di = D[i];
       if (Update && di > Acc(0)) {
-        const Acc x = dist(i, centre, buf);
+        int64_t read = 0;
+        const Acc x = dist(i, centre, buf, di, read);
         if (x < di) {
           di = x;
           D[i] = x;
@@ -96,131 +100,87 @@ int64_t sweep(const Dist& dist, const Acc* centre, Acc* D, const uint8_t* taken,
 }
 
 
-// ------------------------------------------------------------------ k-center greedy
-template <class Acc>
-void kcenter_greedy_run(const Emb& e, std::vector<uint8_t>& taken, int64_t budget, int64_t first, int64_t* picks,
-                        double* dists, Checkpoint& checkpoint) {
-  const int64_t n = e.n(), width = e.width();
-  Workspace<Acc> ws(thread_count(), width + 1);
-  std::vector<Acc> D(static_cast<size_t>(n), kInf<Acc>);
-  std::vector<Acc> p(e.kind == kBadge ? static_cast<size_t>(n) : 0);
-  if (e.kind == kBadge) badge_norms<Acc>(e, p.data(), ws);
-  std::vector<Acc> centre(static_cast<size_t>(width + 1), Acc(0));
-  const bool any_labelled = std::any_of(taken.begin(), taken.end(), [](uint8_t t) { return t != 0; });
-  with_row_distance<Acc>(e, p.data(), [&](const auto& dist) {
-    using Dist = std::decay_t<decltype(dist)>;
-    int64_t next;
-    if (any_labelled) {
-      labelled_init<Acc>(e, taken.data(), p.data(), D.data(), ws, checkpoint);
-      next = sweep<Acc, false, true, Dist>(dist, centre.data(), D.data(), taken.data(), n, width, ws);
-    } else if (first >= 0) {
-      next = first;
-    } else {  // |x_i|^2 is the distance to the zero centre
-      next = sweep<Acc, true, true, Dist>(dist, centre.data(), D.data(), taken.data(), n, width, ws);
-      std::fill(D.begin(), D.end(), kInf<Acc>);
-    }
-    for (int64_t t = 0; t < budget; ++t) {
-      const int64_t pick = next;
-      picks[t] = pick;
-      dists[t] = std::sqrt(static_cast<double>(D[pick]));
-      taken[pick] = 1;
-      D[pick] = Acc(0);
-      if (t + 1 == budget) break;
-      prepare_centre<Acc>(e, pick, p.data(), centre.data());
-      next = sweep<Acc, true, true, Dist>(dist, centre.data(), D.data(), taken.data(), n, width, ws);
-      checkpoint.poll(t + 1);
-    }
-  });
-}
+// ------------------------------------------------------------------ the driver's state
+// Brute force for common/select_driver.h: every pick is one pass over the pool. For k-center
+// the pass that adds a centre also finds the next argmax (one read of D per pick).
+template <class Acc, class Dist>
+class BruteState {
+ public:
+  BruteState(const Emb& e, const Dist& dist, const Acc* p, std::vector<uint8_t>& taken, Workspace<Acc>& ws,
+             bool fuse_argmax, int64_t* picks, double* dists)
+      : e_(e), dist_(dist), p_(p), taken_(taken), ws_(ws), fuse_argmax_(fuse_argmax), picks_(picks), dists_(dists),
+        n_(e.n()), width_(e.width()), D_(static_cast<size_t>(n_), kInf<Acc>),
+        centre_(static_cast<size_t>(width_ + 1), Acc(0)),
+        untaken_(std::count(taken.begin(), taken.end(), uint8_t(0))) {}
 
-// ------------------------------------------------------------------ k-means++
-// The sequential float64 prefix sums of D in index order, with the value reached at the
-// start of every block of kPrefixBlock rows kept, so the search can restart from a block
-// and reproduce exactly the same roundings.
-constexpr int64_t kPrefixBlock = 4096;
+  int64_t n() const { return n_; }
 
-template <class Acc>
-double prefix_checkpoints(const Acc* D, int64_t n, std::vector<double>& starts) {
-  double s = 0.0;
-  const int64_t nb = (n + kPrefixBlock - 1) / kPrefixBlock;
-  for (int64_t b = 0; b < nb; ++b) {
-    starts[b] = s;
-    const int64_t end = std::min(n, (b + 1) * kPrefixBlock);
-    for (int64_t i = b * kPrefixBlock; i < end; ++i) s += static_cast<double>(D[i]);
+  bool add_labelled(Checkpoint& checkpoint) {
+    if (untaken_ == n_) return false;
+    labelled_init<Acc>(e_, taken_.data(), p_, D_.data(), ws_, checkpoint);
+    return true;
   }
-  starts[nb] = s;
-  return s;
-}
-
-// Smallest i whose prefix D_0 + ... + D_i exceeds target (the last row with D > 0 when
-// rounding leaves none).
-template <class Acc>
-int64_t prefix_search(const Acc* D, int64_t n, const std::vector<double>& starts, double target) {
-  const int64_t nb = (n + kPrefixBlock - 1) / kPrefixBlock;
-  // Last block whose starting prefix is <= target: the first exceedance lies in it.
-  const int64_t b = std::upper_bound(starts.begin(), starts.begin() + nb, target) - starts.begin() - 1;
-  double s = starts[b];
-  const int64_t end = std::min(n, (b + 1) * kPrefixBlock);
-  for (int64_t i = b * kPrefixBlock; i < end; ++i) {
-    s += static_cast<double>(D[i]);
-    if (s > target) return i;
+  void pick_row(int64_t t, int64_t i) { record(t, i); }
+  void pick_max_norm(int64_t t) {  // |x_i|^2 is the distance to the zero centre
+    std::fill(centre_.begin(), centre_.end(), Acc(0));
+    const int64_t i = sweep<Acc, true, true>(dist_, centre_.data(), D_.data(), taken_.data(), n_, width_, ws_);
+    std::fill(D_.begin(), D_.end(), kInf<Acc>);
+    record(t, i);
   }
-  for (int64_t i = n - 1; i >= 0; --i)
-    if (D[i] > Acc(0)) return i;
-  return -1;
-}
+  void pick_farthest(int64_t t) {
+    const int64_t i = next_ >= 0 ? next_ : sweep<Acc, false, true>(dist_, centre_.data(), D_.data(), taken_.data(), n_, width_, ws_);
+    record(t, i);
+  }
+  void pick_d2(int64_t t, uint64_t seed, uint64_t draw) {
+    record(t, sample_(D_.data(), taken_.data(), n_, untaken_, splitmix64_uniform(seed, draw)));
+  }
+  void add_centre(int64_t t) {
+    prepare_centre<Acc>(e_, picks_[t], p_, centre_.data());
+    if (fuse_argmax_)
+      next_ = sweep<Acc, true, true>(dist_, centre_.data(), D_.data(), taken_.data(), n_, width_, ws_);
+    else
+      sweep<Acc, true, false>(dist_, centre_.data(), D_.data(), taken_.data(), n_, width_, ws_);
+  }
 
-int64_t kth_untaken(const std::vector<uint8_t>& taken, int64_t k) {
-  for (int64_t i = 0, n = (int64_t)taken.size(); i < n; ++i)
-    if (!taken[i] && k-- == 0) return i;
-  return -1;
-}
+ private:
+  void record(int64_t t, int64_t i) {
+    picks_[t] = i;
+    if (dists_) dists_[t] = std::sqrt(static_cast<double>(D_[i]));
+    taken_[i] = 1;
+    D_[i] = Acc(0);
+    --untaken_;
+    next_ = -1;
+  }
 
-constexpr int64_t kFirstMaxNorm = -1;
-constexpr int64_t kFirstRandom = -2;
+  const Emb& e_;
+  const Dist& dist_;
+  const Acc* p_;
+  std::vector<uint8_t>& taken_;
+  Workspace<Acc>& ws_;
+  bool fuse_argmax_;
+  int64_t* picks_;
+  double* dists_;
+  int64_t n_, width_;
+  std::vector<Acc> D_;
+  std::vector<Acc> centre_;
+  int64_t untaken_;
+  int64_t next_ = -1;
+  D2Sampler sample_;
+};
 
+// k-center greedy (dists != nullptr) or k-means++ (dists == nullptr) by brute force.
 template <class Acc>
-void kmeans_pp_run(const Emb& e, std::vector<uint8_t>& taken, int64_t budget, uint64_t seed, int64_t first,
-                   int64_t* picks, Checkpoint& checkpoint) {
-  const int64_t n = e.n(), width = e.width();
-  Workspace<Acc> ws(thread_count(), width + 1);
-  std::vector<Acc> D(static_cast<size_t>(n), kInf<Acc>);
-  std::vector<Acc> p(e.kind == kBadge ? static_cast<size_t>(n) : 0);
+void select_run(const Emb& e, std::vector<uint8_t>& taken, int64_t budget, uint64_t seed, int64_t first,
+                int64_t* picks, double* dists, Checkpoint& checkpoint) {
+  Workspace<Acc> ws(thread_count(), e.width() + 1);
+  std::vector<Acc> p(e.kind == kBadge ? static_cast<size_t>(e.n()) : 0);
   if (e.kind == kBadge) badge_norms<Acc>(e, p.data(), ws);
-  std::vector<Acc> centre(static_cast<size_t>(width + 1), Acc(0));
-  std::vector<double> starts(static_cast<size_t>((n + kPrefixBlock - 1) / kPrefixBlock + 1));
-  int64_t untaken = std::count(taken.begin(), taken.end(), uint8_t(0));
-  const bool any_labelled = untaken < n;
-  uint64_t draw = 0;
   with_row_distance<Acc>(e, p.data(), [&](const auto& dist) {
-    using Dist = std::decay_t<decltype(dist)>;
-    if (any_labelled) labelled_init<Acc>(e, taken.data(), p.data(), D.data(), ws, checkpoint);
-    for (int64_t t = 0; t < budget; ++t) {
-      int64_t pick;
-      if (t == 0 && !any_labelled) {
-        if (first == kFirstMaxNorm) {
-          pick = sweep<Acc, true, true, Dist>(dist, centre.data(), D.data(), taken.data(), n, width, ws);
-          std::fill(D.begin(), D.end(), kInf<Acc>);
-        } else if (first == kFirstRandom) {
-          pick = uniform_rank(splitmix64_uniform(seed, draw++), n);
-        } else {
-          pick = first;
-        }
-      } else {
-        const double r = splitmix64_uniform(seed, draw++);
-        const double total = prefix_checkpoints<Acc>(D.data(), n, starts);
-        pick = total > 0.0 ? prefix_search<Acc>(D.data(), n, starts, r * total)
-                           : kth_untaken(taken, uniform_rank(r, untaken));
-      }
-      picks[t] = pick;
-      taken[pick] = 1;
-      D[pick] = Acc(0);
-      --untaken;
-      if (t + 1 == budget) break;
-      prepare_centre<Acc>(e, pick, p.data(), centre.data());
-      sweep<Acc, true, false, Dist>(dist, centre.data(), D.data(), taken.data(), n, width, ws);
-      checkpoint.poll(t + 1);
-    }
+    BruteState<Acc, std::decay_t<decltype(dist)>> state(e, dist, p.data(), taken, ws, dists != nullptr, picks, dists);
+    if (dists)
+      kcenter_greedy_loop(state, budget, first, checkpoint);
+    else
+      kmeans_pp_loop(state, budget, seed, first, checkpoint);
   });
 }
 
@@ -239,7 +199,6 @@ void min_distances_run(const Emb& rows, const Emb& cents, Acc* D, int64_t* A, Ch
     badge_norms<Acc>(cents, cp.data(), ws);
   }
   nearest_centres<Acc>(rows, nullptr, n, cents, nullptr, m, rp.data(), cp.data(), D, A, ws, checkpoint, 0);
-  if (rows.kind == kBadge) badge_recompute<Acc>(rows, nullptr, n, cents, nullptr, rp.data(), cp.data(), D, A, ws);
 }
 
 
@@ -262,7 +221,7 @@ void check_budget(int64_t budget, const std::vector<uint8_t>& taken) {
 
 py::tuple kcenter_greedy_py(const py::tuple& emb_spec, const py::array_t<bool, py::array::forcecast>& labelled,
                             int64_t budget, int64_t first, bool double_acc, py::object progress) {
-  const Emb e = emb_of(emb_spec);
+  const Emb e(emb_of(emb_spec));
   std::vector<uint8_t> taken = taken_of(labelled, e.n());
   check_budget(budget, taken);
   if (first >= e.n()) throw py::value_error("first is out of range");
@@ -275,9 +234,9 @@ py::tuple kcenter_greedy_py(const py::tuple& emb_spec, const py::array_t<bool, p
     py::gil_scoped_release release;
     if (budget > 0) {
       if (double_acc)
-        kcenter_greedy_run<double>(e, taken, budget, first, pk, ds, checkpoint);
+        select_run<double>(e, taken, budget, 0, first, pk, ds, checkpoint);
       else
-        kcenter_greedy_run<float>(e, taken, budget, first, pk, ds, checkpoint);
+        select_run<float>(e, taken, budget, 0, first, pk, ds, checkpoint);
     }
   }
   return py::make_tuple(picks, dists);
@@ -285,7 +244,7 @@ py::tuple kcenter_greedy_py(const py::tuple& emb_spec, const py::array_t<bool, p
 
 py::array_t<int64_t> kmeans_pp_py(const py::tuple& emb_spec, const py::array_t<bool, py::array::forcecast>& labelled,
                                   int64_t budget, uint64_t seed, int64_t first, bool double_acc, py::object progress) {
-  const Emb e = emb_of(emb_spec);
+  const Emb e(emb_of(emb_spec));
   std::vector<uint8_t> taken = taken_of(labelled, e.n());
   check_budget(budget, taken);
   if (first >= e.n() || first < kFirstRandom) throw py::value_error("first is out of range");
@@ -296,17 +255,17 @@ py::array_t<int64_t> kmeans_pp_py(const py::tuple& emb_spec, const py::array_t<b
     py::gil_scoped_release release;
     if (budget > 0) {
       if (double_acc)
-        kmeans_pp_run<double>(e, taken, budget, seed, first, pk, checkpoint);
+        select_run<double>(e, taken, budget, seed, first, pk, nullptr, checkpoint);
       else
-        kmeans_pp_run<float>(e, taken, budget, seed, first, pk, checkpoint);
+        select_run<float>(e, taken, budget, seed, first, pk, nullptr, checkpoint);
     }
   }
   return picks;
 }
 
 py::tuple min_distances_py(const py::tuple& emb_spec, const py::tuple& centres_spec, bool double_acc) {
-  const Emb rows = emb_of(emb_spec);
-  const Emb cents = emb_of(centres_spec);
+  const Emb rows(emb_of(emb_spec));
+  const Emb cents(emb_of(centres_spec));
   if (rows.kind != cents.kind || rows.d() != cents.d() || rows.K() != cents.K())
     throw py::value_error("centres must have the same kind and shape of rows as the embedding");
   if (cents.n() == 0) throw py::value_error("centres must have at least one row");
@@ -340,12 +299,11 @@ void register_select_cpu(py::module_& m) {
   m.def("kcenter_greedy", &cpu::kcenter_greedy_py, py::arg("emb"), py::arg("labelled"), py::arg("budget"),
         py::arg("first"), py::arg("double_acc"), py::arg("progress"),
         "k-center greedy: (picks [budget] int64, Euclidean distance at pick time [budget] float64). "
-        "emb = (kind 0 dense / 1 UWE / 2 BADGE, features, dtype code, weights or None, dtype code); "
-        "first = -1 for the row of largest norm.");
+        "emb: an embedding spec (uwe_kernels/_spec.py); first: an index or the max-norm code (uwe_kernels/_abi.py).");
   m.def("kmeans_pp", &cpu::kmeans_pp_py, py::arg("emb"), py::arg("labelled"), py::arg("budget"), py::arg("seed"),
         py::arg("first"), py::arg("double_acc"), py::arg("progress"),
-        "k-means++ seeding with SplitMix64 draws: picks [budget] int64. first = -1 max norm, -2 random, "
-        "or an index.");
+        "k-means++ seeding with SplitMix64 draws: picks [budget] int64. first: an index or a first-pick "
+        "code (uwe_kernels/_abi.py).");
   m.def("min_distances", &cpu::min_distances_py, py::arg("emb"), py::arg("centres"), py::arg("double_acc"),
         "(squared distance to the nearest centre [n], its index [n] int64, lowest on ties).");
   m.def("splitmix64_uniforms", &cpu::splitmix64_uniforms_py, py::arg("seed"), py::arg("start"), py::arg("count"),

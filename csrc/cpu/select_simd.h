@@ -9,15 +9,19 @@
 //    8 doubles), centres packed transposed in panels [len][W].
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
-#if defined(__F16C__)
+#if defined(__F16C__) || defined(__FMA__)
 #include <immintrin.h>
 #endif
 
 #include "common/dtype_convert.h"
+#include "common/matrix_spec.h"
 
 namespace uwe {
 namespace cpu {
@@ -64,20 +68,24 @@ inline Acc hsum(typename Simd<Acc>::V v) {
 }
 
 // ------------------------------------------------------------------ element sources
-// A source reads 8 (float) elements of one element type as a float vector; F64Src reads
-// 4 doubles. Used by the streaming kernels to read float16/bfloat16 rows in place.
+// A source reads L elements of one element type as an Acc vector (vec) or one element (one).
+// AccSrc reads Acc rows; F16Src and BF16Src read float16/bfloat16 rows in place (float Acc).
 typedef uint16_t U16x8 __attribute__((vector_size(16)));
 typedef uint32_t U32x8 __attribute__((vector_size(32)));
 
-struct F32Src {
-  using T = float;
-  static Simd<float>::V load8(const T* p) { return vload<Simd<float>::V>(p); }
-  static float load1(const T* p) { return *p; }
+template <class Acc>
+struct AccSrc {
+  using T = Acc;
+  using A = Acc;
+  static typename Simd<Acc>::V vec(const T* p) { return vload<typename Simd<Acc>::V>(p); }
+  static Acc one(const T* p) { return *p; }
 };
+using F32Src = AccSrc<float>;
 
 struct F16Src {
   using T = uint16_t;
-  static Simd<float>::V load8(const T* p) {
+  using A = float;
+  static Simd<float>::V vec(const T* p) {
 #if defined(__F16C__)
     const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     return vload<Simd<float>::V>(&v);
@@ -87,104 +95,111 @@ struct F16Src {
     return v;
 #endif
   }
-  static float load1(const T* p) { return half_bits_to_float(*p); }
+  static float one(const T* p) { return half_bits_to_float(*p); }
 };
 
 struct BF16Src {
   using T = uint16_t;
-  static Simd<float>::V load8(const T* p) {
+  using A = float;
+  static Simd<float>::V vec(const T* p) {
     U16x8 h;
     std::memcpy(&h, p, sizeof h);
     const U32x8 w = __builtin_convertvector(h, U32x8) << 16;
     return vload<Simd<float>::V>(&w);
   }
-  static float load1(const T* p) { return bf16_bits_to_float(*p); }
+  static float one(const T* p) { return bf16_bits_to_float(*p); }
 };
 
-// |x - c|^2 for a row read through Src (float accumulation).
-template <class Src>
-inline float sq_dist_src(const typename Src::T* x, const float* c, int64_t d) {
-  using V = Simd<float>::V;
+// ------------------------------------------------------------------ the row sum
+// a * b + c for scalars and vectors, fused (one rounding) where the target has FMA: written out
+// rather than left to the compiler's contraction choices, which may differ between call sites
+// and so between passes.
+template <class T>
+inline T fmadd(T a, T b, T c) {
+#if defined(__FMA__)
+  if constexpr (std::is_floating_point_v<T>)
+    return std::fma(a, b, c);
+  else if constexpr (sizeof(a[0]) == 4)
+    return (T)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+  else
+    return (T)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+#else
+  return a * b + c;
+#endif
+}
+
+// acc plus one term: (x - c)^2 (Diff) or x * c, for scalars and vectors alike.
+template <bool Diff, class T>
+inline T add_term(T acc, T x, T c) {
+  if (Diff) {
+    const T t = x - c;
+    return fmadd(t, t, acc);
+  }
+  return fmadd(x, c, acc);
+}
+
+// The one summation order of every CPU distance and dot product (per-pick pass, pruned
+// engine, labelled-set tiles): term k goes to lane k % L of accumulator (k / L) % 4 while
+// whole blocks of 4L remain, the leftover blocks of L to accumulator 0, then
+// hsum((a0 + a1) + (a2 + a3)) lane by lane, then the scalar tail in order.
+// Elements between early-exit checks (a check costs a horizontal sum); a multiple of 4L.
+constexpr int64_t kCheckEvery = 128;
+
+// sum over k < d of the terms of row x (read through Src) and centre c. Diff sums are
+// monotone in their terms (round-to-nearest never decreases a sum of non-negative terms), so
+// a partial sum reaching `bound` is returned at once: a lower bound of the full value, and
+// "not below bound" is all a caller comparing with `bound` needs. `read` counts elements read.
+template <class Src, bool Diff>
+inline typename Src::A row_sum(const typename Src::T* x, const typename Src::A* c, int64_t d,
+                               typename Src::A bound, int64_t& read) {
+  using Acc = typename Src::A;
+  using V = typename Simd<Acc>::V;
+  constexpr int64_t L = Simd<Acc>::L;
   V a0{}, a1{}, a2{}, a3{};
+  const int64_t full = d / (4 * L) * (4 * L);
   int64_t k = 0;
-  for (; k + 32 <= d; k += 32) {
-    V t0 = Src::load8(x + k) - vload<V>(c + k);
-    V t1 = Src::load8(x + k + 8) - vload<V>(c + k + 8);
-    V t2 = Src::load8(x + k + 16) - vload<V>(c + k + 16);
-    V t3 = Src::load8(x + k + 24) - vload<V>(c + k + 24);
-    a0 += t0 * t0;
-    a1 += t1 * t1;
-    a2 += t2 * t2;
-    a3 += t3 * t3;
+  while (k < full) {  // segments of kCheckEvery elements, a check between two
+    const int64_t end = std::min(full, k + kCheckEvery);
+    for (; k < end; k += 4 * L) {
+      a0 = add_term<Diff>(a0, Src::vec(x + k), vload<V>(c + k));
+      a1 = add_term<Diff>(a1, Src::vec(x + k + L), vload<V>(c + k + L));
+      a2 = add_term<Diff>(a2, Src::vec(x + k + 2 * L), vload<V>(c + k + 2 * L));
+      a3 = add_term<Diff>(a3, Src::vec(x + k + 3 * L), vload<V>(c + k + 3 * L));
+    }
+    if (Diff && k < d) {
+      const Acc partial = hsum<Acc>((a0 + a1) + (a2 + a3));
+      if (partial >= bound) {
+        read += k;
+        return partial;
+      }
+    }
   }
-  for (; k + 8 <= d; k += 8) {
-    V t0 = Src::load8(x + k) - vload<V>(c + k);
-    a0 += t0 * t0;
-  }
-  float s = hsum<float>((a0 + a1) + (a2 + a3));
-  for (; k < d; ++k) {
-    const float t = Src::load1(x + k) - c[k];
-    s += t * t;
-  }
+  for (; k + L <= d; k += L) a0 = add_term<Diff>(a0, Src::vec(x + k), vload<V>(c + k));
+  Acc s = hsum<Acc>((a0 + a1) + (a2 + a3));
+  for (; k < d; ++k) s = add_term<Diff>(s, Src::one(x + k), c[k]);
+  read += d;
   return s;
 }
 
-// |x - c|^2 and x . c over contiguous Acc rows.
+// |x - c|^2 and x . c over contiguous Acc rows, full values.
 template <class Acc>
 inline Acc sq_dist(const Acc* x, const Acc* c, int64_t d) {
-  using V = typename Simd<Acc>::V;
-  constexpr int L = Simd<Acc>::L;
-  V a0{}, a1{}, a2{}, a3{};
-  int64_t k = 0;
-  for (; k + 4 * L <= d; k += 4 * L) {
-    V t0 = vload<V>(x + k) - vload<V>(c + k);
-    V t1 = vload<V>(x + k + L) - vload<V>(c + k + L);
-    V t2 = vload<V>(x + k + 2 * L) - vload<V>(c + k + 2 * L);
-    V t3 = vload<V>(x + k + 3 * L) - vload<V>(c + k + 3 * L);
-    a0 += t0 * t0;
-    a1 += t1 * t1;
-    a2 += t2 * t2;
-    a3 += t3 * t3;
-  }
-  for (; k + L <= d; k += L) {
-    V t0 = vload<V>(x + k) - vload<V>(c + k);
-    a0 += t0 * t0;
-  }
-  Acc s = hsum<Acc>((a0 + a1) + (a2 + a3));
-  for (; k < d; ++k) {
-    const Acc t = x[k] - c[k];
-    s += t * t;
-  }
-  return s;
+  int64_t read = 0;
+  return row_sum<AccSrc<Acc>, true>(x, c, d, std::numeric_limits<Acc>::infinity(), read);
 }
 
 template <class Acc>
 inline Acc dot(const Acc* x, const Acc* c, int64_t d) {
-  using V = typename Simd<Acc>::V;
-  constexpr int L = Simd<Acc>::L;
-  V a0{}, a1{}, a2{}, a3{};
-  int64_t k = 0;
-  for (; k + 4 * L <= d; k += 4 * L) {
-    a0 += vload<V>(x + k) * vload<V>(c + k);
-    a1 += vload<V>(x + k + L) * vload<V>(c + k + L);
-    a2 += vload<V>(x + k + 2 * L) * vload<V>(c + k + 2 * L);
-    a3 += vload<V>(x + k + 3 * L) * vload<V>(c + k + 3 * L);
-  }
-  for (; k + L <= d; k += L) a0 += vload<V>(x + k) * vload<V>(c + k);
-  Acc s = hsum<Acc>((a0 + a1) + (a2 + a3));
-  for (; k < d; ++k) s += x[k] * c[k];
-  return s;
+  int64_t read = 0;
+  return row_sum<AccSrc<Acc>, false>(x, c, d, Acc(0), read);
 }
 
 // ------------------------------------------------------------------ strided matrices
-// A 2-D array as numpy hands it over: byte strides (any sign, zero allowed), element code.
-struct Matrix {
-  const char* base = nullptr;
-  int64_t rows = 0, cols = 0;
-  int64_t stride0 = 0, stride1 = 0;  // bytes
-  int dtype = kFloat32;
+// A matrix spec (common/matrix_spec.h) with the CPU kernels' row readers.
+struct Matrix : MatrixSpec {
+  Matrix() = default;
+  Matrix(const MatrixSpec& m) : MatrixSpec(m) {}  // NOLINT: a spec is a matrix
 
-  const char* row(int64_t i) const { return base + i * stride0; }
   bool unit_cols() const { return cols <= 1 || stride1 == dtype_size(dtype); }
 
   // The row as Acc values in place (no copy), or nullptr when it must be converted.
@@ -235,54 +250,43 @@ struct Matrix {
   static void convert_halves(const uint16_t* x, Acc* out, int64_t d) {
     int64_t k = 0;
     if (sizeof(Acc) == 4) {
-      for (; k + 8 <= d; k += 8) vstore(reinterpret_cast<float*>(out) + k, Src::load8(x + k));
+      for (; k + 8 <= d; k += 8) vstore(reinterpret_cast<float*>(out) + k, Src::vec(x + k));
     }
-    for (; k < d; ++k) out[k] = static_cast<Acc>(Src::load1(x + k));
+    for (; k < d; ++k) out[k] = static_cast<Acc>(Src::one(x + k));
   }
 };
 
 // ------------------------------------------------------------------ tile microkernel
-// acc[r][h] (lanes = centres h*L .. h*L+L-1 of the panel) over k in [0, len):
-//   Diff: sum_k (x[r][k] - c[k])^2     Dot: sum_k x[r][k] * c[k]
-// x: 4 rows with leading dimension ldx; panel: [len][2L] (centres transposed).
+// out[r][h] = row_sum of row r against centre h, for 4 rows (leading dimension ldx) and 2
+// centres (leading dimension ldc), all Acc: the labelled-set pass's register tile. Each
+// accumulator of row_sum is formed on its own (one phase per accumulator, the same terms in the
+// same order), so every value is bit-identical to row_sum's.
 template <class Acc, bool Diff>
-inline void tile_4x2(const Acc* x, int64_t ldx, const Acc* panel, int64_t len,
-                     typename Simd<Acc>::V acc[4][2]) {
+inline void tile_4x2(const Acc* x, int64_t ldx, const Acc* c, int64_t ldc, int64_t d, Acc out[4][2]) {
   using V = typename Simd<Acc>::V;
-  constexpr int L = Simd<Acc>::L;
-  V s00{}, s01{}, s10{}, s11{}, s20{}, s21{}, s30{}, s31{};
-  const Acc* x0 = x;
-  const Acc* x1 = x + ldx;
-  const Acc* x2 = x + 2 * ldx;
-  const Acc* x3 = x + 3 * ldx;
-  for (int64_t k = 0; k < len; ++k) {
-    const V c0 = vload<V>(panel + k * 2 * L);
-    const V c1 = vload<V>(panel + k * 2 * L + L);
-    const V b0 = vbroadcast<Acc>(x0[k]);
-    const V b1 = vbroadcast<Acc>(x1[k]);
-    const V b2 = vbroadcast<Acc>(x2[k]);
-    const V b3 = vbroadcast<Acc>(x3[k]);
-    if (Diff) {
-      V t;
-      t = b0 - c0; s00 += t * t;
-      t = b0 - c1; s01 += t * t;
-      t = b1 - c0; s10 += t * t;
-      t = b1 - c1; s11 += t * t;
-      t = b2 - c0; s20 += t * t;
-      t = b2 - c1; s21 += t * t;
-      t = b3 - c0; s30 += t * t;
-      t = b3 - c1; s31 += t * t;
-    } else {
-      s00 += b0 * c0; s01 += b0 * c1;
-      s10 += b1 * c0; s11 += b1 * c1;
-      s20 += b2 * c0; s21 += b2 * c1;
-      s30 += b3 * c0; s31 += b3 * c1;
+  constexpr int64_t L = Simd<Acc>::L;
+  const int64_t full = d / (4 * L) * (4 * L);
+  const int64_t blocks_end = full + (d - full) / L * L;
+  V part[4][4][2];
+  for (int64_t j = 0; j < 4; ++j) {
+    V s[4][2] = {};
+    const int64_t end = j == 0 ? blocks_end : full;
+    for (int64_t k = j * L; k < end; k += (k < full ? 4 * L : L)) {
+      const V c0 = vload<V>(c + k), c1 = vload<V>(c + ldc + k);
+      for (int r = 0; r < 4; ++r) {
+        const V xr = vload<V>(x + r * ldx + k);
+        s[r][0] = add_term<Diff>(s[r][0], xr, c0);
+        s[r][1] = add_term<Diff>(s[r][1], xr, c1);
+      }
     }
+    for (int r = 0; r < 4; ++r) part[j][r][0] = s[r][0], part[j][r][1] = s[r][1];
   }
-  acc[0][0] = s00; acc[0][1] = s01;
-  acc[1][0] = s10; acc[1][1] = s11;
-  acc[2][0] = s20; acc[2][1] = s21;
-  acc[3][0] = s30; acc[3][1] = s31;
+  for (int r = 0; r < 4; ++r)
+    for (int h = 0; h < 2; ++h) {
+      Acc v = hsum<Acc>((part[0][r][h] + part[1][r][h]) + (part[2][r][h] + part[3][r][h]));
+      for (int64_t k = blocks_end; k < d; ++k) v = add_term<Diff>(v, x[r * ldx + k], c[h * ldc + k]);
+      out[r][h] = v;
+    }
 }
 
 // Vector form of mul_rn (common/distance.h): the product is rounded before it is used.

@@ -30,6 +30,8 @@
 #include "common/checkpoint.h"
 #include "common/distance.h"
 #include "common/dtype_convert.h"
+#include "common/matrix_spec.h"
+#include "common/select_driver.h"
 #include "common/splitmix64.h"
 
 namespace py = pybind11;
@@ -45,25 +47,15 @@ constexpr int kMaxParts = kFinishThreads;
 constexpr int kSampleChunk = 2048;
 constexpr int kTileRows = 32, kTileCentres = 32, kTileK = 16;
 
-enum EmbKind : int { kDense = 0, kUwe = 1, kBadge = 2 };
-
-struct DevMatrix {
-  const char* base;
-  int64_t s0, s1;  // bytes
-  int dtype;
-};
-
 // Features of type T (tag) and weights of any dtype, read as Acc.
 template <class T, class Acc>
 struct Rows {
   int kind;
   int64_t n, d, K;
-  DevMatrix f, w;
+  MatrixSpec f, w;
 
-  __device__ Acc feat(int64_t i, int64_t k) const {
-    return static_cast<Acc>(T::get(f.base + i * f.s0 + k * f.s1));
-  }
-  __device__ Acc weight(int64_t i, int64_t k) const { return load_as<Acc>(w.base + i * w.s0 + k * w.s1, w.dtype); }
+  __device__ Acc feat(int64_t i, int64_t k) const { return static_cast<Acc>(T::get(f.at(i, k))); }
+  __device__ Acc weight(int64_t i, int64_t k) const { return load_as<Acc>(w.at(i, k), w.dtype); }
   // Dense / UWE value (u_i * f_ik rounded on its own, as the CPU and the materialised rows hold it).
   __device__ Acc x(int64_t i, int64_t k) const {
     return kind == kUwe ? mul_rn(weight(i, 0), feat(i, k)) : feat(i, k);
@@ -391,21 +383,21 @@ class DeviceGuard {
   int previous_ = 0;
 };
 
-// Device pointers handed over by the Python adapter (torch allocations on the same stream).
+// Device buffers handed over by the Python adapter by name (torch allocations on the same stream).
 struct Work {
-  void* D;            // Acc [n]
-  void* scratch;      // Acc [n]
-  uint8_t* taken;     // [n]
+  void* D;                  // Acc [n]
+  void* scratch;            // Acc [max(n, m)]
+  uint8_t* taken;           // [n]
   const int64_t* labelled;  // [m] indices of labelled rows
   int64_t m;
-  void* part_value;   // Acc [parts]
-  int64_t* part_index;  // [parts]
+  void* part_value;         // Acc [parts]
+  int64_t* part_index;      // [parts]
   int parts;
-  void* centre;       // Acc [width + 1]
-  void* zero_centre;  // Acc [width + 1], zeros
-  void* p;            // Acc [n] (BADGE norms)
-  int64_t* argmin;    // [n]
-  double* starts;     // [n / 2048 + 2]
+  void* centre;             // Acc [width + 1]
+  void* zero_centre;        // Acc [width + 1], zeros
+  void* p;                  // Acc [n] (BADGE norms)
+  int64_t* argmin;          // [n]
+  double* starts;           // [n / kSampleChunk + 2]
 };
 
 struct Launch {
@@ -413,52 +405,40 @@ struct Launch {
   int grid_rows;  // blocks for warp-per-row kernels
 };
 
-DevMatrix matrix_of(const py::tuple& t) {
-  return DevMatrix{reinterpret_cast<const char*>(t[0].cast<uintptr_t>()), t[1].cast<int64_t>(), t[2].cast<int64_t>(),
-                   t[3].cast<int>()};
+template <class Ptr>
+Ptr pointer(const py::dict& w, const char* name) {
+  return reinterpret_cast<Ptr>(w[name].cast<uintptr_t>());
 }
 
-// emb = (kind, n, d, K, (f ptr, s0, s1, code), (w ptr, s0, s1, code)), read with the GIL held.
-struct EmbSpec {
-  int kind;
-  int64_t n, d, K;
-  DevMatrix f, w;
-};
-
-EmbSpec spec_of(const py::tuple& e) {
-  return EmbSpec{e[0].cast<int>(), e[1].cast<int64_t>(), e[2].cast<int64_t>(), e[3].cast<int64_t>(),
-                 matrix_of(e[4].cast<py::tuple>()), matrix_of(e[5].cast<py::tuple>())};
+Work work_of(const py::dict& w) {
+  Work k;
+  k.D = pointer<void*>(w, "D");
+  k.scratch = pointer<void*>(w, "scratch");
+  k.taken = pointer<uint8_t*>(w, "taken");
+  k.labelled = pointer<const int64_t*>(w, "labelled");
+  k.m = w["m"].cast<int64_t>();
+  k.part_value = pointer<void*>(w, "part_value");
+  k.part_index = pointer<int64_t*>(w, "part_index");
+  k.parts = w["parts"].cast<int>();
+  k.centre = pointer<void*>(w, "centre");
+  k.zero_centre = pointer<void*>(w, "zero_centre");
+  k.p = pointer<void*>(w, "p");
+  k.argmin = pointer<int64_t*>(w, "argmin");
+  k.starts = pointer<double*>(w, "starts");
+  if (k.parts < 1 || k.parts > kMaxParts) throw py::value_error("parts must be in [1, 1024]");
+  return k;
 }
 
 template <class T, class Acc>
 Rows<T, Acc> rows_of(const EmbSpec& e) {
   Rows<T, Acc> r;
   r.kind = e.kind;
-  r.n = e.n;
-  r.d = e.d;
-  r.K = e.K;
+  r.n = e.n();
+  r.d = e.d();
+  r.K = e.K();
   r.f = e.f;
   r.w = e.w;
   return r;
-}
-
-Work work_of(const py::tuple& w) {
-  Work k;
-  k.D = reinterpret_cast<void*>(w[0].cast<uintptr_t>());
-  k.scratch = reinterpret_cast<void*>(w[1].cast<uintptr_t>());
-  k.taken = reinterpret_cast<uint8_t*>(w[2].cast<uintptr_t>());
-  k.labelled = reinterpret_cast<const int64_t*>(w[3].cast<uintptr_t>());
-  k.m = w[4].cast<int64_t>();
-  k.part_value = reinterpret_cast<void*>(w[5].cast<uintptr_t>());
-  k.part_index = reinterpret_cast<int64_t*>(w[6].cast<uintptr_t>());
-  k.parts = w[7].cast<int>();
-  k.centre = reinterpret_cast<void*>(w[8].cast<uintptr_t>());
-  k.zero_centre = reinterpret_cast<void*>(w[9].cast<uintptr_t>());
-  k.p = reinterpret_cast<void*>(w[10].cast<uintptr_t>());
-  k.argmin = reinterpret_cast<int64_t*>(w[11].cast<uintptr_t>());
-  k.starts = reinterpret_cast<double*>(w[12].cast<uintptr_t>());
-  if (k.parts < 1 || k.parts > kMaxParts) throw py::value_error("parts must be in [1, 1024]");
-  return k;
 }
 
 // Blocks for the tiled kernel: one per 32 rows, no grid-stride loop (x-dimension limit 2^31 - 1).
@@ -498,64 +478,73 @@ void max_norm_partials(const Rows<T, Acc>& rows, const Work& w, const Launch& l)
       w.part_index);
 }
 
+// The device pick loop's state for common/select_driver.h: every pick is a kernel queued on the
+// stream (finish_kernel or sample_kernel reads the partials or D and records the pick on the
+// device), every centre one step_kernel; the host never waits for a pick.
 template <class T, class Acc>
-void kcenter_greedy_run(const Rows<T, Acc>& rows, const Work& w, const Launch& l, int64_t budget, int64_t first,
-                        int64_t* picks, double* dists, Checkpoint& checkpoint) {
-  Acc* D = static_cast<Acc*>(w.D);
-  Acc* p = static_cast<Acc*>(w.p);
-  Acc* centre = static_cast<Acc*>(w.centre);
-  Acc* pv = static_cast<Acc*>(w.part_value);
-  const bool any_labelled = w.m > 0;
-  prepare<T, Acc>(rows, w, l, any_labelled);
-  int64_t fixed = -1;
-  if (any_labelled)
-    step_kernel<T, Acc, false><<<w.parts, kStepThreads, 0, l.stream>>>(rows, p, centre, D, w.taken, pv, w.part_index);
-  else if (first >= 0)
-    fixed = first;
-  else
-    max_norm_partials<T, Acc>(rows, w, l);
-  for (int64_t t = 0; t < budget; ++t) {
-    finish_kernel<T, Acc><<<1, kFinishThreads, 0, l.stream>>>(rows, p, pv, w.part_index, w.parts, fixed, t, picks,
-                                                               dists, D, w.taken, centre);
-    fixed = -1;
-    if (t + 1 < budget)
-      step_kernel<T, Acc, true><<<w.parts, kStepThreads, 0, l.stream>>>(rows, p, centre, D, w.taken, pv, w.part_index);
-    check(cudaGetLastError(), "k-center greedy kernels");
-    checkpoint.poll(t + 1);
-  }
-}
+class DeviceState {
+ public:
+  DeviceState(const Rows<T, Acc>& rows, const Work& w, const Launch& l, int64_t untaken, int64_t* picks,
+              double* dists)
+      : rows_(rows), w_(w), l_(l), untaken_(untaken), picks_(picks), dists_(dists) {}
 
-constexpr int64_t kFirstMaxNorm = -1;
-constexpr int64_t kFirstRandom = -2;
+  int64_t n() const { return rows_.n; }
 
-template <class T, class Acc>
-void kmeans_pp_run(const Rows<T, Acc>& rows, const Work& w, const Launch& l, int64_t budget, uint64_t seed,
-                   int64_t first, int64_t untaken, int64_t* picks, Checkpoint& checkpoint) {
-  Acc* D = static_cast<Acc*>(w.D);
-  Acc* p = static_cast<Acc*>(w.p);
-  Acc* centre = static_cast<Acc*>(w.centre);
-  Acc* pv = static_cast<Acc*>(w.part_value);
-  const bool any_labelled = w.m > 0;
-  prepare<T, Acc>(rows, w, l, any_labelled);
-  uint64_t draw = 0;
-  for (int64_t t = 0; t < budget; ++t) {
-    if (t == 0 && !any_labelled) {
-      int64_t fixed = first;
-      if (first == kFirstMaxNorm) max_norm_partials<T, Acc>(rows, w, l);
-      if (first == kFirstRandom) fixed = uniform_rank(splitmix64_uniform(seed, draw++), rows.n);
-      finish_kernel<T, Acc><<<1, kFinishThreads, 0, l.stream>>>(rows, p, pv, w.part_index, w.parts, fixed, t, picks,
-                                                                 nullptr, D, w.taken, centre);
-    } else {
-      sample_kernel<T, Acc><<<1, kFinishThreads, 0, l.stream>>>(rows, p, w.starts, seed, draw++, untaken, t, picks, D,
-                                                                 w.taken, centre);
-    }
-    --untaken;
-    if (t + 1 < budget)
-      step_kernel<T, Acc, true><<<w.parts, kStepThreads, 0, l.stream>>>(rows, p, centre, D, w.taken, pv, w.part_index);
-    check(cudaGetLastError(), "k-means++ kernels");
-    checkpoint.poll(t + 1);
+  bool add_labelled(Checkpoint&) {
+    prepare<T, Acc>(rows_, w_, l_, w_.m > 0);
+    return w_.m > 0;
   }
-}
+  void pick_row(int64_t t, int64_t i) { finish(t, i); }
+  void pick_max_norm(int64_t t) {
+    max_norm_partials<T, Acc>(rows_, w_, l_);
+    finish(t, -1);
+  }
+  void pick_farthest(int64_t t) {
+    if (!partials_) step<false>();  // the argmax of D from the labelled pass
+    finish(t, -1);
+  }
+  void pick_d2(int64_t t, uint64_t seed, uint64_t draw) {
+    sample_kernel<T, Acc><<<1, kFinishThreads, 0, l_.stream>>>(rows_, p(), w_.starts, seed, draw, untaken_, t, picks_,
+                                                               D(), w_.taken, centre());
+    picked();
+  }
+  void add_centre(int64_t) {
+    step<true>();
+    check(cudaGetLastError(), "selection kernels");
+  }
+
+ private:
+  Acc* D() const { return static_cast<Acc*>(w_.D); }
+  Acc* p() const { return static_cast<Acc*>(w_.p); }
+  Acc* centre() const { return static_cast<Acc*>(w_.centre); }
+
+  template <bool Update>
+  void step() {
+    step_kernel<T, Acc, Update><<<w_.parts, kStepThreads, 0, l_.stream>>>(
+        rows_, p(), centre(), D(), w_.taken, static_cast<Acc*>(w_.part_value), w_.part_index);
+    partials_ = true;
+  }
+  // Pick t: row `fixed`, or the argmax of the step partials when fixed < 0.
+  void finish(int64_t t, int64_t fixed) {
+    finish_kernel<T, Acc><<<1, kFinishThreads, 0, l_.stream>>>(rows_, p(), static_cast<Acc*>(w_.part_value),
+                                                               w_.part_index, w_.parts, fixed, t, picks_, dists_, D(),
+                                                               w_.taken, centre());
+    picked();
+  }
+  void picked() {
+    --untaken_;
+    partials_ = false;
+    check(cudaGetLastError(), "selection kernels");
+  }
+
+  const Rows<T, Acc>& rows_;
+  const Work& w_;
+  const Launch& l_;
+  int64_t untaken_;
+  int64_t* picks_;
+  double* dists_;
+  bool partials_ = false;
+};
 
 template <class T, class Acc>
 void min_distances_run(const Rows<T, Acc>& rows, const Rows<T, Acc>& cents, const Work& w, const Launch& l) {
@@ -603,7 +592,9 @@ struct KcgCall {
   Checkpoint& checkpoint;
   template <class T, class Acc>
   void operator()() const {
-    kcenter_greedy_run<T, Acc>(rows_of<T, Acc>(emb), w, l, budget, first, picks, dists, checkpoint);
+    const Rows<T, Acc> rows = rows_of<T, Acc>(emb);
+    DeviceState<T, Acc> state(rows, w, l, rows.n - w.m, picks, dists);
+    kcenter_greedy_loop(state, budget, first, checkpoint);
   }
 };
 
@@ -618,7 +609,9 @@ struct KmppCall {
   Checkpoint& checkpoint;
   template <class T, class Acc>
   void operator()() const {
-    kmeans_pp_run<T, Acc>(rows_of<T, Acc>(emb), w, l, budget, seed, first, untaken, picks, checkpoint);
+    const Rows<T, Acc> rows = rows_of<T, Acc>(emb);
+    DeviceState<T, Acc> state(rows, w, l, untaken, picks, nullptr);
+    kmeans_pp_loop(state, budget, seed, first, checkpoint);
   }
 };
 
@@ -633,12 +626,12 @@ struct MinDistCall {
   }
 };
 
-void kcenter_greedy_py(const py::tuple& emb, const py::tuple& work, int64_t budget, int64_t first, bool double_acc,
+void kcenter_greedy_py(const py::tuple& emb, const py::dict& work, int64_t budget, int64_t first, bool double_acc,
                        uintptr_t picks, uintptr_t dists, uintptr_t stream, int device, py::object progress) {
   DeviceGuard guard(device);
-  const EmbSpec e = spec_of(emb);
+  const EmbSpec e = emb_of(emb);
   const Work w = work_of(work);
-  const Launch l{reinterpret_cast<cudaStream_t>(stream), grid_for(e.n, kStepThreads / kWarp)};
+  const Launch l{reinterpret_cast<cudaStream_t>(stream), grid_for(e.n(), kStepThreads / kWarp)};
   Checkpoint checkpoint(progress);
   const KcgCall call{e, w, l, budget, first, reinterpret_cast<int64_t*>(picks), reinterpret_cast<double*>(dists),
                      checkpoint};
@@ -646,24 +639,24 @@ void kcenter_greedy_py(const py::tuple& emb, const py::tuple& work, int64_t budg
   if (budget > 0) dispatch(e.f.dtype, double_acc, call);
 }
 
-void kmeans_pp_py(const py::tuple& emb, const py::tuple& work, int64_t budget, uint64_t seed, int64_t first,
+void kmeans_pp_py(const py::tuple& emb, const py::dict& work, int64_t budget, uint64_t seed, int64_t first,
                   int64_t untaken, bool double_acc, uintptr_t picks, uintptr_t stream, int device, py::object progress) {
   DeviceGuard guard(device);
-  const EmbSpec e = spec_of(emb);
+  const EmbSpec e = emb_of(emb);
   const Work w = work_of(work);
-  const Launch l{reinterpret_cast<cudaStream_t>(stream), grid_for(e.n, kStepThreads / kWarp)};
+  const Launch l{reinterpret_cast<cudaStream_t>(stream), grid_for(e.n(), kStepThreads / kWarp)};
   Checkpoint checkpoint(progress);
   const KmppCall call{e, w, l, budget, seed, first, untaken, reinterpret_cast<int64_t*>(picks), checkpoint};
   py::gil_scoped_release release;
   if (budget > 0) dispatch(e.f.dtype, double_acc, call);
 }
 
-void min_distances_py(const py::tuple& emb, const py::tuple& centres, const py::tuple& work, bool double_acc,
+void min_distances_py(const py::tuple& emb, const py::tuple& centres, const py::dict& work, bool double_acc,
                       uintptr_t stream, int device) {
   DeviceGuard guard(device);
-  const EmbSpec e = spec_of(emb), c = spec_of(centres);
+  const EmbSpec e = emb_of(emb), c = emb_of(centres);
   const Work w = work_of(work);
-  const Launch l{reinterpret_cast<cudaStream_t>(stream), grid_for(e.n, kStepThreads / kWarp)};
+  const Launch l{reinterpret_cast<cudaStream_t>(stream), grid_for(e.n(), kStepThreads / kWarp)};
   const MinDistCall call{e, c, w, l};
   py::gil_scoped_release release;
   dispatch(e.f.dtype, double_acc, call);

@@ -12,14 +12,11 @@ from typing import Any
 import numpy as np
 
 from .. import _lazy
-from .._arrays import BFLOAT16
+from .._abi import KIND_CODES, dtype_code
 from ..errors import NonFiniteError
 from ..validation import CHUNK_ROWS, _raise_negative
 
 CHECKS_FINITE = True
-
-DTYPE_CODES = {np.dtype(np.float16): 0, BFLOAT16: 1, np.dtype(np.float32): 2, np.dtype(np.float64): 3}
-KIND_CODES = {"entropy": 0, "bvsb": 1, "margin": 2, "least_confidence": 3}
 
 
 def _ext() -> Any:
@@ -27,7 +24,7 @@ def _ext() -> Any:
 
 
 def _code(arr: np.ndarray) -> int:
-    return DTYPE_CODES[np.dtype(arr.dtype)]
+    return dtype_code(arr.dtype)
 
 
 def _acc64(accum_dtype: Any) -> bool:

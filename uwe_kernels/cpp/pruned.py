@@ -2,10 +2,10 @@
 picks of the plain per-pick pass while reading only the rows whose nearest-centre distance can
 change (triangle-inequality groups, early-exit distances; see csrc/cpu/pruned_engine.h).
 
-Dense float16/bfloat16/float32/float64 pools of any row stride are read in place (a pool whose
-elements are not contiguous within a row is copied once, in its own dtype). Factored UWE
-([n] weights) and BADGE ([n, K] weights) embeddings run on the factors, with the brute-force
-kernels' own distance arithmetic (csrc/cpu/pruned_factored.h): same picks, same distances.
+Dense float16/bfloat16/float32/float64 pools of any strides (memory maps included) are read in
+place, as by brute force. Factored UWE ([n] weights) and BADGE ([n, K] weights) embeddings run
+on the factors. Every row is evaluated by the brute-force kernels' own distance function
+(csrc/cpu/pruned_rows.h): same picks, same distances.
 """
 from __future__ import annotations
 
@@ -13,14 +13,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import _lazy
-from .._arrays import BFLOAT16
+from .. import _abi, _lazy
 from .._pruning import looks_clustered
+from .._spec import emb_spec
 from ..factored import FactoredArrays, FactoredEmbedding
 
-DTYPE_CODES = {np.dtype(np.float16): 0, BFLOAT16: 1, np.dtype(np.float32): 2, np.dtype(np.float64): 3}
 MODES = {"plain": 0, "pruned": 1, "adaptive": 2}
-FIRST_MAX_NORM, FIRST_RANDOM = -1, -2
 
 
 def _ext() -> Any:
@@ -42,7 +40,7 @@ def pruned_supported(emb: Any) -> list[str]:
             if not isinstance(a, np.ndarray):
                 reasons.append(f"algorithm='pruned' takes numpy factors on the cpp backend, got {name} of type "
                                f"{type(a).__name__}")
-            elif a.dtype not in DTYPE_CODES:
+            elif a.dtype.name not in _abi.DTYPE_CODES:
                 reasons.append(f"algorithm='pruned' does not run {name} of dtype {a.dtype}")
         return reasons
     reasons = []
@@ -50,7 +48,7 @@ def pruned_supported(emb: Any) -> list[str]:
         reasons.append(f"algorithm='pruned' takes numpy arrays on the cpp backend, got {type(emb).__name__}")
     elif emb.ndim != 2:
         reasons.append(f"algorithm='pruned' needs a 2-D [n, d] embedding, got ndim={emb.ndim}")
-    elif emb.dtype not in DTYPE_CODES:
+    elif emb.dtype.name not in _abi.DTYPE_CODES:
         reasons.append(f"algorithm='pruned' does not run dtype {emb.dtype}")
     return reasons
 
@@ -70,22 +68,16 @@ def _check(emb: Any) -> None:
         raise ValueError("; ".join(reasons))
 
 
-def _pool(emb: Any) -> tuple[np.ndarray, int]:
-    code = DTYPE_CODES[emb.dtype]
-    if emb.shape[1] > 1 and emb.strides[1] != emb.itemsize:
-        emb = np.ascontiguousarray(emb)
-    if code in (0, 1):
-        emb = emb.view(np.uint16)
-    return emb, code
-
-
-def _factored_spec(fa: FactoredArrays) -> tuple[Any, ...]:
-    """The compiled module's view of a factored embedding (as for the brute-force kernels)."""
+def _spec(emb: Any) -> tuple[Any, ...]:
+    """The compiled module's view of a dense pool or a factored embedding, read in place."""
+    fa = _factored(emb)
+    if fa is None:
+        return emb_spec(emb)
     w, f = fa.weights, fa.features
     if w.ndim not in (1, 2) or f.ndim != 2 or w.shape[0] != f.shape[0]:
         raise ValueError(f"factored embedding needs weights [n] or [n, K] and features [n, d], got {w.shape} "
                          f"and {f.shape}")
-    return (1 if w.ndim == 1 else 2), f, DTYPE_CODES[f.dtype], w, DTYPE_CODES[w.dtype]
+    return emb_spec(fa)
 
 
 def _double(accum_dtype: Any, *arrays: Any) -> bool:
@@ -110,20 +102,13 @@ def kcenter_greedy_stats(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """k-center greedy picks, distances at pick time and work statistics (rows_touched,
     values_read, centre_distances, switched_at, labelled_pairs (of rows_touched, the factored
-    kernels' one-off labelled-set pass), ...). `mode`: 'adaptive' (pruned, plain pass
+    one-off labelled-set pass), ...). `mode`: 'adaptive' (pruned, plain pass
     once pruning stops paying), 'pruned' (never falls back) or 'plain' (every row every pick)."""
     _check(emb)
     mask = np.asarray(labelled_mask, dtype=bool)
-    first_code = -1 if first is None else int(first)
     double = _double(accum_dtype, *_arrays(emb))
-    fa = _factored(emb)
-    if fa is not None:
-        picks, dists, stats = _ext().kcenter_greedy_pruned_factored(
-            _factored_spec(fa), mask, int(budget), first_code, double, MODES[mode], progress)
-    else:
-        pool, code = _pool(emb)
-        picks, dists, stats = _ext().kcenter_greedy_pruned(
-            pool, code, mask, int(budget), first_code, double, MODES[mode], progress)
+    picks, dists, stats = _ext().kcenter_greedy_pruned(
+        _spec(emb), mask, int(budget), _abi.first_code(first), double, MODES[mode], progress)
     return picks, dists, dict(stats)
 
 
@@ -139,21 +124,11 @@ def kmeans_pp_stats(
     accum_dtype: Any = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """k-means++ picks and work statistics; `mode` as for kcenter_greedy_stats."""
-    if isinstance(first, str):
-        first_code = {"max_norm": FIRST_MAX_NORM, "random": FIRST_RANDOM}[first]
-    else:
-        first_code = int(first)
     _check(emb)
     mask = np.asarray(labelled_mask, dtype=bool)
     double = _double(accum_dtype, *_arrays(emb))
-    fa = _factored(emb)
-    if fa is not None:
-        picks, stats = _ext().kmeans_pp_pruned_factored(
-            _factored_spec(fa), mask, int(budget), int(seed), first_code, double, MODES[mode], progress)
-    else:
-        pool, code = _pool(emb)
-        picks, stats = _ext().kmeans_pp_pruned(
-            pool, code, mask, int(budget), int(seed), first_code, double, MODES[mode], progress)
+    picks, stats = _ext().kmeans_pp_pruned(
+        _spec(emb), mask, int(budget), int(seed), _abi.first_code(first), double, MODES[mode], progress)
     return picks, dict(stats)
 
 

@@ -11,28 +11,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import _lazy
-from .._arrays import BFLOAT16
-from ..factored import FactoredArrays
+from .. import _abi, _lazy
+from .._spec import emb_spec
 from . import pruned
 
 ALGORITHMS = ("brute", "pruned")
-DTYPE_CODES = {np.dtype(np.float16): 0, BFLOAT16: 1, np.dtype(np.float32): 2, np.dtype(np.float64): 3}
-DENSE, UWE, BADGE = 0, 1, 2
-FIRST_MAX_NORM, FIRST_RANDOM = -1, -2
 
 
 def _ext() -> Any:
     return _lazy.load("cpu")
-
-
-def _emb_spec(emb: Any) -> tuple[Any, ...]:
-    """(kind, features, dtype code, weights or None, dtype code): the compiled module's view."""
-    if isinstance(emb, FactoredArrays):
-        w, f = emb.weights, emb.features
-        kind = UWE if w.ndim == 1 else BADGE
-        return kind, f, DTYPE_CODES[f.dtype], w, DTYPE_CODES[w.dtype]
-    return DENSE, emb, DTYPE_CODES[emb.dtype], None, -1
 
 
 def _double(accum_dtype: Any) -> bool:
@@ -51,7 +38,7 @@ def not_supported_reasons(op: str, call: Any) -> list[str]:
     if algorithm == "pruned":
         # Dense pools and factored UWE / BADGE embeddings alike; only element types it cannot read.
         return [f"algorithm='pruned' does not run dtype {dt}" for dt in call.dtypes
-                if np.dtype(dt) not in pruned.DTYPE_CODES]
+                if np.dtype(dt).name not in _abi.DTYPE_CODES]
     return [f"algorithm={algorithm!r} is not implemented by cpp"]
 
 
@@ -74,7 +61,7 @@ def kcenter_greedy(
         return pruned.kcenter_greedy_pruned(emb, labelled_mask, budget, first, progress=progress,
                                             accum_dtype=accum_dtype)
     return tuple(_ext().kcenter_greedy(
-        _emb_spec(emb), labelled_mask, int(budget), -1 if first is None else int(first),
+        emb_spec(emb), labelled_mask, int(budget), _abi.first_code(first),
         _double(accum_dtype), progress,
     ))
 
@@ -94,9 +81,8 @@ def kmeans_pp(
     if algorithm == "pruned":
         return pruned.kmeans_pp_pruned(emb, labelled_mask, budget, seed, first, progress=progress,
                                        accum_dtype=accum_dtype)
-    code = {"max_norm": FIRST_MAX_NORM, "random": FIRST_RANDOM}.get(first, None) if isinstance(first, str) else int(first)
     return np.asarray(_ext().kmeans_pp(
-        _emb_spec(emb), labelled_mask, int(budget), int(seed), code, _double(accum_dtype), progress,
+        emb_spec(emb), labelled_mask, int(budget), int(seed), _abi.first_code(first), _double(accum_dtype), progress,
     ))
 
 
@@ -108,5 +94,5 @@ def min_distances(
     out_dtype: Any,
     accum_dtype: Any,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    d, argmin = _ext().min_distances(_emb_spec(emb), _emb_spec(centers), _double(accum_dtype))
+    d, argmin = _ext().min_distances(emb_spec(emb), emb_spec(centers), _double(accum_dtype))
     return d.astype(out_dtype, copy=False), (argmin if return_argmin else None)

@@ -12,10 +12,8 @@ from typing import Any
 import numpy as np
 
 from .. import _lazy
-from .._arrays import BFLOAT16, torch_dtype
-
-DTYPE_CODES = {np.dtype(np.float16): 0, BFLOAT16: 1, np.dtype(np.float32): 2, np.dtype(np.float64): 3}
-KIND_CODES = {"entropy": 0, "bvsb": 1, "margin": 2, "least_confidence": 3}
+from .._abi import KIND_CODES, dtype_code
+from .._arrays import numpy_dtype, torch_dtype
 
 
 def _ext() -> Any:
@@ -27,8 +25,7 @@ def _torch() -> Any:
 
 
 def _code_of(t: Any) -> int:
-    torch = _torch()
-    return {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2, torch.float64: 3}[t.dtype]
+    return dtype_code(numpy_dtype(t.dtype))
 
 
 def _tensor(t: Any) -> tuple[int, tuple[int, ...], tuple[int, ...], int]:
