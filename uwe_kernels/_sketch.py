@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ._pruning import looks_clustered
 from .factored import FactoredArrays, FactoredEmbedding
 
 SAMPLE_ROWS = 4096
@@ -366,6 +367,29 @@ def choose_sketch(emb: Any, centres: int | None = None) -> SketchChoice:
     if traffic > MAX_TRAFFIC:
         return SketchChoice(0, traffic, fractions, None, time.perf_counter() - start)
     return SketchChoice(k, traffic, fractions, (mu, np.ascontiguousarray(basis[:, :k])), time.perf_counter() - start)
+
+
+def choose_bounds(emb: Any, centres: int | None, sketch_ok: bool) -> str:
+    """`auto`'s choice for an engine that runs group bounds and (when sketch_ok) sketches:
+    'pruned' when the row sample looks clustered, an Algorithm 'sketch' when choose_sketch
+    finds a width that pays, 'pruned+sketch' when both, else 'brute'."""
+    groups = looks_clustered(emb)
+    sketch = choose_sketch(emb, centres) if sketch_ok else NO_SKETCH
+    if sketch.width:
+        return Algorithm("pruned+sketch" if groups else "sketch", sketch)
+    return "pruned" if groups else "brute"
+
+
+def engine_options(emb: Any, algorithm: str, default_width: int = 16) -> dict[str, Any]:
+    """The pruning engine's mode and sketch for 'pruned' / 'sketch' / 'pruned+sketch' (the
+    sketch measurement an Algorithm carries, or default_width when asked by name)."""
+    if "sketch" not in algorithm:
+        return {}
+    choice = algorithm.sketch if isinstance(algorithm, Algorithm) else NO_SKETCH
+    be = _as_backend(emb)
+    d = int(be.features.shape[1] if isinstance(be, FactoredArrays) else be.shape[1])
+    return {"mode": "plain" if algorithm == "sketch" else "adaptive",
+            "sketch_width": choice.width or min(default_width, d), "directions": choice.directions}
 
 
 class Algorithm(str):

@@ -17,8 +17,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _driver
-from .._pruning import DENSE_ONLY, looks_clustered
-from .._sketch import NO_SKETCH, Algorithm, SketchChoice, choose_sketch
+from .._pruning import DENSE_ONLY
+from .._sketch import choose_bounds, engine_options
 from . import pruned, sketched
 from ._runtime import acc_zero
 from .rows import Rows
@@ -26,7 +26,6 @@ from .sweep import BruteState, nearest_into
 
 CHECKS_FINITE = False
 ALGORITHMS = ("brute", "pruned", "sketch", "pruned+sketch")
-DEFAULT_WIDTH = 16  # 'sketch' asked for by name on a pool the measurement turns down
 
 
 def choose_algorithm(emb: Any, centres: int | None = None) -> str:
@@ -35,32 +34,12 @@ def choose_algorithm(emb: Any, centres: int | None = None) -> str:
     centres: the selection's mean centre count (labelled rows plus half the budget)."""
     if pruned.pruned_supported(emb):
         return "brute"
-    groups = looks_clustered(emb)
-    sketch = choose_sketch(emb, centres) if not sketched.sketch_supported(emb, pruned.accum(None, emb)) else NO_SKETCH
-    if sketch.width:
-        return Algorithm("pruned+sketch" if groups else "sketch", sketch)
-    return "pruned" if groups else "brute"
+    return choose_bounds(emb, centres, not sketched.sketch_supported(emb, pruned.accum(None, emb)))
 
 
 def _check_algorithm(algorithm: str) -> None:
     if algorithm not in ALGORITHMS:
         raise ValueError(f"the numba backend runs algorithms {ALGORITHMS}, got {algorithm!r}")
-
-
-def _engine_options(emb: Any, algorithm: str) -> dict[str, Any]:
-    """The pruning engine's mode and sketch for a 'pruned' / 'sketch' / 'pruned+sketch' call."""
-    if "sketch" not in algorithm:
-        return {}
-    choice: SketchChoice = getattr(algorithm, "sketch", NO_SKETCH)
-    width = choice.width or min(DEFAULT_WIDTH, int(emb.shape[1]))
-    return {"mode": "plain" if algorithm == "sketch" else "adaptive", "sketch_width": width,
-            "directions": choice.directions}
-
-
-def not_supported_reasons(op: str, call: Any) -> list[str]:
-    if op != "min_distances" and call.options.get("algorithm") == "pruned" and call.options.get("factored"):
-        return [DENSE_ONLY]
-    return []
 
 
 def kcenter_greedy(emb: Any, labelled_mask: np.ndarray, budget: int, first: int | None, *,
@@ -69,7 +48,7 @@ def kcenter_greedy(emb: Any, labelled_mask: np.ndarray, budget: int, first: int 
     _check_algorithm(algorithm)
     if algorithm != "brute":
         picks, dists, _ = pruned.kcenter_greedy_stats(emb, labelled_mask, budget, first, progress=progress,
-                                                      accum_dtype=accum_dtype, **_engine_options(emb, algorithm))
+                                                      accum_dtype=accum_dtype, **engine_options(emb, algorithm))
         return picks, dists
     if int(budget) == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
@@ -81,7 +60,7 @@ def kmeans_pp(emb: Any, labelled_mask: np.ndarray, budget: int, seed: int, first
     _check_algorithm(algorithm)
     if algorithm != "brute":
         picks, _ = pruned.kmeans_pp_stats(emb, labelled_mask, budget, seed, first, progress=progress,
-                                          accum_dtype=accum_dtype, **_engine_options(emb, algorithm))
+                                          accum_dtype=accum_dtype, **engine_options(emb, algorithm))
         return picks
     if int(budget) == 0:
         return np.empty(0, dtype=np.int64)

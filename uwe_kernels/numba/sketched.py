@@ -114,6 +114,33 @@ def _update(X, xcode, W, wcode, has_w, c, s, z, r, slack, scale, cs, G, D, A, ta
     return arg, evaluated, first
 
 
+class TeamChoice:
+    """One thread or the team for the sketch passes, by measured seconds per value read: a
+    sketch pass reads little, and on a busy machine waking the team can cost more than the
+    pass (either gives the same results). Each way is timed once, then the faster runs, the
+    other re-timed every REPROBE passes."""
+
+    REPROBE = 64
+
+    def __init__(self) -> None:
+        self.rate: dict[bool, float] = {}
+        self.passes = 0
+
+    def choose(self, large: bool) -> bool:
+        if not large:
+            return False
+        self.passes += 1
+        for way in (True, False):
+            if way not in self.rate:
+                return way
+        faster = self.rate[True] < self.rate[False]
+        return not faster if self.passes % self.REPROBE == 0 else faster
+
+    def record(self, parallel: bool, seconds_per_value: float) -> None:
+        old = self.rate.get(parallel)
+        self.rate[parallel] = seconds_per_value if old is None else 0.5 * (old + seconds_per_value)
+
+
 def update(rows: Rows, sk: SketchArgs, c: np.ndarray, s: int, G: int, D: np.ndarray, A: np.ndarray,
            taken: np.ndarray, blk_val: np.ndarray, blk_arg: np.ndarray, parallel: bool) -> tuple[int, int, int]:
     """Centre s (c: its row in the accumulator) against every live row: (argmax D over live

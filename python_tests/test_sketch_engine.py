@@ -1,6 +1,6 @@
-"""Sketch bounds inside the numba pruning engine: the same picks (and, for k-center greedy,
-the same distances bit for bit) as the brute sweep on the inputs that stress the test's
-margin, and `auto`'s choice among brute, group bounds and the sketch."""
+"""Sketch bounds inside the pruning engines (numba, cpp): the same picks (and, for k-center
+greedy, the same distances bit for bit) as the backend's brute force on the inputs that
+stress the test's margin, and `auto`'s choice among brute, group bounds and the sketch."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,6 +11,9 @@ pytest.importorskip("numba")
 import uwe_kernels as uk  # noqa: E402
 from uwe_kernels import _sketch  # noqa: E402
 from uwe_kernels._arrays import BFLOAT16  # noqa: E402
+from uwe_kernels.cpp import pruned as cpp_pruned  # noqa: E402
+from uwe_kernels.cpp import select as cpp_select  # noqa: E402
+from uwe_kernels.factored import FactoredArrays  # noqa: E402
 from uwe_kernels.numba import pruned, sketched  # noqa: E402
 from uwe_kernels.numba import select as nsel  # noqa: E402
 
@@ -23,7 +26,7 @@ ENGINES = [("plain", 4), ("adaptive", 4), ("pruned", 8), ("plain", 1)]
 
 
 def acc(x: np.ndarray) -> type:
-    return np.float64 if x.dtype == np.float64 else np.float32
+    return np.float64 if getattr(x, "features", x).dtype == np.float64 else np.float32
 
 
 def low_rank(rng: np.random.Generator, n: int, d: int, rank: int, noise: float) -> np.ndarray:
@@ -62,54 +65,97 @@ def mask_of(n: int, count: int, seed: int = 0) -> np.ndarray:
     return mask
 
 
-def check_kcg(x: np.ndarray, mask: np.ndarray, budget: int, first: int | None = None) -> list[dict]:
-    want, want_d = nsel.kcenter_greedy(x, mask, budget, first, algorithm="brute", progress=None, accum_dtype=acc(x))
+# backend -> (op module with a brute force, engine module with *_stats)
+BACKENDS = {"numba": (nsel, pruned), "cpp": (cpp_select, cpp_pruned)}
+
+
+def cpp_available() -> bool:
+    return bool(uk.backends()["cpp"][0])
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "cpp" and not cpp_available():
+        pytest.skip("cpp: " + uk.backends()["cpp"][1])
+    return str(request.param)
+
+
+def check_kcg(x: np.ndarray, mask: np.ndarray, budget: int, first: int | None = None,
+              backend: str = "numba") -> list[dict]:
+    ops, engine = BACKENDS[backend]
+    want, want_d = ops.kcenter_greedy(x, mask, budget, first, algorithm="brute", progress=None, accum_dtype=acc(x))
     out = []
     for mode, width in ENGINES:
-        picks, dists, stats = pruned.kcenter_greedy_stats(x, mask, budget, first, mode=mode, sketch_width=width)
+        picks, dists, stats = engine.kcenter_greedy_stats(x, mask, budget, first, mode=mode, sketch_width=width,
+                                                          accum_dtype=acc(x))
         np.testing.assert_array_equal(picks, want, err_msg=f"{mode} k={width}")
         np.testing.assert_array_equal(dists, want_d, err_msg=f"{mode} k={width}")
         out.append(stats)
     return out
 
 
-def check_kmpp(x: np.ndarray, mask: np.ndarray, budget: int, seed: int, first: object) -> None:
-    want = nsel.kmeans_pp(x, mask, budget, seed, first, algorithm="brute", progress=None, accum_dtype=acc(x))
+def check_kmpp(x: np.ndarray, mask: np.ndarray, budget: int, seed: int, first: object,
+               backend: str = "numba") -> None:
+    ops, engine = BACKENDS[backend]
+    want = ops.kmeans_pp(x, mask, budget, seed, first, algorithm="brute", progress=None, accum_dtype=acc(x))
     for mode, width in ENGINES:
-        picks, _ = pruned.kmeans_pp_stats(x, mask, budget, seed, first, mode=mode, sketch_width=width)
+        picks, _ = engine.kmeans_pp_stats(x, mask, budget, seed, first, mode=mode, sketch_width=width,
+                                          accum_dtype=acc(x))
         np.testing.assert_array_equal(picks, want, err_msg=f"{mode} k={width}")
 
 
 @pytest.mark.parametrize("labelled", [0, 9])
 @pytest.mark.parametrize("pool", list(POOLS))
-def test_kcenter_with_a_sketch_matches_brute(pool: str, labelled: int) -> None:
+def test_kcenter_with_a_sketch_matches_brute(pool: str, labelled: int, backend: str) -> None:
     x = POOLS[pool](np.random.default_rng(1), 360, 23).astype(np.float32)
-    for stats in check_kcg(x, mask_of(len(x), labelled), 60):
+    for stats in check_kcg(x, mask_of(len(x), labelled), 60, backend=backend):
         assert stats["sketch_width"] > 0 and stats["sketch_build_seconds"] > 0
 
 
 @pytest.mark.parametrize("pool", list(POOLS))
-def test_kmeans_with_a_sketch_matches_brute(pool: str) -> None:
+def test_kmeans_with_a_sketch_matches_brute(pool: str, backend: str) -> None:
     x = POOLS[pool](np.random.default_rng(2), 330, 21).astype(np.float32)
-    check_kmpp(x, np.zeros(len(x), bool), 50, 3, "max_norm")
-    check_kmpp(x, mask_of(len(x), 6), 50, 8, "random")
+    check_kmpp(x, np.zeros(len(x), bool), 50, 3, "max_norm", backend)
+    check_kmpp(x, mask_of(len(x), 6), 50, 8, "random", backend)
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
-def test_every_pool_dtype(dtype: str) -> None:
+def test_every_pool_dtype(dtype: str, backend: str) -> None:
     x = near_ties(np.random.default_rng(3), 300, 17).astype(DTYPES[dtype])
-    check_kcg(x, mask_of(len(x), 5), 45)
-    check_kmpp(x, mask_of(len(x), 5), 45, 2, "max_norm")
+    check_kcg(x, mask_of(len(x), 5), 45, backend=backend)
+    check_kmpp(x, mask_of(len(x), 5), 45, 2, "max_norm", backend)
 
 
-def test_memory_mapped_pool(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_memory_mapped_pool(tmp_path, backend: str) -> None:  # type: ignore[no-untyped-def]
     rows = near_ties(np.random.default_rng(4), 300, 19).astype(np.float32)
     mapped = np.memmap(tmp_path / "pool.bin", dtype=np.float32, mode="w+", shape=rows.shape)
     mapped[:] = rows
     mapped.flush()
     pool = np.memmap(tmp_path / "pool.bin", dtype=np.float32, mode="r", shape=rows.shape)
-    check_kcg(pool, mask_of(len(rows), 4), 40)
-    check_kmpp(pool, np.zeros(len(rows), bool), 40, 5, "max_norm")
+    check_kcg(pool, mask_of(len(rows), 4), 40, backend=backend)
+    check_kmpp(pool, np.zeros(len(rows), bool), 40, 5, "max_norm", backend)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
+def test_cpp_factored_uwe_with_a_sketch_matches_brute(dtype: str) -> None:
+    if not cpp_available():
+        pytest.skip("cpp: " + uk.backends()["cpp"][1])
+    rng = np.random.default_rng(9)
+    features = near_ties(rng, 300, 18).astype(DTYPES[dtype])
+    weights = rng.uniform(0.2, 1.5, len(features)).astype(DTYPES[dtype])
+    fa = FactoredArrays(weights, features)
+    mask = mask_of(len(features), 6)
+    check_kcg(fa, mask, 40, backend="cpp")  # type: ignore[arg-type]
+    check_kmpp(fa, mask, 40, 4, "max_norm", "cpp")  # type: ignore[arg-type]
+
+
+def test_cpp_badge_gets_no_sketch() -> None:
+    if not cpp_available():
+        pytest.skip("cpp: " + uk.backends()["cpp"][1])
+    rng = np.random.default_rng(10)
+    fa = FactoredArrays(rng.standard_normal((50, 3)).astype(np.float32), rng.standard_normal((50, 6)).astype(np.float32))
+    with pytest.raises(ValueError, match="not BADGE"):
+        cpp_pruned.kcenter_greedy_stats(fa, np.zeros(50, bool), 5, None, sketch_width=2)
 
 
 def test_the_sketch_skips_most_rows_of_a_low_rank_pool() -> None:
@@ -192,3 +238,14 @@ def test_sketch_by_name_without_a_measurement_uses_the_default_width() -> None:
         got = nsel.kcenter_greedy(x, mask, 30, None, algorithm=name, progress=None, accum_dtype=np.float32)
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_team_choice_times_both_ways_then_runs_the_faster() -> None:
+    team = sketched.TeamChoice()
+    assert team.choose(False) is False  # small passes never wake the team
+    assert team.choose(True) is True  # the team, not timed yet
+    team.record(True, 5e-9)
+    assert team.choose(True) is False  # one thread not timed yet
+    team.record(False, 1e-9)
+    choices = [team.choose(True) for _ in range(2 * sketched.TeamChoice.REPROBE)]
+    assert choices.count(False) > choices.count(True) > 0  # mostly the faster, re-timing the other
