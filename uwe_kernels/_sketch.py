@@ -331,6 +331,10 @@ MAX_TRAFFIC = 0.5
 # 10-50x slower per operation than a BLAS product) are at least this many times its own, so
 # that a pool where nothing pays loses a few percent at most.
 MEASURE_SHARE = 1.0
+# The build reads the pool once and makes n d k multiply-adds: about k / 4 picks of brute force
+# in time at k = 64 (BLAS against a bandwidth-bound sweep); selections with fewer mean centres
+# (labelled + budget / 2) than this do not repay it.
+MIN_CENTRES = 64
 
 
 @dataclass(frozen=True)
@@ -359,7 +363,7 @@ def choose_sketch(emb: Any, centres: int | None = None) -> SketchChoice:
     rows = min(n, SAMPLE_ROWS)
     if n < MIN_ROWS or not widths:
         return NO_SKETCH
-    if centres is not None and float(n) * d * centres < MEASURE_SHARE * float(rows) * d * d:
+    if centres is not None and (centres < MIN_CENTRES or float(n) * d * centres < MEASURE_SHARE * float(rows) * d * d):
         return NO_SKETCH
     mu, basis, _ = sample_directions(emb, max(widths))
     fractions = predicted_fractions(emb, max(1, centres or 64), widths, directions=(mu, basis))
