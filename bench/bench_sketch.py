@@ -94,25 +94,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.mark.parametrize("algorithm", ["brute", "auto"])
 def test_realistic_pool(case: tuple[str, int, int, float, int, int], algorithm: str,
-                        measure: Callable[..., Any]) -> None:
+                        measure: Callable[..., Any], benchmark: Any) -> None:
     name, n, d, exponent, n_labelled, budget = case
+    benchmark.group = f"sketch-kcg:{name}"
     x = realistic_pool(n, d, exponent)
     labelled = labelled_rows(n, n_labelled)
     info = sketch_report(x, labelled, budget) if algorithm == "auto" else {}
     picks = measure(lambda: uk.kcenter_greedy(x, labelled, budget, algorithm=algorithm, backend="numba"),
                     provider=f"numba-{algorithm}", shape=f"{name} {n}x{d} m={n_labelled} b={budget}",
-                    bytes_moved=budget * x.nbytes, group=f"sketch-kcg:{name}", **info)
+                    bytes_moved=budget * x.nbytes, **info)
     np.testing.assert_array_equal(picks, uk.kcenter_greedy(x, labelled, budget, algorithm="brute",
                                                            backend="numba"))
 
 
 @pytest.mark.parametrize("algorithm", ["brute", "auto"])
-def test_digits_features(algorithm: str, measure: Callable[..., Any]) -> None:
+def test_digits_features(algorithm: str, measure: Callable[..., Any], benchmark: Any) -> None:
+    benchmark.group = "sketch-kcg:digits"
     x, labelled = _realistic.digits_features()
     info = sketch_report(x, labelled, DIGITS_BUDGET) if algorithm == "auto" else {}
     measure(lambda: uk.kcenter_greedy(x, labelled, DIGITS_BUDGET, algorithm=algorithm, backend="numba"),
             provider=f"numba-{algorithm}", shape=f"digits {x.shape[0]}x{x.shape[1]} m={len(labelled)}",
-            bytes_moved=DIGITS_BUDGET * x.nbytes, group="sketch-kcg:digits", **info)
+            bytes_moved=DIGITS_BUDGET * x.nbytes, **info)
 
 
 # ---------------------------------------------------------------- the goal measurement
