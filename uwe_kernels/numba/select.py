@@ -42,6 +42,12 @@ def _check_algorithm(algorithm: str) -> None:
         raise ValueError(f"the numba backend runs algorithms {ALGORITHMS}, got {algorithm!r}")
 
 
+def not_supported_reasons(op: str, call: Any) -> list[str]:
+    if op != "min_distances" and call.options.get("algorithm") == "pruned" and call.options.get("factored"):
+        return [DENSE_ONLY]
+    return []
+
+
 def kcenter_greedy(emb: Any, labelled_mask: np.ndarray, budget: int, first: int | None, *,
                    algorithm: str, progress: Callable[[int], None] | None, accum_dtype: Any
                    ) -> tuple[np.ndarray, np.ndarray]:
