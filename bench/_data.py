@@ -1,30 +1,43 @@
-"""Synthetic model outputs at the shapes of the paper's experiments, and the quick/full
-size switch. Data are Gaussian (tie-free), seeded, and cached for the session."""
+"""Synthetic model outputs at the shapes of the paper's experiments, and the size switch
+(UWE_BENCH_SIZE=smoke|quick|full). Data are Gaussian (tie-free), seeded, and cached for the
+session."""
 from __future__ import annotations
 
 import functools
 import os
 import tempfile
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 SIZE_ENV = "UWE_BENCH_SIZE"
+SIZES = ("smoke", "quick", "full")
+T = TypeVar("T")
 
 
 def size_mode() -> str:
+    """smoke: tiny shapes that check every benchmark runs and picks agree (CI, with
+    --benchmark-disable, which selects it unless UWE_BENCH_SIZE is set); quick (default): a few
+    minutes; full: the paper's shapes."""
     mode = os.environ.get(SIZE_ENV, "quick").strip().lower() or "quick"
-    if mode not in ("quick", "full"):
-        raise ValueError(f"{SIZE_ENV} must be 'quick' or 'full', got {mode!r}")
+    if mode not in SIZES:
+        raise ValueError(f"{SIZE_ENV} must be one of {', '.join(SIZES)}, got {mode!r}")
     return mode
 
 
 FULL = size_mode() == "full"
+SMOKE = size_mode() == "smoke"
 
 
-def pick(quick, full):
-    """The quick value by default, the full one under UWE_BENCH_SIZE=full."""
-    return full if FULL else quick
+def pick(quick: T, full: T, smoke: T | None = None) -> T:
+    """The value for the current size: quick by default, full under UWE_BENCH_SIZE=full, smoke
+    (quick when not given) under UWE_BENCH_SIZE=smoke."""
+    if FULL:
+        return full
+    if SMOKE and smoke is not None:
+        return smoke
+    return quick
 
 
 @dataclass(frozen=True)
@@ -43,12 +56,12 @@ class Classification:
         return f"{self.name} n={self.n} K={self.K} d={self.d}"
 
 
-CIFAR10 = Classification("cifar10", pick(50_000, 50_000), 10, 512, 1_000, pick(50, 1_000))
-CIFAR100 = Classification("cifar100", pick(50_000, 50_000), 100, 512, 1_000, pick(50, 1_000))
+CIFAR10 = Classification("cifar10", pick(50_000, 50_000, 2_000), 10, 512, pick(1_000, 1_000, 50), pick(50, 1_000, 10))
+CIFAR100 = Classification("cifar100", pick(50_000, 50_000, 2_000), 100, 512, pick(1_000, 1_000, 50), pick(50, 1_000, 10))
 # Explicit BADGE embeddings are n x K*d: the quick run scales the pool so that they fit
 # in about 1 GB of float32.
-CIFAR10_BADGE = Classification("cifar10", pick(10_000, 50_000), 10, 512, 1_000, pick(50, 1_000))
-CIFAR100_BADGE = Classification("cifar100", pick(4_000, 20_000), 100, 512, 400, pick(50, 1_000))
+CIFAR10_BADGE = Classification("cifar10", pick(10_000, 50_000, 1_000), 10, 512, pick(1_000, 1_000, 50), pick(50, 1_000, 10))
+CIFAR100_BADGE = Classification("cifar100", pick(4_000, 20_000, 200), 100, 512, pick(400, 400, 20), pick(50, 1_000, 10))
 
 
 @dataclass(frozen=True)
@@ -67,7 +80,7 @@ class Segmentation:
         return f"cityscapes N={self.images} K={self.K} {self.H}x{self.W} C={self.C} stride={self.stride}"
 
 
-CITYSCAPES = [Segmentation(pick(4, 64), 4), Segmentation(pick(4, 64), 8)]
+CITYSCAPES = [Segmentation(pick(4, 64, 1), 4), Segmentation(pick(4, 64, 1), 8)]
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,7 @@ class Detection:
         return f"voc images={self.images} boxes={self.boxes} K={self.K} d={self.d}"
 
 
-VOC = [Detection(pick(500, 5_000), 256), Detection(pick(500, 5_000), 1024)]
+VOC = [Detection(pick(500, 5_000, 20), 256), Detection(pick(500, 5_000, 20), 1024)]
 
 
 @functools.lru_cache(maxsize=4)

@@ -66,14 +66,14 @@ def cuda_read_bandwidth(nbytes: int = GIB, repeats: int = 10) -> float | None:
     return nbytes / best
 
 
-def measure() -> dict[str, float | None]:
+def measure(nbytes: int = GIB) -> dict[str, float | None]:
     """{"cpu": B/s, "cpu_single": B/s, "cpu_threads": T, "cuda": B/s or None}."""
-    cpu = cpu_read_bandwidth()
+    cpu = cpu_read_bandwidth(nbytes)
     return {
         "cpu": cpu["best"],
         "cpu_single": cpu["single"],
         "cpu_threads": cpu["threads"],
-        "cuda": cuda_read_bandwidth(),
+        "cuda": cuda_read_bandwidth(nbytes),
     }
 
 

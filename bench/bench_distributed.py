@@ -20,15 +20,19 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench._data import pick
+
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
 if not (dist.is_available() and dist.is_gloo_available()):
     pytest.skip("torch.distributed with gloo is unavailable", allow_module_level=True)
 
-N_ROWS = int(os.environ.get("UWE_BENCH_DIST_ROWS", 40000))
+N_ROWS = int(os.environ.get("UWE_BENCH_DIST_ROWS", pick(40_000, 40_000, 2_000)))
 DIM = int(os.environ.get("UWE_BENCH_DIST_DIM", 64))
-BUDGET = int(os.environ.get("UWE_BENCH_DIST_BUDGET", 64))
-WORLDS = (1, 2, 4)
+BUDGET = int(os.environ.get("UWE_BENCH_DIST_BUDGET", pick(64, 64, 8)))
+WORLDS = pick((1, 2, 4), (1, 2, 4), (1, 2))
+COLLECTIVE_REPEATS = pick(300, 300, 20)
+ROUNDS = pick(3, 3, 1)
 
 
 def _pool_shard(rank: int, world: int) -> np.ndarray:
@@ -125,7 +129,7 @@ def bench_distributed_selection(benchmark: Any, world: _World, algo: str, lookah
         last.update(world.run(algo, lookahead))
 
     benchmark.group = f"distributed {algo} {N_ROWS}x{DIM} budget {BUDGET}"
-    benchmark.pedantic(once, rounds=3, iterations=1)
+    benchmark.pedantic(once, rounds=ROUNDS, iterations=1)
     picks = max(1, last["picks"])
     benchmark.extra_info.update({
         "world": world.world,
@@ -144,10 +148,10 @@ def bench_pick_collectives(benchmark: Any, world: _World) -> None:
     last: dict[str, Any] = {}
 
     def once() -> None:
-        last.update(world.run("latency", 300))
+        last.update(world.run("latency", COLLECTIVE_REPEATS))
 
     benchmark.group = "distributed: collectives of one pick (no compute)"
-    benchmark.pedantic(once, rounds=3, iterations=1)
+    benchmark.pedantic(once, rounds=ROUNDS, iterations=1)
     benchmark.extra_info.update({
         "world": world.world,
         "all_gather_us": 1e6 * last["all_gather_s"],

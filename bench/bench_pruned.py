@@ -5,7 +5,7 @@ roofline of bench/conftest.py); a pruned run can beat it because it skips rows, 
 `floor_fraction` may exceed 100%. Groups `pruned-kcg:<pool>` / `pruned-kmpp:<pool>` put
 plain, adaptive, pruned and auto (the public `algorithm="auto"` call) of every backend side by side in `python -m bench.report`. Pools are Gaussian
 mixtures (clusters with a low intrinsic dimension, embedded in d dimensions) and isotropic
-Gaussian noise. Quick sizes by default; UWE_BENCH_SIZE=full runs n up to 2,000,000.
+Gaussian noise. Quick sizes by default; UWE_BENCH_SIZE=full runs n up to 2,000,000, UWE_BENCH_SIZE=smoke tiny pools.
 extra_info: rows touched per pick, fraction of rows touched, time / floor, speed-up vs plain.
 
 Factored cases: BADGE gradient embeddings at CIFAR-10-like shapes (K = 10 classes, d = 512
@@ -18,7 +18,6 @@ The numba cases time the numba backend's pruned kernels against its own brute fo
 from __future__ import annotations
 
 import math
-import os
 import time
 from typing import Any, Callable
 
@@ -30,7 +29,8 @@ from uwe_kernels._pruning import looks_clustered
 from uwe_kernels.cpp import pruned
 from uwe_kernels.factored import FactoredArrays
 
-FULL = os.environ.get("UWE_BENCH_SIZE", "quick") == "full"
+from bench._data import pick, size_mode
+from bench.conftest import require_backend, run_once
 
 # (name, n, d, clusters, intrinsic dimension, budget); clusters 0 = isotropic noise
 QUICK_POOLS = [
@@ -49,7 +49,11 @@ FULL_POOLS = [
     ("isotropic", 200_000, 512, 0, 0, 1_000),
     ("isotropic", 1_000_000, 128, 0, 0, 1_000),
 ]
-POOLS = FULL_POOLS if FULL else QUICK_POOLS
+SMOKE_POOLS = [
+    ("mixture", 6_000, 32, 20, 4, 60),
+    ("isotropic", 4_000, 32, 0, 0, 30),
+]
+POOLS = pick(QUICK_POOLS, FULL_POOLS, SMOKE_POOLS)
 # plain/adaptive/pruned: the C++ kernel's modes with their work statistics; brute and auto: the
 # public calls (validation included), so that auto is held to what a user calling brute force gets.
 PROVIDERS = ["plain", "brute", "adaptive", "pruned", "auto"]
@@ -152,6 +156,7 @@ def _skip_public_brute(spec: tuple[Any, ...], provider: str) -> None:
 @pytest.mark.parametrize("spec", POOLS, ids=[pool_id(s) for s in POOLS])
 def bench_kcenter_greedy(benchmark: Any, spec: tuple[Any, ...], provider: str, read_bandwidth: float) -> None:
     _skip_public_brute(spec, provider)
+    require_backend("cpp")
     x = get_pool(spec)
     n, d = x.shape
     budget = spec[-1]
@@ -166,8 +171,7 @@ def bench_kcenter_greedy(benchmark: Any, spec: tuple[Any, ...], provider: str, r
             out["picks"], _, out["stats"] = pruned.kcenter_greedy_stats(x, mask, budget, None, mode=provider)
 
     benchmark.group = f"pruned-kcg:{key}"
-    benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
-    seconds = benchmark.stats.stats.min
+    seconds = run_once(benchmark, run)
     if provider == "adaptive":
         _adaptive_stats["kcg/" + key] = out["stats"]
     if provider == "auto":
@@ -193,6 +197,7 @@ KMPP_POOLS = [POOLS[0], POOLS[-1]]
 @pytest.mark.parametrize("spec", KMPP_POOLS, ids=[pool_id(s) for s in KMPP_POOLS])
 def bench_kmeans_pp(benchmark: Any, spec: tuple[Any, ...], provider: str, read_bandwidth: float) -> None:
     _skip_public_brute(spec, provider)
+    require_backend("cpp")
     x = get_pool(spec)
     budget = spec[-1]
     mask = np.zeros(len(x), dtype=bool)
@@ -206,7 +211,7 @@ def bench_kmeans_pp(benchmark: Any, spec: tuple[Any, ...], provider: str, read_b
             out["picks"], out["stats"] = pruned.kmeans_pp_stats(x, mask, budget, 0, "max_norm", mode=provider)
 
     benchmark.group = f"pruned-kmpp:{pool_id(spec)}"
-    benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
+    seconds = run_once(benchmark, run)
     if provider == "adaptive":
         _adaptive_stats[key] = out["stats"]
     if provider == "auto":
@@ -218,7 +223,7 @@ def bench_kmeans_pp(benchmark: Any, spec: tuple[Any, ...], provider: str, read_b
         stats = _brute_stats(x, budget)
     else:
         stats = out["stats"]
-    _record(benchmark, "kmpp", spec, f"{provider}[cpp]", benchmark.stats.stats.min, stats, x, read_bandwidth)
+    _record(benchmark, "kmpp", spec, f"{provider}[cpp]", seconds, stats, x, read_bandwidth)
     if provider == "plain":
         _pools[key + "/picks"] = out["picks"]
     elif key + "/picks" in _pools:  # exact: the picks of the plain pass
@@ -236,7 +241,11 @@ NUMBA_FULL_POOLS = [
     ("mixture", 200_000, 128, 1_000, 8, 2_000),
     ("isotropic", 200_000, 128, 0, 0, 300),
 ]
-NUMBA_POOLS = NUMBA_FULL_POOLS if FULL else NUMBA_QUICK_POOLS
+NUMBA_SMOKE_POOLS = [
+    ("mixture", 3_000, 16, 20, 4, 30),
+    ("isotropic", 2_000, 16, 0, 0, 20),
+]
+NUMBA_POOLS = pick(NUMBA_QUICK_POOLS, NUMBA_FULL_POOLS, NUMBA_SMOKE_POOLS)
 NUMBA_PROVIDERS = ["brute", "adaptive", "pruned", "auto"]
 _numba_picks: dict[str, np.ndarray] = {}
 
@@ -283,7 +292,7 @@ def _numba_run(op: str, provider: str, x: np.ndarray, budget: int) -> tuple[np.n
 @pytest.mark.parametrize("spec", NUMBA_POOLS, ids=[pool_id(s) for s in NUMBA_POOLS])
 @pytest.mark.parametrize("op", ["kcg", "kmpp"])
 def bench_numba(benchmark: Any, op: str, spec: tuple[Any, ...], provider: str, read_bandwidth: float) -> None:
-    pytest.importorskip("numba")
+    require_backend("numba")
     x = get_pool(spec)
     budget = spec[-1]
     _numba_warm(x)
@@ -293,8 +302,7 @@ def bench_numba(benchmark: Any, op: str, spec: tuple[Any, ...], provider: str, r
         out["picks"], out["stats"] = _numba_run(op, provider, x, budget)
 
     benchmark.group = f"pruned-{op}:{pool_id(spec)}"
-    benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
-    seconds = benchmark.stats.stats.min
+    seconds = run_once(benchmark, run)
     key = f"numba-{op}/" + pool_id(spec)
     if provider == "adaptive":
         _adaptive_stats[key] = out["stats"]
@@ -333,7 +341,7 @@ def _tag(benchmark: Any, op: str, shape: str, provider: str, seconds: float, bru
     floor = brute_bytes / bandwidth
     benchmark.extra_info.update(provider=provider, role="ours", shape=shape, bytes_moved=float(brute_bytes),
                                 floor_s=floor, bandwidth_GBps=bandwidth / 1e9, best_s=seconds,
-                                size="full" if FULL else "quick",
+                                size=size_mode(),
                                 GBps=brute_bytes / seconds / 1e9, floor_fraction=floor / seconds)
     return floor
 
@@ -349,7 +357,11 @@ FULL_FACTORED = [
     ("badge-mixture", 50_000, 10, 512, 1_000, 16, 1_000),
     ("badge-isotropic", 50_000, 10, 512, 0, 0, 500),
 ]
-FACTORED = FULL_FACTORED if FULL else QUICK_FACTORED
+SMOKE_FACTORED = [
+    ("badge-mixture", 2_000, 10, 64, 20, 8, 40),
+    ("badge-isotropic", 2_000, 10, 64, 0, 0, 20),
+]
+FACTORED = pick(QUICK_FACTORED, FULL_FACTORED, SMOKE_FACTORED)
 FACTORED_PROVIDERS = ["brute", "adaptive", "pruned", "auto"]
 
 _brute_seconds: dict[str, float] = {}
@@ -388,6 +400,7 @@ def badge_factors(spec: tuple[Any, ...]) -> FactoredArrays:
 @pytest.mark.parametrize("spec", FACTORED, ids=[factored_id(s) for s in FACTORED])
 def bench_kcenter_greedy_factored(benchmark: Any, spec: tuple[Any, ...], provider: str,
                                   read_bandwidth: float) -> None:
+    require_backend("cpp")
     fa = badge_factors(spec)
     n, budget = spec[1], spec[-1]
     mask = np.zeros(n, dtype=bool)
@@ -402,8 +415,7 @@ def bench_kcenter_greedy_factored(benchmark: Any, spec: tuple[Any, ...], provide
             out["picks"], _, out["stats"] = pruned.kcenter_greedy_stats(fa, mask, budget, None, mode=provider)
 
     benchmark.group = f"pruned-kcg:{factored_id(spec)}"
-    benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
-    seconds = benchmark.stats.stats.min
+    seconds = run_once(benchmark, run)
     key = factored_id(spec)
     k, d = fa.weights.shape[1], fa.features.shape[1]
     _tag(benchmark, "kcg", key, f"{provider}[cpp]", seconds, budget * n * (k + d) * fa.features.itemsize,

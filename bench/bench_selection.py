@@ -18,13 +18,13 @@ TABLE2 = [pytest.param(CIFAR10_BADGE, id="cifar10"), pytest.param(CIFAR100_BADGE
 ALGORITHMS = [pytest.param("brute", id="brute"), pytest.param("auto", id="auto")]
 DTYPES = [pytest.param("float32", id="float32"), pytest.param("float16", id="float16")]
 
-N_SWEEP = pick([10_000, 50_000, 200_000], [10_000, 50_000, 200_000, 1_000_000, 2_000_000])
+N_SWEEP = pick([10_000, 50_000, 200_000], [10_000, 50_000, 200_000, 1_000_000, 2_000_000], [2_000, 5_000])
 N_SWEEP_D = 128
 D_SWEEP = [64, 512, 2048]
-D_SWEEP_N = pick(10_000, 50_000)
-BUDGET_SWEEP = pick([100, 1_000], [100, 1_000, 10_000])
-BUDGET_SWEEP_N = pick(20_000, 50_000)
-SWEEP_BUDGET = 100
+D_SWEEP_N = pick(10_000, 50_000, 1_000)
+BUDGET_SWEEP = pick([100, 1_000], [100, 1_000, 10_000], [10, 50])
+BUDGET_SWEEP_N = pick(20_000, 50_000, 2_000)
+SWEEP_BUDGET = pick(100, 100, 20)
 
 
 def _kcg_floor(n: int, row_bytes: float, budget: int) -> float:

@@ -21,9 +21,13 @@ from bench.conftest import DEVICE_BACKENDS, REFERENCE_MAX_WORK, on_device
 
 CITYSCAPES_IMAGES = 2_975
 VOC_IMAGES = 16_551
-SELECTION_BUDGET = pick(100, 1_000)
-SEGMENTATION = _data.Segmentation(pick(4, 64), 8)
-DETECTION = _data.Detection(pick(500, 5_000), 256)
+SELECTION_BUDGET = pick(100, 1_000, 10)
+SEGMENTATION = _data.Segmentation(pick(4, 64, 1), 8)
+DETECTION = _data.Detection(pick(500, 5_000, 20), 256)
+# Selection pools: one row per image of the dataset (a few hundred under smoke sizes).
+CITYSCAPES_POOL = pick(CITYSCAPES_IMAGES, CITYSCAPES_IMAGES, 300)
+VOC_POOL = pick(VOC_IMAGES, VOC_IMAGES, 300)
+CLASSIFICATION_N, CLASSIFICATION_LABELLED = pick(50_000, 50_000, 2_000), pick(1_000, 1_000, 50)
 
 
 def _candidates() -> list[tuple[str, str]]:
@@ -73,8 +77,9 @@ def _run_fastest(measure, benchmark, make_call: Callable[[str, str], Callable[[]
     pytest.skip("no backend runs this row yet: " + "; ".join(reasons))
 
 
-CLASSIFICATION = [pytest.param(_data.Classification("cifar10", 50_000, 10, 512, 1_000, SELECTION_BUDGET), id="cifar10"),
-                  pytest.param(_data.Classification("cifar100", 50_000, 100, 512, 1_000, SELECTION_BUDGET), id="cifar100")]
+CLASSIFICATION = [pytest.param(_data.Classification(name, CLASSIFICATION_N, K, 512, CLASSIFICATION_LABELLED,
+                                                    SELECTION_BUDGET), id=name)
+                  for name, K in (("cifar10", 10), ("cifar100", 100))]
 
 
 @pytest.mark.parametrize("shape", CLASSIFICATION)
@@ -172,7 +177,7 @@ def bench_table2_cityscapes_badge_extraction(measure, benchmark):
 @pytest.mark.parametrize("method,dim", [("UWE", SEGMENTATION.C), ("BADGE", SEGMENTATION.K * SEGMENTATION.C)],
                          ids=["uwe", "badge"])
 def bench_table2_cityscapes_selection(measure, benchmark, method, dim):
-    emb = np.abs(_data.gaussian_pool(CITYSCAPES_IMAGES, dim))
+    emb = np.abs(_data.gaussian_pool(CITYSCAPES_POOL, dim))
 
     def make(name, device):
         x = on_device(emb, device)
@@ -181,7 +186,7 @@ def bench_table2_cityscapes_selection(measure, benchmark, method, dim):
         return lambda: uwe_kernels.kmeans_pp(x, SELECTION_BUDGET, backend=name)
 
     _run_fastest(measure, benchmark, make, work=emb.size * SELECTION_BUDGET, dataset="cityscapes", method=method,
-                 column="selection", dim=dim, shape=f"cityscapes n={CITYSCAPES_IMAGES} d={dim} budget={SELECTION_BUDGET}",
+                 column="selection", dim=dim, shape=f"cityscapes n={CITYSCAPES_POOL} d={dim} budget={SELECTION_BUDGET}",
                  bytes_moved=SELECTION_BUDGET * emb.nbytes)
 
 
@@ -200,12 +205,12 @@ def bench_table2_voc_uwe_extraction(measure, benchmark):
 
 def bench_table2_voc_uwe_selection(measure, benchmark):
     dim = DETECTION.K * DETECTION.d
-    emb = np.abs(_data.gaussian_pool(VOC_IMAGES, dim))
+    emb = np.abs(_data.gaussian_pool(VOC_POOL, dim))
 
     def make(name, device):
         x = on_device(emb, device)
         return lambda: uwe_kernels.kcenter_greedy(x, None, SELECTION_BUDGET, backend=name)
 
     _run_fastest(measure, benchmark, make, work=emb.size * SELECTION_BUDGET, dataset="voc", method="UWE",
-                 column="selection", dim=dim, shape=f"voc n={VOC_IMAGES} d={dim} budget={SELECTION_BUDGET}",
+                 column="selection", dim=dim, shape=f"voc n={VOC_POOL} d={dim} budget={SELECTION_BUDGET}",
                  bytes_moved=SELECTION_BUDGET * emb.nbytes)

@@ -1,25 +1,65 @@
 """Shared benchmark machinery: the session roofline, providers from the backend registry,
-and one `measure` that times a call and records bytes, GB/s and the fraction of the floor."""
+and one `measure` that times a call and records bytes, GB/s and the fraction of the floor.
+
+The suite runs against the installed package: Python run from a clone puts the source tree
+first on sys.path, and a source tree without its compiled modules would shadow the install
+(and skip every cpp and cuda case). `_installed_package` imports the installed copy instead,
+unless the source tree was built in place.
+"""
 from __future__ import annotations
 
+import importlib.machinery
+import os
 import platform
+import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pytest
 
-import uwe_kernels
-from bench import _roofline
-from bench._data import pick, size_mode
+SOURCE_TREE = Path(__file__).resolve().parents[1]
+
+
+def _built_in_place(package: Path) -> bool:
+    return any(package.glob("_ext_cpu*" + importlib.machinery.EXTENSION_SUFFIXES[0]))
+
+
+def _installed_package() -> str:
+    """Import uwe_kernels: the installed copy when the source tree has no compiled modules (the
+    source tree then goes to the end of sys.path, where `bench` is still found, and spawned
+    workers inherit the order). Returns where it came from, for the report header."""
+    if "uwe_kernels" not in sys.modules and not _built_in_place(SOURCE_TREE / "uwe_kernels"):
+        here = [p for p in sys.path if Path(p or os.curdir).resolve() == SOURCE_TREE]
+        others = [p for p in sys.path if p not in here]
+        if importlib.machinery.PathFinder.find_spec("uwe_kernels", others) is not None:
+            sys.path[:] = [*others, str(SOURCE_TREE)]
+    import uwe_kernels
+
+    where = Path(uwe_kernels.__file__).resolve().parent
+    if where == SOURCE_TREE / "uwe_kernels":
+        how = "built in place" if _built_in_place(where) else "not built, and no installed copy was found"
+        return f"{where} (the source tree, {how})"
+    return f"{where} (installed)"
+
+
+UWE_KERNELS_FROM = _installed_package()
+import uwe_kernels  # noqa: E402  (the copy chosen above)
+
+from bench import _roofline  # noqa: E402
 
 DEVICE_BACKENDS = ("cuda", "triton")
 # The float64 reference is the correctness oracle, written for clarity: timed only while
 # its estimated work (multiply-adds) stays under this.
 REFERENCE_MAX_WORK = 3e8
-TARGET_SECONDS = pick(1.0, 3.0)
-MAX_ROUNDS = pick(3, 5)
-PEER_ROUNDS = pick(1, 3)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `--benchmark-disable` checks that the suite runs, not how fast: the smoke sizes, unless
+    # UWE_BENCH_SIZE says otherwise. Set before bench/_data.py (which reads it) is imported.
+    if config.getoption("benchmark_disable", False):
+        os.environ.setdefault("UWE_BENCH_SIZE", "smoke")
 
 
 def backend_params() -> list[Any]:
@@ -27,7 +67,10 @@ def backend_params() -> list[Any]:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    rows = [f"uwe_kernels bench: {size_mode()} sizes (UWE_BENCH_SIZE=quick|full)"]
+    from bench._data import SIZES, size_mode
+
+    rows = [f"uwe_kernels bench: {size_mode()} sizes (UWE_BENCH_SIZE={'|'.join(SIZES)})",
+            f"uwe_kernels from {UWE_KERNELS_FROM}"]
     for name, (ok, why) in uwe_kernels.backends().items():
         rows.append(f"  {name:9s} {'yes' if ok else 'no ':3s} {why}")
     return rows
@@ -35,7 +78,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.fixture(scope="session")
 def roofline() -> dict[str, float | None]:
-    return _roofline.measure()
+    from bench._data import pick
+
+    # Smoke sizes fit in cache anyway; 64 MiB keeps their floor column defined at no cost.
+    return _roofline.measure(pick(_roofline.GIB, _roofline.GIB, 64 * 2**20))
 
 
 def require_backend(name: str, work: float | None = None) -> str:
@@ -53,6 +99,19 @@ def require_backend(name: str, work: float | None = None) -> str:
         pytest.skip(f"reference: float64 oracle, timed only up to {REFERENCE_MAX_WORK:.0e} multiply-adds "
                     f"(this case needs {work:.1e})")
     return "cpu"
+
+
+def run_once(benchmark: Any, fn: Callable[[], Any]) -> float:
+    """One timed round of `fn`; its seconds, also under --benchmark-disable (no stats then)."""
+    seconds: list[float] = []
+
+    def timed() -> None:
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+
+    benchmark.pedantic(timed, rounds=1, iterations=1, warmup_rounds=0)
+    return seconds[-1]
 
 
 def on_device(x: Any, device: str) -> Any:
@@ -99,6 +158,10 @@ def measure(benchmark: Any, roofline: dict[str, float | None]) -> Callable[..., 
     compile nothing, pass warmup=False and are timed PEER_ROUNDS times with no untimed call.
     """
 
+    from bench._data import pick, size_mode
+
+    target_seconds, max_rounds, peer_rounds = pick(1.0, 3.0, 0.0), pick(3, 5, 1), pick(1, 3, 1)
+
     def run(fn: Callable[[], Any], *, provider: str, shape: str, bytes_moved: float,
             device: str = "cpu", role: str = "ours", warmup: bool = True, **extra: Any) -> Any:
         call = _synchronised(fn, device)
@@ -110,9 +173,9 @@ def measure(benchmark: Any, roofline: dict[str, float | None]) -> Callable[..., 
             except uwe_kernels.BackendUnavailable as exc:
                 pytest.skip(str(exc))
             first = time.perf_counter() - t0
-            rounds = int(max(1, min(MAX_ROUNDS, TARGET_SECONDS // max(first, 1e-9))))
+            rounds = int(max(1, min(max_rounds, target_seconds // max(first, 1e-9))))
         else:
-            rounds = PEER_ROUNDS
+            rounds = peer_rounds
         result = benchmark.pedantic(call, rounds=rounds, iterations=1)
         bandwidth = roofline["cuda" if device == "cuda" else "cpu"] or roofline["cpu"]
         floor_s = bytes_moved / bandwidth

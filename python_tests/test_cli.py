@@ -122,7 +122,7 @@ ERROR_CASES = {
     "row-mismatch": (["select", "--scores", "{t}/S.npy", "--features", "{t}/F_short.npy", "--budget", "3",
                       "--out", "{t}/p.npy"], "rows"),
     "budget-too-large": (["select", "--scores", "{t}/S.npy", "--features", "{t}/F.npy", "--budget", "61",
-                          "--out", "{t}/p.npy"], "budget"),
+                          "--out", "{t}/p.npy"], "--budget"),
     "negative-budget": (["select", "--scores", "{t}/S.npy", "--features", "{t}/F.npy", "--budget", "-1",
                          "--out", "{t}/p.npy"], "budget"),
     "bad-method": (["select", "--scores", "{t}/S.npy", "--features", "{t}/F.npy", "--method", "kmeans",
@@ -151,6 +151,44 @@ ERROR_CASES = {
                    "junk.npy"),
     "unavailable-backend": (["select", "--scores", "{t}/S.npy", "--features", "{t}/F.npy", "--budget", "3",
                              "--backend", "cuda", "--out", "{t}/p.npy"], "cuda"),
+    "empty-npy": (["select", "--scores", "{t}/empty.npy", "--features", "{t}/F.npy", "--budget", "3",
+                   "--out", "{t}/p.npy"], "empty.npy is an empty file"),
+    "csv-renamed-npy": (["select", "--scores", "{t}/csv.npy", "--features", "{t}/F.npy", "--budget", "3",
+                         "--out", "{t}/p.npy"], "csv.npy is not a .npy file"),
+    "negative-shape": (["select", "--scores", "{t}/neg.npy", "--features", "{t}/F.npy", "--budget", "3",
+                        "--out", "{t}/p.npy"], "damaged .npy header"),
+    "truncated-npy": (["select", "--scores", "{t}/short.npy", "--features", "{t}/F.npy", "--budget", "3",
+                       "--out", "{t}/p.npy"], "short.npy is truncated"),
+    "object-npy": (["select", "--scores", "{t}/obj.npy", "--features", "{t}/F.npy", "--budget", "3",
+                    "--out", "{t}/p.npy"], "Python objects"),
+    "corrupt-npz": (["select", "--scores", "{t}/bad.npz", "--features", "{t}/F.npy", "--budget", "3",
+                     "--out", "{t}/p.npy"], "bad.npz is not a readable .npz archive"),
+    "object-npz": (["select", "--scores", "{t}/obj.npz", "--features", "{t}/F.npy", "--budget", "3",
+                    "--out", "{t}/p.npy"], "Python objects"),
+    "out-missing-folder": (["select", "--scores", "{t}/S.npy", "--features", "{t}/F.npy", "--budget", "3",
+                            "--out", "{t}/no/p.npy"], "does not exist"),
+    "out-is-a-folder": (["select", "--scores", "{t}/S.npy", "--features", "{t}/F.npy", "--budget", "3",
+                         "--out", "{t}"], "output must end"),
+    "out-named-like-a-folder": (["select", "--scores", "{t}/S.npy", "--features", "{t}/F.npy", "--budget", "3",
+                                 "--out", "{t}/dir.npy"], "is a folder"),
+    "nan-scores-random": (["select", "--scores", "{t}/S_nan.npy", "--features", "{t}/F.npy", "--method", "random",
+                           "--budget", "3", "--out", "{t}/p.npy"], "--scores has a non-finite value"),
+    "nan-scores-coreset": (["select", "--scores", "{t}/S_nan.npy", "--features", "{t}/F.npy", "--method",
+                            "coreset", "--budget", "3", "--out", "{t}/p.npy"], "--scores has a non-finite value"),
+    "nan-features-coreset": (["select", "--scores", "{t}/S.npy", "--features", "{t}/F_nan.npy", "--method",
+                              "coreset", "--budget", "3", "--out", "{t}/p.npy"], "--features has a non-finite"),
+    "nan-features-uncertainty": (["select", "--scores", "{t}/S.npy", "--features", "{t}/F_nan.npy", "--method",
+                                  "uncertainty", "--budget", "3", "--out", "{t}/p.npy"], "--features"),
+    "labelled-flag-named": (["select", "--scores", "{t}/S.npy", "--features", "{t}/F.npy", "--budget", "3",
+                             "--labelled", "{t}/big.npy", "--out", "{t}/p.npy"], "--labelled holds 60"),
+    "tau-with-coreset": (["select", "--scores", "{t}/S.npy", "--features", "{t}/F.npy", "--method", "coreset",
+                          "--tau", "2", "--budget", "3", "--out", "{t}/p.npy"], "--tau applies to --method uwe"),
+    "tau-with-badge-embedding": (["embed", "--scores", "{t}/S.npy", "--features", "{t}/F.npy", "--type", "badge",
+                                  "--tau", "2", "--out", "{t}/e.npy"], "--tau"),
+    "kind-with-badge-embedding": (["embed", "--scores", "{t}/S.npy", "--features", "{t}/F.npy", "--type", "badge",
+                                   "--kind", "bvsb", "--out", "{t}/e.npy"], "--kind"),
+    "pool-beyond-float64": (["select", "--scores", "{t}/S.npy", "--features", "{t}/F_huge.npy", "--method",
+                             "coreset", "--budget", "3", "--out", "{t}/p.npy"], "--features has values up to"),
     "bench-without-folder": (["bench", "--bench-dir", "{t}/no_bench"], "no benchmark folder"),
     "no-command": ([], "required"),
 }
@@ -159,8 +197,9 @@ ERROR_CASES = {
 @pytest.mark.parametrize("case", list(ERROR_CASES))
 def test_user_errors_are_one_line_with_nonzero_exit(files, capsys, case):
     tmp = files[0]
-    np.save(tmp / "big.npy", np.array([0, 60]))
+    np.save(tmp / "big.npy", np.array([60, 0]))
     (tmp / "junk.npy").write_text("not numpy")
+    _write_bad_files(tmp, files[1], files[2])
     args, needle = ERROR_CASES[case]
     if case == "unavailable-backend" and uk.backends()["cuda"][0]:
         pytest.skip("cuda is available here")
@@ -172,6 +211,72 @@ def test_user_errors_are_one_line_with_nonzero_exit(files, capsys, case):
     assert rc == 2
     assert err.count("\n") == 1 and err.startswith("uwe-kernels")
     assert needle in err and "Traceback" not in err
+    for python_only in ("labelled_idx", "emb ", "allow_pickle", "astype"):  # the command line's words only
+        assert python_only not in err
+
+
+def _write_bad_files(tmp, scores, feats):
+    (tmp / "empty.npy").write_bytes(b"")
+    (tmp / "csv.npy").write_text("1,2,3\n4,5,6\n")
+    np.save(tmp / "neg.npy", scores)
+    (tmp / "neg.npy").write_bytes((tmp / "neg.npy").read_bytes().replace(b"(60, 5)", b"(-60, 5)"))
+    np.save(tmp / "short.npy", scores)
+    (tmp / "short.npy").write_bytes((tmp / "short.npy").read_bytes()[:300])
+    np.save(tmp / "obj.npy", np.array([[1.0, "x"]], dtype=object), allow_pickle=True)
+    (tmp / "bad.npz").write_bytes(b"PK\x03\x04 not a zip archive")
+    np.savez(tmp / "obj.npz", a=np.array([[1.0, "x"]], dtype=object))
+    (tmp / "dir.npy").mkdir()
+    bad_scores, bad_feats = scores.copy(), feats.copy()
+    bad_scores[11, 2] = np.nan
+    bad_feats[13, 0] = np.inf
+    np.save(tmp / "S_nan.npy", bad_scores)
+    np.save(tmp / "F_nan.npy", bad_feats)
+    np.save(tmp / "F_huge.npy", feats.astype(np.float64) * 1e170)
+
+
+def test_missing_output_folder_fails_before_any_work(files, capsys, monkeypatch):
+    tmp = files[0]
+    monkeypatch.setattr(uk, "uwe", lambda *a, **k: pytest.fail("the selection ran before the output was checked"))
+    rc, _, err = run_cli(["select", *io_args(tmp), "--budget", 3, "--out", tmp / "missing" / "p.npy"], capsys)
+    assert rc == 2 and "does not exist" in err
+
+
+@pytest.mark.parametrize("out", ["p.npy", "p.npz", "p.csv"])
+def test_failed_write_keeps_the_previous_output_whole(files, capsys, monkeypatch, out):
+    tmp = files[0]
+    assert run_cli(["select", *io_args(tmp), "--budget", 5, "--out", tmp / out], capsys)[0] == 0
+    before = (tmp / out).read_bytes()
+
+    def disk_full(fh, arr, name):
+        fh.write(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setitem(cli.WRITERS, "." + out.split(".")[1], disk_full)
+    rc, _, err = run_cli(["select", *io_args(tmp), "--budget", 9, "--out", tmp / out], capsys)
+    assert rc == 2 and "No space left on device" in err
+    assert (tmp / out).read_bytes() == before
+    assert sorted(p.name for p in tmp.iterdir() if p.name.startswith(".")) == []  # no temporary file left
+
+
+def test_out_replaces_a_symlink_instead_of_writing_through_it(files, capsys):
+    tmp = files[0]
+    target = tmp / "precious.txt"
+    target.write_text("keep me")
+    (tmp / "link.npy").symlink_to(target)
+    assert run_cli(["select", *io_args(tmp), "--budget", 4, "--out", tmp / "link.npy"], capsys)[0] == 0
+    assert target.read_text() == "keep me"
+    assert not (tmp / "link.npy").is_symlink() and len(np.load(tmp / "link.npy")) == 4
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp / "link.npy").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_tau_given_where_it_applies_is_used(files, capsys):
+    tmp, scores, feats = files
+    rc, _, _ = run_cli(["select", *io_args(tmp), "--method", "uwe", "--tau", 3, "--budget", 6, "--out",
+                        tmp / "p.npy"], capsys)
+    assert rc == 0
+    np.testing.assert_array_equal(np.load(tmp / "p.npy"), uk.select(scores, feats, 6, method="uwe", tau=3.0))
 
 
 def test_error_in_subprocess_has_no_traceback(files):

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conftest import DTYPES
 from helpers import as_float64, gaussian_pool, rtol
 
 import uwe_kernels
@@ -24,7 +25,6 @@ pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with gloo is unavailable"
 )
 
-DTYPES = {"float16": np.float16, "bfloat16": BFLOAT16, "float32": np.float32, "float64": np.float64}
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 
 import uwe_kernels as uk
-from uwe_kernels._arrays import BFLOAT16
 
+from conftest import DTYPES
 from helpers import gaussian_pool, logits
 
-DTYPES = [np.float16, BFLOAT16, np.float32, np.float64]
 BACKENDS = [b for b in ("reference", "numba", "cpp") if uk.backends().get(b, (False,))[0]]
 
 
@@ -27,7 +26,7 @@ def _embedding(kind: str, dtype: object, n: int = 5, k: int = 7, d: int = 37) ->
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize("dtype", list(DTYPES.values()), ids=list(DTYPES))
 @pytest.mark.parametrize("kind", ["dense", "uwe", "badge"])
 def test_duplicates_of_labelled_rows_are_at_zero(kind: str, dtype: object, backend: str) -> None:
     emb = _embedding(kind, dtype)
@@ -37,7 +36,7 @@ def test_duplicates_of_labelled_rows_are_at_zero(kind: str, dtype: object, backe
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize("dtype", list(DTYPES.values()), ids=list(DTYPES))
 @pytest.mark.parametrize("kind", ["dense", "uwe", "badge"])
 def test_min_distances_to_a_copy_are_zero(kind: str, dtype: object, backend: str) -> None:
     emb = _embedding(kind, dtype)
@@ -51,7 +50,7 @@ def test_min_distances_to_a_copy_are_zero(kind: str, dtype: object, backend: str
 
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "reference"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize("dtype", list(DTYPES.values()), ids=list(DTYPES))
 def test_brute_and_pruned_agree_on_duplicates(dtype: object, backend: str) -> None:
     """Every row three times over: the labelled rows' copies are at 0, ties go to the lowest index."""
     x = np.concatenate([gaussian_pool(40, 9, seed=5, dtype=dtype)] * 3)

@@ -16,6 +16,7 @@ FRAMEWORKS = {
     "modal": ("modAL", "modal"),
     "skactiveml": ("skactiveml", "skactiveml"),
     "small_text": ("small_text", "small-text"),
+    "baal": ("baal", "baal"),
 }
 
 
@@ -40,6 +41,12 @@ def split() -> tuple[np.ndarray, np.ndarray]:
     return labelled, np.setdiff1d(np.arange(240), labelled)
 
 
+def _first_query_seed(seed: int) -> int:
+    """The SplitMix64 seed of a Badge strategy's first query: the first draw of a RandomState
+    started at `seed` (documented in each adapter)."""
+    return int(np.random.RandomState(seed).randint(0, 2**63 - 1, dtype=np.int64))
+
+
 def _logreg() -> Any:
     from sklearn.linear_model import LogisticRegression
 
@@ -58,7 +65,7 @@ def test_missing_framework_names_the_extra(name: str, monkeypatch: pytest.Monkey
 def test_importing_the_package_imports_no_framework() -> None:
     code = (
         "import sys, uwe_kernels, uwe_kernels.integrations; "
-        "print(sorted(m for m in ('modAL', 'skactiveml', 'small_text') if m in sys.modules))"
+        "print(sorted(m for m in ('modAL', 'skactiveml', 'small_text', 'baal') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(uk.__file__).resolve().parent.parent)
@@ -99,7 +106,7 @@ def test_modal_learner_query_equals_direct_call(modal: Any, learner: Any, digits
         want = uk.kcenter_greedy(uk.uwe(proba, emb_rows, from_logits=False), centres, n_instances)
     elif method == "badge":
         want = uk.kmeans_pp(uk.badge_factored(al.predict_proba(X[pool]), X[pool], from_logits=False),
-                            n_instances, seed=5)
+                            n_instances, seed=_first_query_seed(5))
     else:
         want = uk.kcenter_greedy(emb_rows, centres, n_instances)
     np.testing.assert_array_equal(idx, want)
@@ -151,6 +158,93 @@ def test_modal_rejects_bad_n_instances(modal: Any, learner: Any, digits: Any, sp
         modal.uwe_strategy()(learner(modal.uwe_strategy()), X[pool], n_instances)
 
 
+def test_modal_unknown_keyword_raises(modal: Any, learner: Any, digits: Any, split: Any) -> None:
+    X, _ = digits
+    _, pool = split
+    for strategy in (modal.uwe_strategy(), modal.coreset_strategy(), modal.badge_strategy(seed=1)):
+        with pytest.raises(TypeError, match="sede"):
+            learner(strategy).query(X[pool], n_instances=3, sede=5)
+
+
+def test_modal_sparse_pool_equals_dense(modal: Any, learner: Any, digits: Any, split: Any) -> None:
+    sparse = pytest.importorskip("scipy.sparse")
+    X, _ = digits
+    _, pool = split
+    for make in (modal.uwe_strategy, modal.coreset_strategy, lambda: modal.badge_strategy(seed=2)):
+        dense_idx, _ = learner(make()).query(X[pool], n_instances=5)
+        sparse_idx, _ = learner(make()).query(sparse.csr_matrix(X[pool]), n_instances=5)
+        np.testing.assert_array_equal(sparse_idx, dense_idx)
+
+
+def test_modal_integer_and_bool_pools_are_their_float64_values(modal: Any, digits: Any) -> None:
+    X, y = digits
+    clf = _logreg().fit(X[:60], y[:60])
+    for pool in ((X[60:] * 16).round().astype(np.int32), X[60:] > 0.3):
+        got = modal.coreset_strategy()(clf, pool, 6)
+        want = modal.coreset_strategy()(clf, pool.astype(np.float64), 6)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_modal_on_transformed_selects_in_the_pipeline_space(modal: Any, digits: Any, split: Any) -> None:
+    from modAL.models import ActiveLearner
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = digits
+    labelled, pool = split
+    learners = {flag: ActiveLearner(estimator=make_pipeline(StandardScaler(), _logreg()),
+                                    query_strategy=modal.coreset_strategy(), on_transformed=flag,
+                                    X_training=X[labelled], y_training=y[labelled]) for flag in (False, True)}
+    scaled = learners[True].estimator[0].transform(np.concatenate([X[pool], X[labelled]]))
+    centres = np.arange(len(pool), len(scaled))
+    idx, _ = learners[True].query(X[pool], n_instances=6)
+    np.testing.assert_array_equal(idx, uk.kcenter_greedy(scaled, centres, 6))
+    plain, _ = learners[False].query(X[pool], n_instances=6)
+    np.testing.assert_array_equal(plain, uk.kcenter_greedy(np.concatenate([X[pool], X[labelled]]), centres, 6))
+    assert not np.array_equal(idx, plain)
+
+
+def test_modal_badge_seed_advances_per_query(modal: Any, learner: Any, digits: Any, split: Any) -> None:
+    X, _ = digits
+    _, pool = split
+    strategy = modal.badge_strategy(seed=7)
+    al = learner(strategy)
+    first, second = al.query(X[pool], n_instances=8)[0], al.query(X[pool], n_instances=8)[0]
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(learner(modal.badge_strategy(seed=7)).query(X[pool], n_instances=8)[0], first)
+    state = np.random.RandomState(7)
+    picks = learner(modal.badge_strategy(seed=state)).query(X[pool], n_instances=8)[0]
+    np.testing.assert_array_equal(picks, first)
+    assert state.randint(2**31) != np.random.RandomState(7).randint(2**31), "a RandomState must advance"
+
+
+def test_modal_howto_penultimate_features_are_hidden_activations(modal: Any, digits: Any, split: Any) -> None:
+    from modAL.models import ActiveLearner
+    from sklearn.neural_network import MLPClassifier
+
+    def penultimate(learner: Any, X: np.ndarray) -> np.ndarray:  # as docs/howto/frameworks.md
+        mlp = learner.estimator
+        h = X
+        for W, b in zip(mlp.coefs_[:-1], mlp.intercepts_[:-1]):
+            h = np.maximum(h @ W + b, 0.0)
+        return h
+
+    X, y = digits
+    labelled, pool = split
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        al = ActiveLearner(estimator=MLPClassifier(hidden_layer_sizes=(24,), max_iter=60, random_state=0),
+                           query_strategy=modal.uwe_strategy(penultimate, tau=1.0),
+                           X_training=X[labelled], y_training=y[labelled])
+    feats = penultimate(al, X[pool])
+    assert feats.shape == (len(pool), 24)
+    idx, _ = al.query(X[pool], n_instances=5)
+    emb = uk.uwe(np.concatenate([al.predict_proba(X[pool]), al.predict_proba(X[labelled])]),
+                 np.concatenate([feats, penultimate(al, X[labelled])]), from_logits=False)
+    np.testing.assert_array_equal(idx, uk.kcenter_greedy(emb, np.arange(len(pool), len(emb)), 5))
+
+
 @pytest.fixture(scope="module")
 def skal() -> Any:
     _framework("skactiveml", "skactiveml")
@@ -161,6 +255,13 @@ def _partial_labels(y: np.ndarray, labelled: np.ndarray, missing: Any = np.nan) 
     out = np.full(len(y), missing, dtype=float if missing is np.nan else y.dtype)
     out[labelled] = y[labelled]
     return out
+
+
+def _skactiveml_query_seed(random_state: Any, n_unlabelled: int) -> int:
+    """Badge's SplitMix64 seed: one draw from scikit-activeml's per-query random state."""
+    from skactiveml.utils import check_random_state
+
+    return int(check_random_state(random_state, n_unlabelled + 1).randint(0, 2**63 - 1, dtype=np.int64))
 
 
 def _sk_clf(missing: Any = np.nan) -> Any:
@@ -208,6 +309,103 @@ def test_skactiveml_coreset_equals_skactiveml_coreset(skal: Any, digits: Any, sp
     np.testing.assert_allclose(got_u, want_u, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("candidates", ["all", "indices", "rows"])
+@pytest.mark.parametrize("n_labelled", [0, 30])
+def test_skactiveml_kcenter_picks_and_utilities_equal_native_coreset(skal: Any, digits: Any, n_labelled: int,
+                                                                   candidates: str) -> None:
+    """Tie-free float data: CoreSet and UWE(tau=0) (whose embedding is X) return scikit-activeml
+    CoreSet's picks and utilities, the random first pick with nothing labelled included."""
+    from skactiveml.pool import CoreSet as SkCoreSet
+
+    X, y = digits
+    y_part = _partial_labels(y, np.arange(0, 8 * n_labelled, 8))
+    cand = {"all": None, "indices": np.arange(1, len(X), 3), "rows": X[100:160] + 0.01}[candidates]
+    want, want_u = SkCoreSet(random_state=11).query(X, y_part, candidates=cand, batch_size=7, return_utilities=True)
+    for ours in (skal.CoreSet(random_state=11).query(X, y_part, candidates=cand, batch_size=7, return_utilities=True),
+                 skal.UWE(tau=0.0, random_state=11).query(X, y_part, _sk_clf(), candidates=cand, batch_size=7,
+                                                          return_utilities=True)):
+        np.testing.assert_array_equal(ours[0], want)
+        np.testing.assert_array_equal(np.isnan(ours[1]), np.isnan(want_u))
+        np.testing.assert_allclose(ours[1], want_u, rtol=1e-9, atol=1e-12)
+
+
+def test_skactiveml_integer_x_is_its_float64_values(skal: Any, digits: Any, split: Any) -> None:
+    X, y = digits
+    labelled, _ = split
+    y_part = _partial_labels(y, labelled)
+    X_int = (X * 16).round().astype(np.int64)
+    for qs in (skal.CoreSet(random_state=0), skal.UWE(random_state=0), skal.Badge(random_state=0)):
+        args = () if isinstance(qs, skal.CoreSet) else (_sk_clf(),)
+        got = qs.query(X_int, y_part, *args, batch_size=6, return_utilities=True)
+        want = qs.query(X_int.astype(np.float64), y_part, *args, batch_size=6, return_utilities=True)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_skactiveml_badge_utilities_are_native_probabilities(skal: Any, digits: Any, split: Any) -> None:
+    """Row 0 is scikit-activeml Badge's own; every row is D^2 / sum D^2 of the gradient
+    embedding given our picks, recomputed here with plain numpy."""
+    from skactiveml.pool import Badge as SkBadge
+
+    X, y = digits
+    labelled, pool = split
+    y_part = _partial_labels(y, labelled)
+    idx, utilities = skal.Badge(random_state=2).query(X, y_part, _sk_clf(), batch_size=6, return_utilities=True)
+    _, native = SkBadge(random_state=2).query(X, y_part, _sk_clf(), batch_size=1, return_utilities=True)
+    np.testing.assert_allclose(utilities[0], native[0], rtol=1e-9, atol=1e-15)
+    emb = uk.badge_embedding(_sk_clf().fit(X, y_part).predict_proba(X[pool]), X[pool], from_logits=False)
+    d2 = (emb**2).sum(axis=1)
+    column = {row: k for k, row in enumerate(pool)}
+    for step, pick in enumerate(idx):
+        want = np.full(len(X), np.nan)
+        want[pool] = d2 / d2.sum()
+        want[idx[:step]] = np.nan
+        np.testing.assert_allclose(utilities[step], want, rtol=1e-9, atol=1e-15)
+        d2 = np.minimum(d2, ((emb - emb[column[pick]]) ** 2).sum(axis=1))
+
+
+@pytest.mark.parametrize("n_labelled", [0, 30])
+def test_skactiveml_uwe_kmeanspp_selection(skal: Any, digits: Any, n_labelled: int) -> None:
+    """selection="kmeans++": k-means++ on the UWE rows, D from the labelled rows, the seed
+    drawn from the per-query random state; utilities are D^2 / sum D^2 before each pick."""
+    X, y = digits
+    labelled = np.arange(0, 8 * n_labelled, 8)
+    y_part = _partial_labels(y, labelled)
+    idx, utilities = skal.UWE(tau=0.5, selection="kmeans++", random_state=4).query(
+        X, y_part, _sk_clf(), batch_size=6, return_utilities=True)
+    emb = uk.uwe(_sk_clf().fit(X, y_part).predict_proba(X), X, "entropy", 0.5, from_logits=False)
+    mask = np.zeros(len(X), dtype=bool)
+    mask[labelled] = True
+    seed = _skactiveml_query_seed(4, len(X) - n_labelled)
+    np.testing.assert_array_equal(idx, uk.kmeans_pp(emb, 6, labelled_idx=mask, seed=seed))
+    d2 = ((emb[:, None, :] - emb[None, labelled, :]) ** 2).sum(-1).min(1) if n_labelled else (emb**2).sum(1)
+    for step, pick in enumerate(idx):
+        want = np.where(mask, 0.0, d2)
+        want = want / want.sum()
+        want[mask] = np.nan
+        want[idx[:step]] = np.nan
+        np.testing.assert_allclose(utilities[step], want, rtol=1e-7, atol=1e-12)
+        d2 = np.minimum(d2, ((emb - emb[pick]) ** 2).sum(1))
+    with pytest.raises(ValueError, match="selection"):
+        skal.UWE(selection="greedy").query(X, y_part, _sk_clf(), batch_size=2)
+
+
+def test_skactiveml_seeds_follow_the_per_query_random_state(skal: Any, digits: Any, split: Any) -> None:
+    X, y = digits
+    labelled, pool = split
+    y_part = _partial_labels(y, labelled)
+    qs = skal.Badge(random_state=5)
+    first = qs.query(X, y_part, _sk_clf(), batch_size=8)
+    np.testing.assert_array_equal(qs.query(X, y_part, _sk_clf(), batch_size=8), first)
+    y_next = y_part.copy()
+    y_next[first] = y[first]
+    rest = np.setdiff1d(pool, first)
+    proba = _sk_clf().fit(X, y_next).predict_proba(X[rest])
+    want = rest[uk.kmeans_pp(uk.badge_factored(proba, X[rest], from_logits=False), 8,
+                             seed=_skactiveml_query_seed(5, len(rest)))]
+    np.testing.assert_array_equal(qs.query(X, y_next, _sk_clf(), batch_size=8), want)
+
+
 def test_skactiveml_uwe_candidate_rows_index_the_candidates(skal: Any, digits: Any, split: Any) -> None:
     X, y = digits
     labelled, pool = split
@@ -230,7 +428,8 @@ def test_skactiveml_badge_equals_direct_call_and_first_pick_of_skactiveml(skal: 
     y_part = _partial_labels(y, labelled)
     idx = skal.Badge(random_state=3).query(X, y_part, _sk_clf(), batch_size=10)
     proba = _sk_clf().fit(X, y_part).predict_proba(X[pool])
-    np.testing.assert_array_equal(idx, pool[uk.kmeans_pp(uk.badge_factored(proba, X[pool], from_logits=False), 10, seed=3)])
+    seed = _skactiveml_query_seed(3, len(pool))
+    np.testing.assert_array_equal(idx, pool[uk.kmeans_pp(uk.badge_factored(proba, X[pool], from_logits=False), 10, seed=seed)])
     assert idx[0] == SkBadge(random_state=3).query(X, y_part, _sk_clf(), batch_size=1)[0]
     np.testing.assert_array_equal(idx, skal.Badge(random_state=3).query(X, y_part, _sk_clf(), batch_size=10))
 
@@ -314,22 +513,85 @@ def _text_learner(text_setup: Any, split: Any, strategy: Any, with_embed: bool =
 
 @pytest.mark.parametrize("method", ["uwe", "badge", "coreset"])
 def test_small_text_query_equals_direct_call(stal: Any, text_setup: Any, split: Any, method: str) -> None:
+    """Rows are embedded unlabelled first, then labelled, as small-text's
+    EmbeddingBasedQueryStrategy does; picks map back to dataset indices."""
     strategy = {"uwe": stal.UWE(kind="entropy", tau=2.0), "badge": stal.Badge(seed=9),
                 "coreset": stal.Coreset(normalize=False)}[method]
     al = _text_learner(text_setup, split, strategy)
     got = al.query(num_samples=8)
     dataset = text_setup[0]
     labelled, pool = split
-    emb, proba = al.classifier.embed(dataset, return_proba=True)
-    mask = np.zeros(len(emb), dtype=bool)
-    mask[labelled] = True
+    rows = np.concatenate([pool, labelled])
+    emb, proba = al.classifier.embed(dataset[rows], return_proba=True)
+    centres = np.arange(len(pool), len(rows))
     if method == "uwe":
-        want = uk.kcenter_greedy(uk.uwe(proba, emb, "entropy", 2.0, from_logits=False), mask, 8)
+        want = rows[uk.kcenter_greedy(uk.uwe(proba, emb, "entropy", 2.0, from_logits=False), centres, 8)]
     elif method == "badge":
-        want = pool[uk.kmeans_pp(uk.badge_factored(proba[pool], emb[pool], from_logits=False), 8, seed=9)]
+        want = pool[uk.kmeans_pp(uk.badge_factored(proba[: len(pool)], emb[: len(pool)], from_logits=False), 8,
+                                 seed=_first_query_seed(9))]
     else:
-        want = uk.kcenter_greedy(emb, mask, 8)
+        want = rows[uk.kcenter_greedy(emb, centres, 8)]
     np.testing.assert_array_equal(got, want)
+
+
+def test_small_text_precomputed_embeddings_pbar_and_embed_kwargs(stal: Any, text_setup: Any, split: Any) -> None:
+    dataset = text_setup[0]
+    labelled, pool = split
+    al = _text_learner(text_setup, split, stal.Coreset())
+    emb = al.classifier.embed(dataset[np.concatenate([pool, labelled])])
+    strategy = stal.Coreset()
+    direct = strategy.query(al.classifier, dataset, pool, labelled, dataset.y[labelled], n=6, embeddings=emb)
+    np.testing.assert_array_equal(direct, al.query(num_samples=6))
+    seen: dict[str, Any] = {}
+    original = al.classifier.embed
+
+    def embed(data: Any, return_proba: bool = False, pbar: Any = None, **kwargs: Any) -> Any:
+        seen.update(pbar=pbar, **kwargs)
+        return original(data, return_proba=return_proba)
+
+    al.classifier.embed = embed
+    got = stal.UWE().query(al.classifier, dataset, pool, labelled, dataset.y[labelled], n=4, pbar=None,
+                           embed_kwargs={"batch_size": 16})
+    assert seen == {"pbar": None, "batch_size": 16} and len(got) == 4
+
+
+def test_small_text_refuses_multi_label_as_native_badge(stal: Any, text_setup: Any, split: Any) -> None:
+    from scipy.sparse import csr_matrix
+
+    dataset = text_setup[0]
+    labelled, pool = split
+    al = _text_learner(text_setup, split, stal.Coreset())
+    y_multi = csr_matrix(np.eye(10, dtype=np.int64)[dataset.y[labelled]])
+    for strategy in (stal.UWE(), stal.Badge(seed=0)):
+        with pytest.raises(RuntimeError, match="multi-label"):
+            strategy.query(al.classifier, dataset, pool, labelled, y_multi, n=3)
+    assert len(stal.Coreset().query(al.classifier, dataset, pool, labelled, y_multi, n=3)) == 3
+
+
+def test_small_text_badge_seed_advances_per_query(stal: Any, text_setup: Any, split: Any) -> None:
+    dataset = text_setup[0]
+    labelled, pool = split
+    al = _text_learner(text_setup, split, stal.Coreset())
+    strategy = stal.Badge(seed=3)
+    first = strategy.query(al.classifier, dataset, pool, labelled, dataset.y[labelled], n=8)
+    second = strategy.query(al.classifier, dataset, pool, labelled, dataset.y[labelled], n=8)
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(
+        stal.Badge(seed=3).query(al.classifier, dataset, pool, labelled, dataset.y[labelled], n=8), first)
+
+
+def test_small_text_howto_uwe_with_sklearn_classifier_factory(stal: Any, digits: Any, split: Any) -> None:
+    from small_text import PoolBasedActiveLearner, SklearnClassifierFactory, SklearnDataset
+
+    X, y = digits
+    labelled, _ = split
+    train = SklearnDataset(X, y, target_labels=np.arange(10))
+    # as docs/howto/frameworks.md: scikit-learn classifiers have no embed(), so pass features=
+    learner = PoolBasedActiveLearner(SklearnClassifierFactory(_logreg(), 10),
+                                     stal.UWE(tau=1.0, features=lambda clf, dataset: dataset.x), train)
+    learner.initialize_data(labelled, y[labelled])
+    indices = learner.query(num_samples=20)
+    assert len(np.unique(indices)) == 20 and not np.isin(indices, labelled).any()
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -347,11 +609,11 @@ def test_small_text_feature_function_without_embed(stal: Any, text_setup: Any, s
     al = _text_learner(text_setup, split, stal.UWE(kind="bvsb", features=lambda clf, data: data.x), with_embed=False)
     got = al.query(num_samples=5)
     dataset = text_setup[0]
-    labelled, _ = split
-    proba = al.classifier.predict_proba(dataset)
-    mask = np.zeros(len(dataset), dtype=bool)
-    mask[labelled] = True
-    np.testing.assert_array_equal(got, uk.kcenter_greedy(uk.uwe(proba, dataset.x, "bvsb", from_logits=False), mask, 5))
+    labelled, pool = split
+    rows = np.concatenate([pool, labelled])
+    proba = al.classifier.predict_proba(dataset[rows])
+    emb = uk.uwe(proba, dataset.x[rows], "bvsb", from_logits=False)
+    np.testing.assert_array_equal(got, rows[uk.kcenter_greedy(emb, np.arange(len(pool), len(rows)), 5)])
 
 
 def test_small_text_without_embed_or_features_says_what_to_pass(stal: Any, text_setup: Any, split: Any) -> None:

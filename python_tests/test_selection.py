@@ -13,14 +13,18 @@ import numpy as np
 import pytest
 
 import uwe_kernels as uk
-from uwe_kernels import _lazy, rng
+from uwe_kernels import _lazy, registry, rng
 from uwe_kernels._abi import FIRST_MAX_NORM
 from uwe_kernels._arrays import BFLOAT16
 from uwe_kernels._spec import emb_spec
-from uwe_kernels.errors import BackendUnavailable
 
+from conftest import backends_with, cpu_backends, interpreting
 from helpers import as_float64, clustered_pool, gaussian_pool, rtol, to_device, to_numpy
 
+# Every backend-parametrised test here calls these ops unless it says otherwise.
+pytestmark = pytest.mark.ops("kcenter_greedy", "kmeans_pp")
+SELECT_FACTORED = pytest.mark.ops("kcenter_greedy", "kmeans_pp", factored=True)
+MIN_DISTANCES = pytest.mark.ops("min_distances")
 TINY = {"n": 40, "d": 12, "budget": 6}
 
 POOLS = [
@@ -43,12 +47,9 @@ def fits(backend: str, n: int, d: int) -> None:
 
 
 def call(backend: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, backend=backend, **kwargs)
-    except BackendUnavailable as exc:
-        if "is not implemented by" in str(exc):
-            pytest.skip(str(exc).splitlines()[-1].strip())
-        raise
+    """Run a public function on one backend. A refusal is a failure: the cases come from the
+    backends' declarations (conftest), so a declared case must run."""
+    return fn(*args, backend=backend, **kwargs)
 
 
 def pool_of(kind: str, n: int, d: int, dtype: Any, seed: int = 0) -> np.ndarray:
@@ -87,8 +88,7 @@ def factored(kind: str, n: int, d: int, dtype: Any, seed: int = 0) -> tuple[np.n
 
 @pytest.fixture
 def device(backend: str) -> str:
-    interpreting = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-    if backend == "cuda" or (backend == "triton" and not interpreting):
+    if backend == "cuda" or (backend == "triton" and not interpreting()):
         return "cuda"
     return "torch-cpu" if backend == "triton" else "cpu"
 
@@ -113,7 +113,7 @@ def reference(key: tuple[Any, ...], compute: Any) -> Any:
 
 @pytest.mark.parametrize("form", ["none", "indices", "mask"])
 @pytest.mark.parametrize("pool,n,d", POOLS)
-def test_kcenter_greedy_matches_reference(backend, dtype, device, pool, form, n, d):
+def test_kcenter_greedy_matches_reference(backend, algorithm, dtype, device, pool, form, n, d):
     fits(backend, n, d)
     x = pool_of(pool, n, d, dtype)
     labelled = labelled_of(form, n)
@@ -121,7 +121,7 @@ def test_kcenter_greedy_matches_reference(backend, dtype, device, pool, form, n,
     want, want_dist = reference(("kcg", pool, n, d, str(dtype), form), lambda: uk.kcenter_greedy(
         x, labelled, budget, backend="reference", return_distances=True))
     (xd,) = on(device, x)
-    got, got_dist = call(backend, uk.kcenter_greedy, xd, labelled, budget, return_distances=True)
+    got, got_dist = call(backend, uk.kcenter_greedy, xd, labelled, budget, return_distances=True, algorithm=algorithm)
     np.testing.assert_array_equal(to_numpy(got), want)
     np.testing.assert_allclose(as_float64(got_dist), as_float64(want_dist), rtol=rtol(dtype) * 4)
 
@@ -129,34 +129,33 @@ def test_kcenter_greedy_matches_reference(backend, dtype, device, pool, form, n,
 @pytest.mark.parametrize("first", ["max_norm", "random", 3])
 @pytest.mark.parametrize("seed", [7, 2**64 - 1])
 @pytest.mark.parametrize("n,d", [(40, 12), (123, 7), (2000, 33)])
-def test_kmeans_pp_matches_reference(backend, dtype, device, first, seed, n, d):
+def test_kmeans_pp_matches_reference(backend, algorithm, dtype, device, first, seed, n, d):
     fits(backend, n, d)
     x = gaussian_pool(n, d, seed=seed % 1000, dtype=dtype)
     budget = min(n, 20)
     want = reference(("kmpp", n, d, str(dtype), seed, first), lambda: uk.kmeans_pp(
         x, budget, seed=seed, first=first, backend="reference"))
     (xd,) = on(device, x)
-    got = call(backend, uk.kmeans_pp, xd, budget, seed=seed, first=first)
+    got = call(backend, uk.kmeans_pp, xd, budget, seed=seed, first=first, algorithm=algorithm)
     np.testing.assert_array_equal(to_numpy(got), want)
 
 
 @pytest.mark.parametrize("form", ["indices", "mask"])
 @pytest.mark.parametrize("n,d", [(40, 12), (500, 40)])
-def test_kmeans_pp_from_labelled_matches_reference(backend, dtype, device, form, n, d):
+def test_kmeans_pp_from_labelled_matches_reference(backend, algorithm, dtype, device, form, n, d):
     fits(backend, n, d)
     x = clustered_pool(n, d, seed=3, dtype=dtype)
     labelled = labelled_of(form, n)
     want = uk.kmeans_pp(x, 15, labelled_idx=labelled, seed=11, backend="reference")
     (xd,) = on(device, x)
-    got = call(backend, uk.kmeans_pp, xd, 15, labelled_idx=labelled, seed=11)
+    got = call(backend, uk.kmeans_pp, xd, 15, labelled_idx=labelled, seed=11, algorithm=algorithm)
     np.testing.assert_array_equal(to_numpy(got), want)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("first", ["max_norm", "random", 5])
+@pytest.mark.parametrize("backend", ["cpp", "numba"])  # the backends with a thread count
 def test_kmeans_pp_same_picks_on_any_thread_count(backend, first, threads):
-    if backend not in ("cpp", "numba"):
-        pytest.skip("thread counts apply to the CPU backends")
     x = gaussian_pool(3000, 24, seed=4)
     want = reference(("kmpp-threads", first), lambda: uk.kmeans_pp(x, 30, seed=123, first=first, backend="reference"))
     if backend == "cpp":
@@ -189,20 +188,23 @@ def test_compiled_splitmix64_equals_python_stream(seed):
     np.testing.assert_array_equal(ext.splitmix64_uniforms(seed, 1000, 5), rng.uniforms(seed, 1000, 5))
 
 
+@SELECT_FACTORED
 @pytest.mark.parametrize("kind", ["uwe", "badge"])
 @pytest.mark.parametrize("form", ["none", "mask"])
-def test_factored_matches_reference(backend, dtype, device, kind, form):
+def test_factored_matches_reference(backend, algorithm, dtype, device, kind, form):
     n, d = (TINY["n"], TINY["d"]) if backend == "triton" else (700, 48)
     w, f = factored(kind, n, d, dtype)
     labelled = labelled_of(form, n)
     want = uk.kcenter_greedy(uk.FactoredEmbedding(w, f), labelled, 20, backend="reference")
     want_pp = uk.kmeans_pp(uk.FactoredEmbedding(w, f), 20, labelled_idx=labelled, seed=9, backend="reference")
     emb = uk.FactoredEmbedding(*on(device, w, f))
-    np.testing.assert_array_equal(to_numpy(call(backend, uk.kcenter_greedy, emb, labelled, 20)), want)
-    np.testing.assert_array_equal(to_numpy(call(backend, uk.kmeans_pp, emb, 20, labelled_idx=labelled, seed=9)),
-                                  want_pp)
+    np.testing.assert_array_equal(to_numpy(call(backend, uk.kcenter_greedy, emb, labelled, 20, algorithm=algorithm)),
+                                  want)
+    got_pp = call(backend, uk.kmeans_pp, emb, 20, labelled_idx=labelled, seed=9, algorithm=algorithm)
+    np.testing.assert_array_equal(to_numpy(got_pp), want_pp)
 
 
+@SELECT_FACTORED
 @pytest.mark.parametrize("dtype_name", ["float32", "float64"])
 @pytest.mark.parametrize("kind", ["uwe", "badge"])
 @pytest.mark.parametrize("form", ["none", "indices"])
@@ -226,9 +228,9 @@ def duplicated_pool(dtype: Any) -> tuple[np.ndarray, np.ndarray]:
     return distinct[order].astype(dtype), order
 
 
-def test_kcenter_greedy_ties_go_to_the_lowest_index(backend, dtype, device):
+def test_kcenter_greedy_ties_go_to_the_lowest_index(backend, algorithm, dtype, device):
     x, order = duplicated_pool(dtype)
-    picks = to_numpy(call(backend, uk.kcenter_greedy, *on(device, x), None, len(x)))
+    picks = to_numpy(call(backend, uk.kcenter_greedy, *on(device, x), None, len(x), algorithm=algorithm))
     np.testing.assert_array_equal(picks, uk.kcenter_greedy(x, None, len(x), backend="reference"))
     firsts = [int(np.flatnonzero(order == v)[0]) for v in order[picks[:5]]]
     np.testing.assert_array_equal(picks[:5], firsts)
@@ -236,11 +238,11 @@ def test_kcenter_greedy_ties_go_to_the_lowest_index(backend, dtype, device):
     np.testing.assert_array_equal(picks[5:], np.sort(picks[5:]))
 
 
-def test_kcenter_greedy_duplicates_of_labelled_rows_come_last_in_index_order(backend, dtype, device):
+def test_kcenter_greedy_duplicates_of_labelled_rows_come_last_in_index_order(backend, algorithm, dtype, device):
     x, order = duplicated_pool(dtype)
     labelled = [0, 1]
     budget = len(x) - 2
-    picks = to_numpy(call(backend, uk.kcenter_greedy, *on(device, x), labelled, budget))
+    picks = to_numpy(call(backend, uk.kcenter_greedy, *on(device, x), labelled, budget, algorithm=algorithm))
     np.testing.assert_array_equal(picks, uk.kcenter_greedy(x, labelled, budget, backend="reference"))
     fresh = len(set(order.tolist()) - set(order[labelled].tolist()))
     assert len(set(order[picks[:fresh]].tolist())) == fresh
@@ -254,10 +256,10 @@ def test_first_pick_on_equal_norms_is_row_zero(backend, dtype, device):
     assert int(to_numpy(call(backend, uk.kmeans_pp, xd, 1))[0]) == 0
 
 
-def test_kmeans_pp_all_distances_zero_falls_back_to_uniform_draws(backend, dtype, device):
+def test_kmeans_pp_all_distances_zero_falls_back_to_uniform_draws(backend, algorithm, dtype, device):
     x = np.tile(np.array([[1.0, 2.0, 3.0]], dtype=dtype), (9, 1))
     (xd,) = on(device, x)
-    got = to_numpy(call(backend, uk.kmeans_pp, xd, 9, seed=3, first="random"))
+    got = to_numpy(call(backend, uk.kmeans_pp, xd, 9, seed=3, first="random", algorithm=algorithm))
     np.testing.assert_array_equal(got, uk.kmeans_pp(x, 9, seed=3, first="random", backend="reference"))
     assert sorted(got.tolist()) == list(range(9))
 
@@ -292,6 +294,7 @@ def test_selection_properties(backend, dtype, device, form):
     picks, dists = to_numpy(picks), as_float64(raw_dists)
     assert to_numpy(raw_dists).dtype == x.dtype
     pp = to_numpy(call(backend, uk.kmeans_pp, xd, budget, labelled_idx=labelled, seed=1))
+    np.testing.assert_array_equal(to_numpy(call(backend, uk.kmeans_pp, xd, budget, labelled_idx=labelled, seed=1)), pp)
     for p in (picks, pp):
         assert p.dtype == np.int64 and p.shape == (budget,)
         assert len(set(p.tolist())) == budget
@@ -316,6 +319,7 @@ def test_kcenter_greedy_picks_are_the_farthest_rows(backend, dtype, device):
         centres.append(int(p))
 
 
+@MIN_DISTANCES
 @pytest.mark.parametrize("n,m,d", [(1, 1, 1), (40, 3, 12), (777, 130, 37), (900, 260, 300)])
 def test_min_distances_matches_reference(backend, dtype, device, n, m, d):
     fits(backend, n, d)
@@ -331,6 +335,7 @@ def test_min_distances_matches_reference(backend, dtype, device, n, m, d):
     np.testing.assert_array_equal(to_numpy(alone), to_numpy(got))
 
 
+@MIN_DISTANCES
 def test_min_distances_ties_and_self_distance(backend, dtype, device):
     x, _ = duplicated_pool(dtype)
     c = x[[3, 0, 4, 9]]
@@ -341,6 +346,7 @@ def test_min_distances_ties_and_self_distance(backend, dtype, device):
     assert as_float64(d)[[3, 0, 4, 9]].tolist() == [0.0] * 4
 
 
+@pytest.mark.ops("min_distances", factored=True)
 @pytest.mark.parametrize("kind", ["uwe", "badge"])
 def test_min_distances_factored_matches_reference(backend, dtype, device, kind):
     n, d = (TINY["n"], TINY["d"]) if backend == "triton" else (500, 30)
@@ -354,9 +360,8 @@ def test_min_distances_factored_matches_reference(backend, dtype, device, kind):
     np.testing.assert_allclose(as_float64(got), as_float64(want), rtol=rtol(dtype) * 4, atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", cpu_backends())
 def test_strided_and_memmap_pools_are_read_in_place(backend, tmp_path):
-    if backend not in ("cpp", "numba", "reference"):
-        pytest.skip("numpy inputs go to the CPU backends")
     base = gaussian_pool(600, 50, seed=13)
     want = uk.kcenter_greedy(base[::-2, 3:40], [1, 2], 20, backend="reference")
     got = call(backend, uk.kcenter_greedy, base[::-2, 3:40], [1, 2], 20)
@@ -375,6 +380,7 @@ def test_strided_and_memmap_pools_are_read_in_place(backend, tmp_path):
                                   uk.kmeans_pp(np.asarray(ro), 20, seed=5, backend="reference"))
 
 
+@pytest.mark.ops("kcenter_greedy", "kmeans_pp", "min_distances")
 def test_inputs_are_not_modified(backend, dtype, device):
     n, d = (TINY["n"], TINY["d"]) if backend == "triton" else (300, 10)
     x = gaussian_pool(n, d, seed=14, dtype=dtype)
@@ -483,6 +489,7 @@ def test_bad_selection_inputs_raise_clear_errors(backend, device, fn):
         run(algorithm="fastest")
 
 
+@MIN_DISTANCES
 def test_bad_min_distances_inputs_raise_clear_errors(backend, device):
     x = gaussian_pool(20, 4, seed=20)
     with pytest.raises(ValueError, match="d = 5"):
@@ -493,3 +500,88 @@ def test_bad_min_distances_inputs_raise_clear_errors(backend, device):
     bad[1, 0] = np.inf
     with pytest.raises(ValueError, match="row 1"):
         call(backend, uk.min_distances, *on(device, x, bad))
+
+
+# ---------------------------------------------------------------- embeddings made by the backend itself
+
+MADE_BY_THE_BACKEND = pytest.mark.ops("uncertainty", "badge_weights", "kcenter_greedy", "kmeans_pp", factored=True)
+LABELLED_SMALL = {"none": None, "indices": [3, 17, 3, 40], "mask": [0, 9, 52]}
+
+
+def made_embedding(backend: str, device: str, kind: str, feats: np.ndarray, scores: np.ndarray) -> Any:
+    """The pool a pipeline hands to selection: the features, or UWE / BADGE factors that
+    `backend` computed from the scores."""
+    f, s = on(device, feats, scores)
+    if kind == "dense":
+        return f
+    make = uk.uwe_factored if kind == "uwe" else uk.badge_factored
+    return make(s, f, backend=backend)
+
+
+def made_inputs(dtype: Any, n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    feats = gaussian_pool(n, d, seed=5, dtype=np.float64).astype(dtype)
+    scores = (3.0 * np.random.default_rng(6).standard_normal((n, 4))).astype(dtype)
+    return feats, scores
+
+
+@MADE_BY_THE_BACKEND
+@pytest.mark.parametrize("form", list(LABELLED_SMALL))
+@pytest.mark.parametrize("kind", ["dense", "uwe", "badge"])
+def test_kcenter_greedy_on_backend_made_embeddings_equals_reference(backend, dtype, device, kind, form):
+    n, budget = 53, 7
+    feats, scores = made_inputs(dtype, n, 9)
+    lab: Any = LABELLED_SMALL[form]
+    if form == "mask":
+        lab = np.isin(np.arange(n), lab)
+    got, dist = call(backend, uk.kcenter_greedy, made_embedding(backend, device, kind, feats, scores), lab, budget,
+                     return_distances=True)
+    want, want_dist = uk.kcenter_greedy(made_embedding("reference", "cpu", kind, feats, scores), lab, budget,
+                                        backend="reference", return_distances=True)
+    np.testing.assert_array_equal(to_numpy(got).astype(np.int64), want)
+    finite = np.isfinite(as_float64(want_dist))
+    np.testing.assert_array_equal(np.isfinite(as_float64(dist)), finite)
+    tol = 4 * rtol(dtype)
+    np.testing.assert_allclose(as_float64(dist)[finite], as_float64(want_dist)[finite], rtol=tol,
+                               atol=tol * max(1.0, float(np.abs(as_float64(want_dist)[finite]).max(initial=0.0))))
+
+
+@MADE_BY_THE_BACKEND
+@pytest.mark.parametrize("first", ["max_norm", "random", 11])
+@pytest.mark.parametrize("kind", ["dense", "uwe", "badge"])
+def test_kmeans_pp_on_backend_made_embeddings_equals_reference(backend, dtype, device, kind, first):
+    feats, scores = made_inputs(dtype, 47, 8)
+    got = call(backend, uk.kmeans_pp, made_embedding(backend, device, kind, feats, scores), 7, seed=2024, first=first)
+    want = uk.kmeans_pp(made_embedding("reference", "cpu", kind, feats, scores), 7, seed=2024, first=first,
+                        backend="reference")
+    np.testing.assert_array_equal(to_numpy(got).astype(np.int64), want)
+
+
+@pytest.mark.ops("uwe", "uncertainty", "badge_weights", "kcenter_greedy", "kmeans_pp", factored=True)
+def test_read_only_inputs_work_and_are_not_modified(backend, device):
+    scores = (3.0 * np.random.default_rng(1).standard_normal((30, 4))).astype(np.float32)
+    feats = gaussian_pool(30, 6, seed=0)
+    s, f = on(device, scores, feats)
+    before = [as_float64(s).copy(), as_float64(f).copy()]
+    if isinstance(s, np.ndarray):
+        s.flags.writeable = False
+        f.flags.writeable = False
+    call(backend, uk.uwe, s, f)
+    call(backend, uk.kcenter_greedy, f, [0], 5)
+    call(backend, uk.kmeans_pp, uk.badge_factored(s, f, backend=backend), 5)
+    np.testing.assert_array_equal(as_float64(s), before[0])
+    np.testing.assert_array_equal(as_float64(f), before[1])
+
+
+def _without_a_pruned_engine() -> list[Any]:
+    """The backends that must refuse algorithm='pruned' (the reference answers it with brute force)."""
+    return [p for p in backends_with("brute") if registry.BACKENDS[p.values[0]].undeclared(
+        "kcenter_greedy", algorithm="pruned") and not registry.BACKENDS[p.values[0]].answers_every_algorithm]
+
+
+@pytest.mark.parametrize("backend", _without_a_pruned_engine())
+def test_pruned_is_refused_with_a_reason_where_undeclared(backend, device):
+    (xd,) = on(device, gaussian_pool(20, 3))
+    with pytest.raises(uk.BackendUnavailable, match="pruned"):
+        uk.kcenter_greedy(xd, None, 3, algorithm="pruned", backend=backend)
+    with pytest.raises(uk.BackendUnavailable, match="pruned"):
+        uk.kmeans_pp(xd, 3, algorithm="pruned", backend=backend)

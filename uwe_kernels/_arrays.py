@@ -3,7 +3,8 @@
 numpy (np.memmap included) and torch tensors (CPU or CUDA) are accepted. Other objects are
 read through DLPack when they have ``__dlpack__`` (JAX, CuPy, ...: zero-copy, results go back
 to the producer's library), else through ``__array__``. torch is never imported here unless
-the caller passed a tensor (then it is already imported) or a device array by DLPack.
+the caller passed a tensor (then it is already imported) or a device array by DLPack, and
+ml_dtypes (slow to import) only when a bfloat16 input or dtype is met.
 """
 from __future__ import annotations
 
@@ -11,12 +12,41 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
-BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
-FLOAT_DTYPES = (np.dtype(np.float16), BFLOAT16, np.dtype(np.float32), np.dtype(np.float64))
+
 FLOAT_NAMES = "float16, bfloat16, float32 or float64"
+_FLOAT_KINDS = ("float16", "bfloat16", "float32", "float64")  # the order of FLOAT_DTYPES
+
+
+def bfloat16() -> np.dtype:
+    """ml_dtypes' bfloat16, imported on first use."""
+    import ml_dtypes
+
+    dtype: np.dtype = np.dtype(ml_dtypes.bfloat16)
+    return dtype
+
+
+def is_bfloat16(dtype: Any) -> bool:
+    return getattr(dtype, "name", None) == "bfloat16" and bool(dtype == bfloat16())
+
+
+def is_float(dtype: Any) -> bool:
+    """One of the four element types every op takes. A dtype named bfloat16 is held to
+    ml_dtypes' (whose import then costs nothing more: the array's maker loaded it)."""
+    name = getattr(dtype, "name", None)
+    if name == "bfloat16":
+        return is_bfloat16(dtype)
+    return name in _FLOAT_KINDS
+
+
+def __getattr__(name: str) -> Any:
+    # BFLOAT16 and FLOAT_DTYPES stay importable by name; ml_dtypes loads when one is read.
+    if name == "BFLOAT16":
+        return bfloat16()
+    if name == "FLOAT_DTYPES":
+        return tuple(bfloat16() if k == "bfloat16" else np.dtype(k) for k in _FLOAT_KINDS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _torch() -> Any:
@@ -33,7 +63,7 @@ def torch_dtype(dtype: np.dtype) -> Any:
     torch = _torch()
     return {
         np.dtype(np.float16): torch.float16,
-        BFLOAT16: torch.bfloat16,
+        bfloat16(): torch.bfloat16,
         np.dtype(np.float32): torch.float32,
         np.dtype(np.float64): torch.float64,
         np.dtype(np.int64): torch.int64,
@@ -45,15 +75,15 @@ def torch_dtype(dtype: np.dtype) -> Any:
 def numpy_dtype(tdtype: Any) -> np.dtype:
     """The numpy dtype for a torch dtype (bfloat16 -> ml_dtypes.bfloat16); object for others."""
     torch = _torch()
-    table = {
+    table: dict[Any, np.dtype] = {
         torch.float16: np.dtype(np.float16),
-        torch.bfloat16: BFLOAT16,
         torch.float32: np.dtype(np.float32),
         torch.float64: np.dtype(np.float64),
     }
     if tdtype in table:
-        found: np.dtype = table[tdtype]
-        return found
+        return table[tdtype]
+    if tdtype == torch.bfloat16:
+        return bfloat16()
     try:
         return np.dtype(str(tdtype).replace("torch.", ""))
     except TypeError:
@@ -97,9 +127,13 @@ def prepare(x: Any, name: str) -> Prepared:
         t = x.detach()
         if t.device.type == "cpu":
             if t.dtype == _torch().bfloat16:  # numpy has no bfloat16: view the bits
-                arr = t.view(_torch().int16).numpy().view(BFLOAT16)
+                arr = t.view(_torch().int16).numpy().view(bfloat16())
             else:
-                arr = t.resolve_conj().resolve_neg().numpy()
+                try:
+                    arr = t.resolve_conj().resolve_neg().numpy()
+                except TypeError:  # float8, complex32, ...: numpy has no such dtype
+                    raise TypeError(f"{name} has dtype {t.dtype}; uwe_kernels takes floating arrays "
+                                    f"({FLOAT_NAMES}): cast it first, e.g. {name}.float()") from None
             return Prepared(arr, "torch", "cpu", arr.dtype)
         return Prepared(t, "torch", str(t.device), numpy_dtype(t.dtype))
     if isinstance(x, np.ndarray):
@@ -206,7 +240,7 @@ def restore(result: Any, like: Prepared) -> Any:
     if is_torch(result):
         return result
     arr = np.asarray(result)
-    if arr.dtype == BFLOAT16:
+    if is_bfloat16(arr.dtype):
         return torch.from_numpy(np.ascontiguousarray(arr).view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(arr)
 

@@ -2,20 +2,22 @@
 and detection aggregation (API.md, "Uncertainty and embeddings")."""
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
 
-from . import _arrays
-from ._arrays import FLOAT_DTYPES, FLOAT_NAMES, Prepared, prepare
+from . import _arrays, _normalize, _scale
+from ._arrays import FLOAT_NAMES, Prepared, prepare
 from ._dispatch import run
-from .factored import FactoredEmbedding
+from .factored import FactoredEmbedding, of_embedding
 from .validation import (
     check_float,
     check_int,
     check_kind,
     check_ndim,
     check_tau,
+    check_values,
     features_2d,
     scores_2d,
 )
@@ -27,7 +29,7 @@ def _out_dtype(out_dtype: Any, *inputs: Prepared) -> np.dtype:
     if out_dtype is None:
         return _arrays.result_dtype(*(p.dtype for p in inputs))
     dt = np.dtype(_arrays.numpy_dtype(out_dtype) if _arrays.is_torch_dtype(out_dtype) else out_dtype)
-    if dt not in FLOAT_DTYPES:
+    if not _arrays.is_float(dt):
         raise TypeError(f"out_dtype must be {FLOAT_NAMES}, got {dt}")
     return dt
 
@@ -41,6 +43,8 @@ def uncertainty(
     kind: str = "entropy",
     *,
     from_logits: bool = True,
+    normalize: str | None = None,
+    pool: Any = None,
     out_dtype: Any = None,
     backend: str = "auto",
 ) -> Any:
@@ -50,6 +54,10 @@ def uncertainty(
         scores: [n, K] logits (from_logits=True) or probabilities / per-class scores >= 0.
         kind: "entropy" (natural log), "bvsb" (p_second / p_best, 1 = most uncertain),
             "margin" (1 - (p_best - p_second)) or "least_confidence" (1 - p_best).
+        normalize: None, or "minmax" (as the authors' code): u' = (u - min u) / (max u - min u)
+            with min and max over the `pool` rows (all rows when pool is None), clipped to
+            [0, 1]; when every pool row has the same u, u' = 1 for every row.
+        pool: row indices or a bool mask [n] that min and max run over; only with normalize.
     Returns:
         [n] in the scores' dtype (or out_dtype), in the caller's library and device.
     Raises:
@@ -58,14 +66,40 @@ def uncertainty(
     """
     p = scores_2d(scores)
     kind = check_kind(kind)
+    normalize = _normalize.check(normalize, pool)
+    mask = _normalize.pool_mask(pool, p.shape[0])
     out = _out_dtype(out_dtype, p)
     acc = _arrays.accum_dtype(p.dtype)
+    result = _uncertainty_of(p, kind, from_logits, acc if normalize else out, acc, backend)
+    if normalize:
+        result = _cast(_normalize.apply(result, _normalize.minmax(result, mask)), out)
+    return _arrays.restore(result, p)
+
+
+def _uncertainty_of(p: Prepared, kind: str, from_logits: bool, out: np.dtype, acc: np.dtype, backend: str) -> Any:
     _, result = run(
         "uncertainty", backend, [("scores", p)],
         lambda fn: fn(p.data, kind, bool(from_logits), out_dtype=out, accum_dtype=acc),
         value_checks=_score_checks(p, from_logits),
     )
-    return _arrays.restore(result, p)
+    return result
+
+
+def _cast(x: Any, dtype: np.dtype) -> Any:
+    if _arrays.is_torch(x):
+        return x.to(_arrays.torch_dtype(dtype))
+    return np.asarray(x).astype(dtype, copy=False)
+
+
+def _norm_of_rows(p: Prepared, kind: str, from_logits: bool, acc: np.dtype, backend: str, normalize: str | None,
+                  pool: Any, rows: str = "rows") -> dict[str, Any]:
+    """{"norm": (lo, span)} for a backend op when normalize is set (one pass over the scores for
+    the uncertainty, none over the features), else {}."""
+    if not normalize:
+        return {}
+    mask = _normalize.pool_mask(pool, p.shape[0], rows)
+    u = _uncertainty_of(p, kind, from_logits, acc, acc, backend)
+    return {"norm": _normalize.minmax(u, mask)}
 
 
 def _scores_and_features(scores: Any, features: Any) -> tuple[Prepared, Prepared]:
@@ -81,26 +115,50 @@ def uwe(
     tau: float = 1.0,
     *,
     from_logits: bool = True,
+    normalize: str | None = None,
+    pool: Any = None,
     out_dtype: Any = None,
     backend: str = "auto",
 ) -> Any:
     """Uncertainty-weighted embedding (paper Eq. 4 with Section 5.2's power):
     row i = u_i ** tau * features[i], in one fused pass.
 
+    normalize="minmax" uses u' of `uncertainty(..., normalize="minmax", pool=pool)` in place of
+    u (as the authors' code does); min and max take one extra pass over the scores only.
+
     Returns:
         [n, d] in the common dtype of scores and features (or out_dtype).
     Raises:
-        as `uncertainty`, plus ValueError for mismatched rows and tau < 0.
+        as `uncertainty`, plus ValueError for mismatched rows, tau < 0, and rows beyond the
+        default output dtype's range (e.g. float16 features near 6e4 times u > 1): pass a
+        wider out_dtype. An explicit out_dtype rounds as numpy's astype (inf beyond range).
     """
     ps, pf = _scores_and_features(scores, features)
     kind, tau = check_kind(kind), check_tau(tau)
+    normalize = _normalize.check(normalize, pool)
     out = _out_dtype(out_dtype, ps, pf)
     acc = _arrays.accum_dtype(ps.dtype, pf.dtype)
-    _, result = run(
-        "uwe", backend, [("scores", ps), ("features", pf)],
-        lambda fn: fn(ps.data, pf.data, kind, tau, bool(from_logits), out_dtype=out, accum_dtype=acc),
-        value_checks=_score_checks(ps, from_logits) + [("features", pf, False)],
-    )
+    norm = _norm_of_rows(ps, kind, from_logits, acc, backend, normalize, pool)
+
+    def call(fn: Any) -> Any:
+        # The features' largest magnitude comes free with their check, unless the op checks
+        # values in its own pass: then the bound uses the dtype's limit and reads the result.
+        largest = float(np.finfo(pf.dtype).max)
+        if not getattr(sys.modules[fn.__module__], "CHECKS_FINITE", False):
+            check_values(ps, "scores", nonnegative=not from_logits)
+            largest = check_values(pf, "features")
+        with np.errstate(over="ignore"):  # an overflow is reported below, not warned about
+            result = fn(ps.data, pf.data, kind, tau, bool(from_logits), out_dtype=out, accum_dtype=acc,
+                        **norm)
+        # An explicit out_dtype rounds as numpy's astype does (inf beyond its range); the
+        # default dtype is not one the caller chose to overflow in, so that raises.
+        if (out_dtype is None and _scale.weighted_rows_may_overflow(kind, ps.shape[1], tau, largest, out)
+                and _scale.has_inf(result)):
+            raise ValueError(f"u ** tau * features exceeds {out.name}'s range (the inputs are finite): "
+                             "pass out_dtype=np.float32 (or float64), or a smaller tau")
+        return result
+
+    _, result = run("uwe", backend, [("scores", ps), ("features", pf)], call)
     return _arrays.restore(result, pf)
 
 
@@ -135,16 +193,22 @@ def uwe_factored(
     tau: float = 1.0,
     *,
     from_logits: bool = True,
+    normalize: str | None = None,
+    pool: Any = None,
     backend: str = "auto",
 ) -> FactoredEmbedding:
     """UWE kept as factors: weights u ** tau ([n], accumulation precision) and the features
-    as given (not copied). `.materialize()` equals `uwe(...)`. Memory: n extra values."""
+    as given (not copied). Its dtype and `.materialize()` equal `uwe(...)`'s (normalize and pool
+    as there). Selection reads the unrounded products, i.e. the rows of
+    `uwe(..., out_dtype=np.float32)` for half inputs.
+    Memory: n extra values."""
     ps, pf = _scores_and_features(scores, features)
     kind, tau = check_kind(kind), check_tau(tau)
     acc = _arrays.accum_dtype(ps.dtype, pf.dtype)
-    u = uncertainty(scores, kind, from_logits=from_logits, out_dtype=acc, backend=backend)
+    u = uncertainty(scores, kind, from_logits=from_logits, normalize=normalize, pool=pool, out_dtype=acc,
+                    backend=backend)
     weights = u ** tau if tau != 1.0 else u
-    return FactoredEmbedding(weights, features)
+    return of_embedding(weights, features, _out_dtype(None, ps, pf))
 
 
 def badge_factored(
@@ -164,16 +228,19 @@ def badge_factored(
         lambda fn: fn(ps.data, bool(from_logits), out_dtype=acc, accum_dtype=acc),
         value_checks=_score_checks(ps, from_logits),
     )
-    return FactoredEmbedding(_arrays.restore(weights, ps), features)
+    return of_embedding(_arrays.restore(weights, ps), features, _out_dtype(None, ps, pf))
 
 
 def _resolve_region(region: Any, H: int, W: int, stride: int) -> tuple[int, int]:
     if region is None:
         return H, W
     try:
-        rh, rw = (check_int(v, "region") for v in region)
+        sizes = [check_int(v, "region") for v in region]
     except TypeError:
         raise TypeError(f"region must be None or a pair of ints (rh, rw), got {region!r}") from None
+    if len(sizes) != 2:
+        raise ValueError(f"region must be a pair (rh, rw) of score pixels, got {len(sizes)} values: {region!r}")
+    rh, rw = sizes
     problems = []
     if rh <= 0 or rw <= 0:
         problems.append("both sizes must be positive")
@@ -195,6 +262,8 @@ def uwe_segmentation(
     kind: str = "entropy",
     tau: float = 1.0,
     from_logits: bool = True,
+    normalize: str | None = None,
+    pool: Any = None,
     out_dtype: Any = None,
     backend: str = "auto",
 ) -> Any:
@@ -202,6 +271,8 @@ def uwe_segmentation(
 
     Mean pixel uncertainty over each region times the mean feature over the region's cells
     at feature resolution, to the power tau. H = s*h, W = s*w for an integer stride s.
+    normalize="minmax" rescales the region uncertainties u_r as `uncertainty` does, min and max
+    over the `pool` samples (indices or a bool mask over the N*R output rows; all when None).
     Returns:
         [N*R, C]; sample n*R + i*(W//rw) + j covers rows [i*rh, (i+1)*rh), cols [j*rw, (j+1)*rw).
     """
@@ -224,15 +295,32 @@ def uwe_segmentation(
     stride = H // h
     rh, rw = _resolve_region(region, H, W, stride)
     kind, tau = check_kind(kind), check_tau(tau)
+    normalize = _normalize.check(normalize, pool)
     out = _out_dtype(out_dtype, ps, pf)
     acc = _arrays.accum_dtype(ps.dtype, pf.dtype)
+    norm = _region_norm(ps, (rh, rw), kind, from_logits, acc, backend, pool) if normalize else {}
     _, result = run(
         "uwe_segmentation", backend, [("scores", ps), ("features", pf)],
-        lambda fn: fn(ps.data, pf.data, (rh, rw), kind, tau, bool(from_logits), out_dtype=out, accum_dtype=acc),
+        lambda fn: fn(ps.data, pf.data, (rh, rw), kind, tau, bool(from_logits), out_dtype=out, accum_dtype=acc,
+                      **norm),
         value_checks=_score_checks(ps, from_logits) + [("features", pf, False)],
         options={"region": (rh, rw), "stride": stride},
     )
     return _arrays.restore(result, pf)
+
+
+def _region_norm(ps: Prepared, region: tuple[int, int], kind: str, from_logits: bool, acc: np.dtype,
+                 backend: str, pool: Any) -> dict[str, Any]:
+    """{"norm": (lo, span)} of the region uncertainties: pixel u from one pass over the scores
+    (as [N*H*W, K] rows), averaged per region."""
+    N, K, H, W = ps.shape
+    rh, rw = region
+    mask = _normalize.pool_mask(pool, N * (H // rh) * (W // rw), "samples")
+    data = ps.data
+    pixels = (data.permute(0, 2, 3, 1) if _arrays.is_torch(data) else np.moveaxis(data, 1, 3)).reshape(-1, K)
+    u = _uncertainty_of(prepare(pixels, "scores"), kind, from_logits, acc, acc, backend)
+    u_r = u.reshape(N, H // rh, rh, W // rw, rw).mean((2, 4)).reshape(-1)
+    return {"norm": _normalize.minmax(u_r, mask)}
 
 
 def _image_ids(image_ids: Any, n_boxes: int, num_images: int, like: Prepared) -> Any:
@@ -272,6 +360,8 @@ def uwe_detection(
     tau: float = 1.0,
     agg: str = "max",
     from_logits: bool = False,
+    normalize: str | None = None,
+    pool: Any = None,
     out_dtype: Any = None,
     backend: str = "auto",
 ) -> Any:
@@ -281,6 +371,9 @@ def uwe_detection(
         [num_images, K*d]: block c of image m is u_b**tau * f_b for the box of class c with the
         largest u (agg="max", lowest box index on ties) or the mean over those boxes
         (agg="mean"); zeros when the image has no box of class c.
+    normalize="minmax" rescales the box uncertainties as `uncertainty` does, min and max over
+    the `pool` boxes (indices or a bool mask over the B boxes; all when None); the box kept by
+    agg="max" is still the one of largest u.
     """
     ps = scores_2d(box_scores, "box_scores")
     pf = features_2d(box_features, ps.shape[0], "box_features")
@@ -291,12 +384,14 @@ def uwe_detection(
         raise ValueError(f"unknown agg {agg!r}; choose from {', '.join(AGGREGATIONS)}")
     ids = _image_ids(image_ids, ps.shape[0], num_images, ps)
     kind, tau = check_kind(kind), check_tau(tau)
+    normalize = _normalize.check(normalize, pool)
     out = _out_dtype(out_dtype, ps, pf)
     acc = _arrays.accum_dtype(ps.dtype, pf.dtype)
+    norm = _norm_of_rows(ps, kind, from_logits, acc, backend, normalize, pool, "boxes")
     _, result = run(
         "uwe_detection", backend, [("box_scores", ps), ("box_features", pf)],
         lambda fn: fn(ps.data, pf.data, ids, num_images, kind, tau, agg, bool(from_logits),
-                      out_dtype=out, accum_dtype=acc),
+                      out_dtype=out, accum_dtype=acc, **norm),
         value_checks=_score_checks(ps, from_logits, "box_scores") + [("box_features", pf, False)],
         options={"agg": agg},
     )

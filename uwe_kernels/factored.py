@@ -29,6 +29,14 @@ class FactoredArrays:
         return n, k * d
 
 
+def of_embedding(weights: Any, features: Any, rows_dtype: np.dtype) -> "FactoredEmbedding":
+    """A FactoredEmbedding whose rows have the dtype the explicit embedding would have (the
+    weights are kept in accumulation precision, wider than that for half-precision inputs)."""
+    fe = FactoredEmbedding(weights, features)
+    fe._rows_dtype = np.dtype(rows_dtype)
+    return fe
+
+
 class FactoredEmbedding:
     """Rows `weights[i] (outer) features[i]`, stored as the two factors.
 
@@ -53,6 +61,9 @@ class FactoredEmbedding:
         self.weights = weights
         self.features = features
         self._pw, self._pf = pw, pf
+        # dtype of the rows: the factors' common one, or the scores' and features' common one
+        # when uwe_factored / badge_factored keep the weights in accumulation precision.
+        self._rows_dtype = _arrays.result_dtype(pw.dtype, pf.dtype)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -61,7 +72,7 @@ class FactoredEmbedding:
     @property
     def dtype(self) -> np.dtype:
         """dtype of the materialised rows (numpy dtype; bfloat16 as ml_dtypes.bfloat16)."""
-        return _arrays.result_dtype(self._pw.dtype, self._pf.dtype)
+        return self._rows_dtype
 
     @property
     def is_badge(self) -> bool:
@@ -85,7 +96,8 @@ class FactoredEmbedding:
         return self._pw, self._pf
 
     def materialize(self) -> Any:
-        """The explicit [n, d] or [n, K*d] rows in the caller's library and device."""
+        """The explicit [n, d] or [n, K*d] rows in the caller's library and device, in `dtype`:
+        each product formed in accumulation precision and rounded once, as `uwe()` does."""
         pw, pf = self._pw, self._pf
         out_dtype = self.dtype
         acc = _arrays.accum_dtype(pw.dtype, pf.dtype)

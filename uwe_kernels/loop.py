@@ -84,12 +84,19 @@ class Dataset:
 @dataclass(frozen=True)
 class Strategy:
     """How to pick a batch. `method` is one of random, uncertainty, coreset, badge, uwe,
-    uwe_kmpp; `kind` is the uncertainty measure for uncertainty/uwe/uwe_kmpp."""
+    uwe_kmpp; `kind` is the uncertainty measure for uncertainty/uwe/uwe_kmpp.
+
+    normalize ("minmax" or None, uwe/uwe_kmpp) min-max normalises u over the unlabelled rows;
+    start ("labelled" or "pool", uwe only) is where k-center greedy's distances start: the
+    labelled set (Algorithm 1) or nothing, among the unlabelled rows alone (the authors' code).
+    """
 
     name: str
     method: str
     kind: str = "entropy"
     tau: float = 1.0
+    normalize: str | None = None
+    start: str = "labelled"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -98,14 +105,29 @@ class Strategy:
             raise ValueError(f"unknown uncertainty kind {self.kind!r}; choose from {', '.join(UNCERTAINTY_KINDS)}")
         if not self.tau >= 0:
             raise ValueError(f"tau must be >= 0, got {self.tau}")
+        if self.normalize not in (None, "minmax"):
+            raise ValueError(f"unknown normalize {self.normalize!r}; choose None or 'minmax'")
+        if self.start not in selection.STARTS:
+            raise ValueError(f"unknown start {self.start!r}; choose from {', '.join(selection.STARTS)}")
+        if self.normalize is not None and self.method not in ("uwe", "uwe_kmpp"):
+            raise ValueError(f"normalize applies to methods uwe and uwe_kmpp, not {self.method!r}")
+        if self.start != "labelled" and self.method != "uwe":
+            raise ValueError(f"start applies to method uwe, not {self.method!r}")
 
 
 METHODS = ("random", "uncertainty", "coreset", "badge", "uwe", "uwe_kmpp")
 
 
+def authors_uwe(name: str = "uwe_authors") -> Strategy:
+    """UWE as the authors' published code runs it: u min-max normalised over the unlabelled
+    rows, tau = 1, k-center greedy among the unlabelled rows alone from the largest-norm one."""
+    return Strategy(name, "uwe", normalize="minmax", start="pool")
+
+
 def default_strategies(tau: float = 1.0) -> list[Strategy]:
     """Every strategy the paper compares: random, top-k uncertainty with each measure,
-    coreset, BADGE, UWE (KCG) and UWE with k-means++."""
+    coreset, BADGE, UWE (KCG, Algorithm 1), UWE with k-means++, and UWE as the authors'
+    code runs it (`authors_uwe`)."""
     out = [Strategy("random", "random")]
     out += [Strategy(f"uncertainty-{k}", "uncertainty", kind=k) for k in UNCERTAINTY_KINDS]
     out += [
@@ -113,12 +135,14 @@ def default_strategies(tau: float = 1.0) -> list[Strategy]:
         Strategy("badge", "badge"),
         Strategy("uwe", "uwe", tau=tau),
         Strategy("uwe_kmpp", "uwe_kmpp", tau=tau),
+        authors_uwe(),
     ]
     return out
 
 
-# Table 1's ablation: U (top-k uncertainty), F (KCG on plain features), U+F (KCG on UWE).
-ABLATION = {"U": "uncertainty-entropy", "F": "coreset", "U+F": "uwe"}
+# Table 1's ablation: U (top-k uncertainty), F (KCG on plain features), U+F (KCG on UWE) as the
+# paper's text describes it and as the authors' code runs it.
+ABLATION = {"U": "uncertainty-entropy", "F": "coreset", "U+F": "uwe", "U+F (authors' code)": "uwe_authors"}
 
 
 def select_batch(
@@ -144,8 +168,14 @@ def select_batch(
         emb = embeddings.badge_factored(logits, features, backend=backend)
         picks = selection.kmeans_pp(emb, budget, labelled_idx=labelled_mask, seed=seed, backend=backend,
                                     progress=progress)
+    elif m == "uwe" and strategy.start == "pool":
+        picks = selection.select(logits, features, budget, method="uwe", labelled_idx=labelled_mask,
+                                 kind=strategy.kind, tau=strategy.tau, normalize=strategy.normalize,
+                                 start="pool", backend=backend)
     else:
-        emb = embeddings.uwe(logits, features, strategy.kind, strategy.tau, backend=backend)
+        pool = ~labelled_mask if strategy.normalize else None
+        emb = embeddings.uwe(logits, features, strategy.kind, strategy.tau, normalize=strategy.normalize, pool=pool,
+                             backend=backend)
         if m == "uwe":
             picks = selection.kcenter_greedy(emb, labelled_mask, budget, backend=backend, progress=progress)
         else:
@@ -180,22 +210,26 @@ def badge_checks(
     tau: float = 1.0,
     seed: int = 0,
     backend: str = "auto",
+    strategy: Strategy | None = None,
 ) -> dict[str, Any]:
     """UWE against BADGE on one set of model outputs over the unlabelled pool.
 
     corr_uwe / corr_badge: Pearson correlation of the embedding norm with the uncertainty
     (Fig. 1); overlap: |UWE picks & BADGE picks| / budget; factored_equal: k-means++ on the
     factored gradient embedding picks exactly what it picks on the explicit one, same seed.
+    The UWE is `strategy`'s (a "uwe" one; default: Algorithm 1 with kind and tau).
     The explicit embedding is materialised ([n, K*d]): meant for demo-sized pools.
     """
+    strategy = strategy or Strategy("uwe", "uwe", kind=kind, tau=tau)
     unl = ~labelled_mask
-    u = np.asarray(embeddings.uncertainty(logits, kind, backend=backend), dtype=np.float64)[unl]
-    uwe_norm = np.linalg.norm(np.asarray(embeddings.uwe(logits, features, kind, tau, backend=backend),
-                                         dtype=np.float64), axis=1)[unl]
+    u = np.asarray(embeddings.uncertainty(logits, strategy.kind, backend=backend), dtype=np.float64)[unl]
+    pool = unl if strategy.normalize else None
+    uwe_dense = embeddings.uwe(logits, features, strategy.kind, strategy.tau, normalize=strategy.normalize, pool=pool,
+                               backend=backend)
+    uwe_norm = np.linalg.norm(np.asarray(uwe_dense, dtype=np.float64), axis=1)[unl]
     badge_dense = embeddings.badge_embedding(logits, features)
     badge_norm = np.linalg.norm(np.asarray(badge_dense, dtype=np.float64), axis=1)[unl]
-    uwe_picks = select_batch(Strategy("uwe", "uwe", kind=kind, tau=tau), logits, features, labelled_mask,
-                             budget, seed=seed, backend=backend)
+    uwe_picks = select_batch(strategy, logits, features, labelled_mask, budget, seed=seed, backend=backend)
     factored = selection.kmeans_pp(embeddings.badge_factored(logits, features, backend=backend), budget,
                                    labelled_idx=labelled_mask, seed=seed, backend=backend)
     explicit = selection.kmeans_pp(badge_dense, budget, labelled_idx=labelled_mask, seed=seed, backend=backend)
@@ -282,6 +316,7 @@ class CycleRecord:
 @dataclass
 class CheckRecord:
     dataset: str
+    strategy: str
     seed: int
     cycle: int
     corr_uwe: float
@@ -359,8 +394,9 @@ def run_loop(
 
     The labelled set grows from `initial` by `budget` per cycle; accuracy is recorded after
     each training, so cycle c has initial + c * budget labels. The last cycle trains and
-    evaluates but selects nothing. With `checks`, each seed's UWE run also records
-    `badge_checks` on its own model outputs every cycle that selects.
+    evaluates but selects nothing. With `checks`, each seed's run of every "uwe" strategy (the
+    paper's and the authors' variant) records `badge_checks` on its own model outputs every
+    cycle that selects.
     `progress(iterable, description)` wraps the cycle loop (e.g. a tqdm bar).
     """
     strategies = list(strategies)
@@ -399,9 +435,8 @@ def run_loop(
                     t4 = time.perf_counter()
                     extract_s, select_s = t3 - t2, t4 - t3
                     if checks and strat.method == "uwe":
-                        c = badge_checks(logits, feats, labelled, budget, kind=strat.kind, tau=strat.tau,
-                                         seed=seed, backend=backend)
-                        results.checks.append(CheckRecord(data.name, seed, cycle, **c))
+                        c = badge_checks(logits, feats, labelled, budget, seed=seed, backend=backend, strategy=strat)
+                        results.checks.append(CheckRecord(data.name, strat.name, seed, cycle, **c))
                     if labelled[picks].any() or len(np.unique(picks)) != len(picks):
                         raise RuntimeError(f"strategy {strat.name} relabelled or repeated a row")
                     labelled[picks] = True

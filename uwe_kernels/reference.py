@@ -83,8 +83,19 @@ def uncertainty_block(scores: np.ndarray, kind: str, from_logits: bool) -> np.nd
     return uncertainty_from_logits(scores, kind) if from_logits else uncertainty_from_probs(scores, kind)
 
 
-def _weights(u: np.ndarray, tau: float) -> np.ndarray:
-    return u ** float(tau)
+def normalized(u: np.ndarray, norm: tuple[float, float] | None) -> np.ndarray:
+    """u rescaled by a min-max pair norm = (lo, span): (u - lo) / span clipped to [0, 1], all ones
+    when span = 0 (an all-equal pool); u itself when norm is None."""
+    if norm is None:
+        return u
+    lo, span = float(norm[0]), float(norm[1])
+    if span == 0:
+        return np.ones_like(u)
+    return np.clip((u - lo) / span, 0.0, 1.0)
+
+
+def _weights(u: np.ndarray, tau: float, norm: tuple[float, float] | None = None) -> np.ndarray:
+    return normalized(u, norm) ** float(tau)
 
 
 # ---------------------------------------------------------------- embedding ops
@@ -101,12 +112,12 @@ def uncertainty(scores: Any, kind: str, from_logits: bool, *, out_dtype: Any = N
 
 
 def uwe(scores: Any, features: Any, kind: str, tau: float, from_logits: bool, *,
-        out_dtype: Any = None, accum_dtype: Any = None) -> np.ndarray:
+        out_dtype: Any = None, accum_dtype: Any = None, norm: tuple[float, float] | None = None) -> np.ndarray:
     """Rows u_i ** tau * features[i], [n, d]."""
     n, d = features.shape
     out = np.empty((n, d), dtype=np.float64 if out_dtype is None else out_dtype)
     for s in range(0, n, CHUNK):
-        w = _weights(uncertainty_block(_f64(scores[s : s + CHUNK]), kind, from_logits), tau)
+        w = _weights(uncertainty_block(_f64(scores[s : s + CHUNK]), kind, from_logits), tau, norm)
         out[s : s + CHUNK] = w[:, None] * _f64(features[s : s + CHUNK])
     return out
 
@@ -141,7 +152,8 @@ def badge_embedding(scores: Any, features: Any, from_logits: bool, *, out_dtype:
 
 
 def uwe_segmentation(scores: Any, features: Any, region: tuple[int, int], kind: str, tau: float,
-                     from_logits: bool, *, out_dtype: Any = None, accum_dtype: Any = None) -> np.ndarray:
+                     from_logits: bool, *, out_dtype: Any = None, accum_dtype: Any = None,
+                     norm: tuple[float, float] | None = None) -> np.ndarray:
     """Region UWEs [N*R, C]: (mean pixel u) ** tau * (mean feature over the region's cells).
 
     One band of rh score rows (rh/s feature rows) of one image at a time.
@@ -161,13 +173,13 @@ def uwe_segmentation(scores: Any, features: Any, region: tuple[int, int], kind: 
             fb = _f64(features[n, :, i * (rh // st) : (i + 1) * (rh // st), :])  # [C, rh/s, w]
             f_r = fb.reshape(C, rh // st, nw, rw // st).mean(axis=(1, 3))  # [C, nw]
             row = n * R + i * nw
-            out[row : row + nw] = _weights(u_r, tau)[:, None] * f_r.T
+            out[row : row + nw] = _weights(u_r, tau, norm)[:, None] * f_r.T
     return _out(out, out_dtype)
 
 
 def uwe_detection(box_scores: Any, box_features: Any, image_ids: Any, num_images: int, kind: str,
                   tau: float, agg: str, from_logits: bool, *, out_dtype: Any = None,
-                  accum_dtype: Any = None) -> np.ndarray:
+                  accum_dtype: Any = None, norm: tuple[float, float] | None = None) -> np.ndarray:
     """Class-wise aggregated box UWEs [num_images, K*d] (Eq. 9; agg "max" or "mean")."""
     B, K = box_scores.shape
     d = box_features.shape[1]
@@ -178,7 +190,7 @@ def uwe_detection(box_scores: Any, box_features: Any, image_ids: Any, num_images
         sc = _f64(box_scores[s : s + CHUNK])
         u[s : s + CHUNK] = uncertainty_block(sc, kind, from_logits)
         cls[s : s + CHUNK] = np.argmax(sc, axis=1)
-    w = _weights(u, tau)
+    w = _weights(u, tau, norm)
     key = ids * K + cls  # row of the [num_images * K, d] view of the output
     out = np.zeros((int(num_images) * K, d), dtype=np.float64)
     if B == 0:

@@ -4,6 +4,10 @@ Each backend declares the devices it runs on and how to find out whether it is u
 The op itself is the function `op` in `uwe_kernels.<backend>.<family>` (for the reference,
 `uwe_kernels.reference`), imported on first use. An op module may define
 `not_supported_reasons(op, call) -> list[str]` to turn down calls it cannot run.
+
+Each backend also declares what it implements (ops, selection algorithms, dtypes, whether its
+pruned engine takes factored embeddings). The op modules' refusals agree with the declaration
+(python_tests/test_registry.py checks it), and the test matrix is generated from it.
 """
 from __future__ import annotations
 
@@ -30,6 +34,9 @@ FAMILY = {
     "kmeans_pp": "select",
     "min_distances": "select",
 }
+SELECTION_OPS = ("kcenter_greedy", "kmeans_pp")  # the ops that take algorithm=
+ALGORITHMS = ("brute", "pruned")  # "auto" chooses among those a backend implements
+DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,37 @@ def _interpret_mode() -> bool:
 class Backend:
     name: str = ""
     devices: tuple[str, ...] = ("cpu",)
+    # What the backend implements, for every op in `ops` and every dtype in `dtypes`.
+    ops: tuple[str, ...] = tuple(FAMILY)
+    algorithms: tuple[str, ...] = ("brute",)  # engines behind kcenter_greedy and kmeans_pp
+    dtypes: tuple[str, ...] = DTYPES
+    pruned_factored: bool = False  # the pruned engine takes factored UWE / BADGE embeddings
+    # The oracle answers every algorithm name with its one computation instead of refusing.
+    answers_every_algorithm: bool = False
+
+    def undeclared(self, op: str, *, algorithm: str | None = None, dtype: str | None = None,
+                   factored: bool = False) -> str:
+        """Why the declaration leaves out this combination ("" when it is declared).
+        `algorithm` applies to SELECTION_OPS only; None and "auto" need "brute"."""
+        if op not in self.ops:
+            return f"{self.name} does not implement {op}()"
+        if dtype is not None and dtype not in self.dtypes:
+            return f"{self.name} does not run dtype {dtype}"
+        if op in SELECTION_OPS and algorithm not in (None, "auto"):
+            if algorithm not in self.algorithms:
+                return f"{self.name} has no {algorithm!r} engine"
+            if algorithm == "pruned" and factored and not self.pruned_factored:
+                return f"the pruned engine of {self.name} runs dense pools only"
+        return ""
+
+    def accepts(self, op: str, *, algorithm: str | None = None, dtype: str | None = None,
+                factored: bool = False) -> bool:
+        """Whether the op module must take the call: declared, or an algorithm name the
+        backend answers with its own computation."""
+        if not self.undeclared(op, algorithm=algorithm, dtype=dtype, factored=factored):
+            return True
+        return (self.answers_every_algorithm and op in self.ops and algorithm in ALGORITHMS
+                and not self.undeclared(op, dtype=dtype))
 
     def availability(self) -> tuple[bool, str]:
         raise NotImplementedError
@@ -67,12 +105,14 @@ class Backend:
     def reasons(self, call: Call, explicit: bool = True) -> list[str]:
         """Why this backend cannot run `call` (empty when it can). `explicit` is False
         when auto dispatch asks."""
-        ok, why = self.availability()
-        if not ok:
-            return [why]
+        # The device first: it costs nothing, while availability() of a GPU backend imports
+        # torch and triton, which a call on numpy arrays must not pay for.
         reasons = self.device_reasons(call, explicit)
         if reasons:
             return reasons
+        ok, why = self.availability()
+        if not ok:
+            return [why]
         try:
             module = _lazy.load_module(self.module_name(call.op))
         except ModuleNotFoundError as exc:
@@ -93,6 +133,7 @@ class Backend:
 
 class ReferenceBackend(Backend):
     name = "reference"
+    answers_every_algorithm = True
 
     def availability(self) -> tuple[bool, str]:
         return True, "plain float64 numpy, always available"
@@ -103,11 +144,13 @@ class ReferenceBackend(Backend):
 
 class CppBackend(Backend):
     name = "cpp"
+    algorithms = ("brute", "pruned")
+    pruned_factored = True
 
     def availability(self) -> tuple[bool, str]:
         err = _lazy.error_of(_lazy.EXTENSIONS["cpu"])
         if err:
-            return False, f"the compiled CPU module did not load ({err}); reinstall with `pip install .`"
+            return False, f"the compiled CPU module did not load ({err}); {_lazy.missing_build_hint()}"
         info = _lazy.load("cpu").build_info()
         threads = f"OpenMP, {info['max_threads']} threads" if info["openmp"] else "serial (no OpenMP)"
         return True, f"C++ {info['compiler']}, {threads}"
@@ -115,6 +158,7 @@ class CppBackend(Backend):
 
 class NumbaBackend(Backend):
     name = "numba"
+    algorithms = ("brute", "pruned")
 
     def availability(self) -> tuple[bool, str]:
         err = _lazy.error_of("numba")

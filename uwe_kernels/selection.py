@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from . import _arrays, rng
+from . import _arrays, _scale, rng
 from ._arrays import Prepared, prepare
 from ._dispatch import run
 from .factored import FactoredArrays, FactoredEmbedding
@@ -18,11 +18,13 @@ from .validation import (
     check_index,
     check_ndim,
     check_same_device,
+    check_values,
     labelled_mask,
 )
 
 ALGORITHMS = ("auto", "brute", "pruned")
 METHODS = ("uwe", "badge", "coreset", "uncertainty", "random")
+STARTS = ("labelled", "pool")
 
 
 class _Pool:
@@ -47,9 +49,14 @@ class _Pool:
             self.factored = False
         self.n = self.like.shape[0]
 
-    @property
-    def value_checks(self) -> list[tuple[str, Prepared, bool]]:
-        return [(name, p, False) for name, p in self.named]
+    def checked_factors(self) -> list[_scale.Factor]:
+        """Validate every value (NaN/inf -> ValueError) and describe the pool's scale, in one
+        chunked pass per input."""
+        mags = [check_values(p, name) for name, p in self.named]
+        if not self.factored:
+            return _scale.dense(self.named[0][0], mags[0], self.like.shape[1])
+        k = 1 if self.data.weights.ndim == 1 else self.data.weights.shape[1]
+        return _scale.factored(mags[0], k, mags[1], self.like.shape[1])
 
     @property
     def options(self) -> dict[str, Any]:
@@ -67,7 +74,12 @@ def _resolve_algorithm(algorithm: str, fn: Callable[..., Any], pool: _Pool, labe
     if algorithm != "auto":
         return algorithm
     choose = getattr(sys.modules[fn.__module__], "choose_algorithm", None)
-    return choose(pool.data, centres=labelled + budget // 2) if choose is not None else "brute"
+    if choose is None:
+        return "brute"
+    with np.errstate(over="ignore", invalid="ignore"):  # a heuristic on a sample; any choice is exact
+        # not str(): a _sketch.Algorithm carries the sample measurement to the op
+        choice: str = choose(pool.data, centres=labelled + budget // 2)
+        return choice
 
 
 @contextlib.contextmanager
@@ -121,13 +133,18 @@ def kcenter_greedy(
         algorithm: "brute" reads every row per pick; "pruned" skips rows that cannot change;
             "auto" lets the backend choose. All return the same picks.
         return_distances: also return each pick's Euclidean distance to the nearest labelled
-            row or earlier pick at the time it was picked (inf for a first pick).
+            row or earlier pick at the time it was picked (inf for a first pick), in the
+            embedding's dtype and units.
     Returns:
         picks [budget] int64 in selection order (and distances [budget]), in the caller's
-        library and device. Lowest index wins ties.
+        library and device. Lowest index wins ties. The picks do not depend on the pool's
+        scale: a pool whose squared distances would overflow or underflow float32 is
+        accumulated in float64 (no copy).
     Raises:
         ValueError for out-of-range indices, a budget outside [0, n - |labelled|], non-finite
-        rows; TypeError for non-float embeddings; BackendUnavailable.
+        rows, a pool whose squared distances overflow or underflow even float64 (rescale it),
+        a pick distance beyond a float16 pool's range with return_distances=True (an inf
+        would read as a first pick); TypeError for non-float embeddings; BackendUnavailable.
     """
     pool = _Pool(emb)
     mask, n_lab, budget = _mask_and_budget(pool, labelled_idx, budget)
@@ -136,23 +153,21 @@ def kcenter_greedy(
         if n_lab:
             raise ValueError("first applies only when nothing is labelled (the labelled set seeds D)")
     algorithm = _check_algorithm(algorithm)
-    acc = _arrays.accum_dtype(pool.dtype)
+    factors: list[_scale.Factor] = []
 
     def call(fn: Callable[..., Any]) -> Any:
+        factors.extend(pool.checked_factors())
+        acc = _scale.accumulation(_arrays.accum_dtype(pool.dtype), factors)
         algo = _resolve_algorithm(algorithm, fn, pool, n_lab, budget)
         with _progress_bar(progress, budget, "k-center greedy") as update:
             return fn(pool.data, mask, budget, first, algorithm=algo, progress=update, accum_dtype=acc)
 
-    _, (picks, dists) = run(
-        "kcenter_greedy", backend, pool.named, call, value_checks=pool.value_checks,
-        options={**pool.options, "algorithm": algorithm},
-    )
+    _, (picks, dists) = run("kcenter_greedy", backend, pool.named, call,
+                            options={**pool.options, "algorithm": algorithm})
     picks = _arrays.restore(picks, pool.like)
     if not return_distances:
         return picks
-    dists = np.asarray(dists).astype(pool.dtype) if not _arrays.is_torch(dists) else dists.to(
-        _arrays.torch_dtype(pool.dtype))
-    return picks, _arrays.restore(dists, pool.like)
+    return picks, _arrays.restore(_distances_in(dists, pool.dtype, factors), pool.like)
 
 
 def kmeans_pp(
@@ -189,15 +204,14 @@ def kmeans_pp(
         if n_lab:
             raise ValueError("an explicit first index applies only when nothing is labelled")
     algorithm = _check_algorithm(algorithm)
-    acc = _arrays.accum_dtype(pool.dtype)
 
     def call(fn: Callable[..., Any]) -> Any:
+        acc = _scale.accumulation(_arrays.accum_dtype(pool.dtype), pool.checked_factors(), count=max(pool.n, 1))
         algo = _resolve_algorithm(algorithm, fn, pool, n_lab, budget)
         with _progress_bar(progress, budget, "k-means++") as update:
             return fn(pool.data, mask, budget, seed, first, algorithm=algo, progress=update, accum_dtype=acc)
 
-    _, picks = run("kmeans_pp", backend, pool.named, call, value_checks=pool.value_checks,
-                   options={**pool.options, "algorithm": algorithm})
+    _, picks = run("kmeans_pp", backend, pool.named, call, options={**pool.options, "algorithm": algorithm})
     return _arrays.restore(picks, pool.like)
 
 
@@ -210,7 +224,10 @@ def min_distances(
     backend: str = "auto",
 ) -> Any:
     """Squared distance from every row of `emb` to its nearest row of `centers`, chunked
-    (never an [n, m] matrix). Returns d [n] (and argmin [n] int64, lowest index on ties)."""
+    (never an [n, m] matrix). Returns d [n] (and argmin [n] int64, lowest index on ties), in
+    the embedding's dtype unless out_dtype says otherwise. A distance beyond the default
+    dtype's range raises ValueError (pass a wider out_dtype) rather than coming back as inf;
+    an explicit out_dtype rounds as numpy's astype does."""
     pool = _Pool(emb)
     centres = _Pool(centers, "centers")
     if pool.factored != centres.factored:
@@ -228,16 +245,49 @@ def min_distances(
     check_same_device(*(pool.named + centres.named))
     from .embeddings import _out_dtype
 
-    out = _out_dtype(out_dtype, *(p for _, p in pool.named))
-    acc = _arrays.accum_dtype(pool.dtype, centres.dtype)
-    _, (d, argmin) = run(
-        "min_distances", backend, pool.named + [("centers." + n, p) for n, p in centres.named],
-        lambda fn: fn(pool.data, centres.data, return_argmin=bool(return_argmin), out_dtype=out, accum_dtype=acc),
-        value_checks=pool.value_checks + centres.value_checks,
-        options=pool.options,
-    )
+    out = pool.dtype if out_dtype is None else _out_dtype(out_dtype)  # a factored pool's rows dtype
+
+    def call(fn: Callable[..., Any]) -> Any:
+        own, theirs = pool.checked_factors(), centres.checked_factors()
+        acc = _scale.accumulation(_arrays.accum_dtype(pool.dtype, centres.dtype), own + theirs)
+        with np.errstate(over="ignore"):  # an overflow is reported below, not warned about
+            d, argmin = fn(pool.data, centres.data, return_argmin=bool(return_argmin), out_dtype=out,
+                           accum_dtype=acc)
+        reach = max(_scale.distance_bound(own), _scale.distance_bound(theirs))
+        if out_dtype is None and reach * reach > float(np.finfo(out).max) and _overflowed(d):
+            raise ValueError(f"squared distances exceed {np.dtype(out).name}'s range (the inputs are finite): "
+                             "pass out_dtype=np.float32 or np.float64 (torch.float32 / torch.float64)")
+        return d, argmin
+
+    _, (d, argmin) = run("min_distances", backend, pool.named + [("centers." + n, p) for n, p in centres.named],
+                         call, options=pool.options)
     d = _arrays.restore(d, pool.like)
     return (d, _arrays.restore(argmin, pool.like)) if return_argmin else d
+
+
+def _overflowed(result: Any, wide: Any = None) -> bool:
+    """Whether `result` holds an inf that `wide` (the values before a cast, if any) did not."""
+    xp = __import__("torch") if _arrays.is_torch(result) else np
+    inf = xp.isinf(result if xp is not np else np.asarray(result))
+    if wide is not None:
+        inf &= ~xp.isinf(wide if xp is not np else np.asarray(wide))
+    return bool(inf.any())
+
+
+def _distances_in(dists: Any, dtype: np.dtype, factors: list[_scale.Factor]) -> Any:
+    """Pick distances in the pool's dtype. A first pick's inf stays; a real distance too large
+    for that dtype (float16 near its limit) raises instead of reading as another inf."""
+    if _arrays.is_torch(dists):
+        cast = dists.to(_arrays.torch_dtype(dtype))
+    else:
+        with np.errstate(over="ignore"):  # an overflow is reported below, not warned about
+            cast = np.asarray(dists).astype(dtype)
+    if _scale.distance_bound(factors) > float(np.finfo(dtype).max) and _overflowed(cast, dists):
+        raise ValueError(
+            f"a pick's distance exceeds {np.dtype(dtype).name}'s range (inf would read as a first pick): "
+            "pass the pool as float32 to get its distances, or leave return_distances off"
+        )
+    return cast
 
 
 def _random_picks(mask: np.ndarray, budget: int, seed: int) -> np.ndarray:
@@ -258,6 +308,37 @@ def _top_uncertain(u: Any, mask: np.ndarray, budget: int) -> np.ndarray:
     return picks
 
 
+def _on_device_of(picks: np.ndarray, like: Prepared) -> Any:
+    if not like.on_cpu:
+        return __import__("torch").as_tensor(picks, device=like.data.device)
+    return _arrays.restore(picks, like)
+
+
+def _select_uwe(scores: Any, features: Any, budget: Any, labelled_idx: Any, kind: str, tau: float,
+                normalize: str | None, start: str, backend: str) -> Any:
+    """select(method="uwe"): k-center greedy on the UWE from the labelled set (Algorithm 1) or,
+    with start="pool", among the unlabelled rows alone; min-max over the unlabelled rows."""
+    from . import embeddings
+
+    if start == "labelled" and normalize is None:
+        emb = embeddings.uwe(scores, features, kind, tau, backend=backend)
+        return kcenter_greedy(emb, labelled_idx, budget, backend=backend)
+    ps, pf = embeddings._scores_and_features(scores, features)
+    mask = labelled_mask(labelled_idx, ps.shape[0])
+    if start == "labelled":
+        pool = ~mask if not mask.all() else None  # nothing unlabelled: budget 0, any range will do
+        emb = embeddings.uwe(scores, features, kind, tau, normalize=normalize, pool=pool, backend=backend)
+        return kcenter_greedy(emb, mask, budget, backend=backend)
+    n_lab = int(mask.sum())
+    budget = check_budget(budget, ps.shape[0] - n_lab, ps.shape[0], n_lab)
+    unl = np.flatnonzero(~mask)
+    rows: Any = unl if ps.on_cpu else __import__("torch").as_tensor(unl, device=ps.data.device)
+    emb = embeddings.uwe(ps.data[rows], pf.data[rows], kind, tau, normalize=normalize, backend=backend)
+    sub = kcenter_greedy(emb, None, budget, backend=backend)
+    sub = np.asarray(sub.cpu() if _arrays.is_torch(sub) else sub, dtype=np.int64)
+    return _on_device_of(unl[sub], ps)
+
+
 def select(
     scores: Any,  # [n, K]
     features: Any,  # [n, d]
@@ -268,6 +349,8 @@ def select(
     kind: str | None = None,
     tau: float = 1.0,
     seed: int = 0,
+    normalize: str | None = None,
+    start: str = "labelled",
     backend: str = "auto",
 ) -> Any:
     """From model outputs to picks in one call.
@@ -276,6 +359,11 @@ def select(
     "badge" (k-means++ on the factored gradient embedding), "coreset" (KCG on the
     features), "uncertainty" (the budget most uncertain rows, lowest index on ties) or
     "random" (seeded).
+    normalize, start (method "uwe" only): normalize="minmax" min-max normalises u over the
+    unlabelled rows (see `uwe`). start="labelled" (default, the paper's Algorithm 1) seeds
+    k-center greedy's distances from the labelled set; start="pool" embeds the unlabelled rows
+    alone and runs k-center greedy among them from the one of largest norm, ignoring the
+    labelled set. normalize="minmax" with start="pool" is UWE as the authors' code runs it.
     Returns picks [budget] int64 in the caller's library and device.
     """
     from . import embeddings
@@ -284,17 +372,24 @@ def select(
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if kind is not None and method not in ("uwe", "uncertainty"):
         raise ValueError(f"kind applies to method 'uwe' and 'uncertainty', not {method!r}")
+    if start not in STARTS:
+        raise ValueError(f"unknown start {start!r}; choose from {', '.join(STARTS)}")
+    if method != "uwe" and (normalize is not None or start != "labelled"):
+        raise ValueError(f"normalize and start apply to method 'uwe', not {method!r}")
     kind = kind or "entropy"
     if method == "uwe":
-        emb = embeddings.uwe(scores, features, kind, tau, backend=backend)
-        return kcenter_greedy(emb, labelled_idx, budget, backend=backend)
+        return _select_uwe(scores, features, budget, labelled_idx, kind, tau, normalize, start, backend)
     if method == "badge":
         emb = embeddings.badge_factored(scores, features, backend=backend)
         return kmeans_pp(emb, budget, labelled_idx=labelled_idx, seed=seed, backend=backend)
     if method == "coreset":
-        embeddings._scores_and_features(scores, features)
+        ps, _ = embeddings._scores_and_features(scores, features)
+        check_values(ps, "scores")  # unused by the method, but every input given is validated
         return kcenter_greedy(features, labelled_idx, budget, backend=backend)
-    ps, _ = embeddings._scores_and_features(scores, features)
+    ps, pf = embeddings._scores_and_features(scores, features)
+    check_values(pf, "features")
+    if method == "random":
+        check_values(ps, "scores")
     mask = labelled_mask(labelled_idx, ps.shape[0])
     n_lab = int(mask.sum())
     budget = check_budget(budget, ps.shape[0] - n_lab, ps.shape[0], n_lab)
@@ -303,6 +398,4 @@ def select(
         picks = _top_uncertain(u, mask, budget)
     else:
         picks = _random_picks(mask, budget, rng.check_seed(seed))
-    if not ps.on_cpu:
-        return __import__("torch").as_tensor(picks, device=ps.data.device)
-    return _arrays.restore(picks, ps)
+    return _on_device_of(picks, ps)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._arrays import FLOAT_DTYPES, FLOAT_NAMES, Prepared, cast_hint, prepare
+from ._arrays import FLOAT_NAMES, Prepared, cast_hint, is_float, prepare
 from .errors import NonFiniteError
 
 KINDS = ("entropy", "bvsb", "margin", "least_confidence")
@@ -15,7 +15,7 @@ CHUNK_ROWS = 8192
 
 
 def check_float(p: Prepared, name: str) -> None:
-    if p.dtype not in FLOAT_DTYPES:
+    if not is_float(p.dtype):
         raise TypeError(
             f"{name} has dtype {p.dtype}; uwe_kernels takes floating arrays ({FLOAT_NAMES}): "
             f"cast it first, e.g. {cast_hint(p, name)}"
@@ -60,11 +60,12 @@ def _first_bad_row(bad_rows: Any) -> int | None:
     return int(idx[0]) if idx.size else None
 
 
-def check_values(p: Prepared, name: str, *, nonnegative: bool = False) -> None:
+def check_values(p: Prepared, name: str, *, nonnegative: bool = False) -> float:
     """Raise NonFiniteError for NaN/inf (naming the first bad row along axis 0) and, with
-    `nonnegative`, ValueError for negative values. Reads the input in row chunks."""
-    if p.shape and p.shape[0] == 0:
-        return
+    `nonnegative`, ValueError for negative values. Reads the input in row chunks and returns
+    its largest magnitude max |x| (0.0 when empty), which the same pass finds for free."""
+    if p.shape and p.shape[0] == 0 or 0 in p.shape:
+        return 0.0
     if not p.on_cpu:
         t = p.data
         flat = t.reshape(t.shape[0], -1) if t.ndim > 1 else t.reshape(-1, 1)
@@ -76,20 +77,23 @@ def check_values(p: Prepared, name: str, *, nonnegative: bool = False) -> None:
             neg = (flat < 0).any(dim=1)
             if bool(neg.any()):
                 _raise_negative(name, int(torch.nonzero(neg)[0, 0]))
-        return
+        return float(flat.abs().max())
     arr = p.data
+    biggest = 0.0
     for start in range(0, arr.shape[0], CHUNK_ROWS):
         chunk = np.asarray(arr[start : start + CHUNK_ROWS])
         if chunk.dtype.itemsize < 4:
             chunk = chunk.astype(np.float32)
         flat = chunk.reshape(chunk.shape[0], -1)
-        row = _first_bad_row(~np.isfinite(flat).all(axis=1))
-        if row is not None:
-            raise NonFiniteError(name, start + row)
-        if nonnegative:
+        high, low = float(flat.max()), float(flat.min())  # NaN propagates: finite extremes mean a clean chunk
+        if not (np.isfinite(high) and np.isfinite(low)):
+            row = _first_bad_row(~np.isfinite(flat).all(axis=1))
+            raise NonFiniteError(name, start + (row or 0))
+        if nonnegative and low < 0:
             row = _first_bad_row((flat < 0).any(axis=1))
-            if row is not None:
-                _raise_negative(name, start + row)
+            _raise_negative(name, start + (row or 0))
+        biggest = max(biggest, high, -low)
+    return biggest
 
 
 def _raise_negative(name: str, row: int) -> None:

@@ -74,6 +74,36 @@ UWE_HD inline A weight_of(A u, A tau) {
   return pow_acc(u, tau);
 }
 
+// Min-max normalisation (normalize="minmax"): (u - lo) / span clipped to [0, 1]; span == 0
+// (every pool row equally uncertain) gives 1; span < 0 means no normalisation. lo and span come
+// from a pass over the scores before the feature pass (uwe_kernels/_normalize.py).
+template <typename A>
+UWE_HD inline A normalized(A u, A lo, A span) {
+  if (span < A(0)) return u;
+  if (span == A(0)) return A(1);
+  const A v = (u - lo) / span;
+  return v < A(0) ? A(0) : (v > A(1) ? A(1) : v);
+}
+
+// How a row's uncertainty becomes its weight: the optional min-max map, then the power tau.
+template <typename A>
+struct WeightRule {
+  A tau;
+  A lo;
+  A span;  // < 0: no min-max map
+};
+
+// The rule from the bindings' doubles (tau, lo, span) in the accumulator type.
+template <typename A>
+inline WeightRule<A> rule_of(double tau, double lo, double span) {
+  return WeightRule<A>{static_cast<A>(tau), static_cast<A>(lo), static_cast<A>(span)};
+}
+
+template <typename A>
+UWE_HD inline A weight_by(const WeightRule<A>& rule, A u) {
+  return weight_of<A>(normalized<A>(u, rule.lo, rule.span), rule.tau);
+}
+
 // Pass 1. `at(k)` returns score k in the accumulator type. Written as separate simple
 // reductions (max / min / sum, then the argmax scan, then the runner-up) so that each
 // loop vectorises on the host. `need_second` = false skips the runner-up (entropy,

@@ -55,10 +55,10 @@ inline void note_score_checks(const RowSummary<A>& r, bool logits, int64_t row, 
     bad_neg = std::min(bad_neg, row);
 }
 
-// w[i - r0] = u_i (or u_i ** tau when `power`) for rows [r0, r1) of scores [n, K].
+// w[i - r0] = u_i (or its weight by `rule` when `power`) for rows [r0, r1) of scores [n, K].
 template <typename S, typename A>
-void uncertainty_rows(const HostBuf& s, int64_t r0, int64_t r1, int kind, bool logits, bool power, A tau,
-                      A* w, int64_t& bad_nf, int64_t& bad_neg) {
+void uncertainty_rows(const HostBuf& s, int64_t r0, int64_t r1, int kind, bool logits, bool power,
+                      WeightRule<A> rule, A* w, int64_t& bad_nf, int64_t& bad_neg) {
   const int K = static_cast<int>(s.shape[1]);
   const bool contig = s.stride[1] == static_cast<int64_t>(sizeof(S));
   for (int64_t i = r0; i < r1; ++i) {
@@ -67,7 +67,7 @@ void uncertainty_rows(const HostBuf& s, int64_t r0, int64_t r1, int kind, bool l
     const A u = contig ? score_row<S, A, true>(row, s.stride[1], K, kind, logits, r)
                        : score_row<S, A, false>(row, s.stride[1], K, kind, logits, r);
     note_score_checks(r, logits, i, bad_nf, bad_neg);
-    w[i - r0] = power ? weight_of<A>(u, tau) : u;
+    w[i - r0] = power ? weight_by<A>(rule, u) : u;
   }
 }
 
@@ -169,7 +169,8 @@ void store_rows(const A* src, int64_t count, char* out, int64_t offset) {
 // ---------------------------------------------------------------- dispatch helpers
 
 template <typename A>
-using UncertaintyFn = void (*)(const HostBuf&, int64_t, int64_t, int, bool, bool, A, A*, int64_t&, int64_t&);
+using UncertaintyFn = void (*)(const HostBuf&, int64_t, int64_t, int, bool, bool, WeightRule<A>, A*, int64_t&,
+                               int64_t&);
 template <typename A>
 using ScaleFn = void (*)(const HostBuf&, char*, int64_t, int64_t, const A*, bool, int64_t&);
 template <typename A>
@@ -249,7 +250,7 @@ BadRows uncertainty_impl(const HostBuf& s, int kind, bool logits, char* out, int
     for (int64_t b = b0; b < b1; ++b) {
       A w[kBlock];
       const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
-      ufn(s, r0, r1, kind, logits, false, A(1), w, nf, neg);
+      ufn(s, r0, r1, kind, logits, false, WeightRule<A>{A(1), A(0), A(-1)}, w, nf, neg);
       sfn(w, r1 - r0, out, r0);
     }
     check();
@@ -258,7 +259,8 @@ BadRows uncertainty_impl(const HostBuf& s, int kind, bool logits, char* out, int
 }
 
 template <typename A>
-BadRows uwe_impl(const HostBuf& s, const HostBuf& f, int kind, double tau, bool logits, char* out, int o_code) {
+BadRows uwe_impl(const HostBuf& s, const HostBuf& f, int kind, WeightRule<A> rule, bool logits, char* out,
+                 int o_code) {
   const auto ufn = pick_uncertainty<A>(s.dtype);
   const auto sfn = pick_scale<A>(f.dtype, o_code);
   const int64_t n = s.shape[0];
@@ -272,7 +274,7 @@ BadRows uwe_impl(const HostBuf& s, const HostBuf& f, int kind, double tau, bool 
     for (int64_t b = b0; b < b1; ++b) {
       A w[kBlock];
       const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
-      ufn(s, r0, r1, kind, logits, true, static_cast<A>(tau), w, nf, neg);
+      ufn(s, r0, r1, kind, logits, true, rule, w, nf, neg);
       sfn(f, out, r0, r1, w, stream, bf);
     }
     check();
@@ -390,8 +392,8 @@ void segmentation_plane(const HostBuf& f, int64_t n, int64_t c, int64_t ch, int6
 }
 
 template <typename A>
-BadRows segmentation_impl(const HostBuf& s, const HostBuf& f, int64_t rh, int64_t rw, int kind, double tau, bool logits,
-                          char* out, int o_code) {
+BadRows segmentation_impl(const HostBuf& s, const HostBuf& f, int64_t rh, int64_t rw, int kind, WeightRule<A> rule,
+                          bool logits, char* out, int o_code) {
   const int64_t N = s.shape[0], H = s.shape[2], W = s.shape[3];
   const int64_t C = f.shape[1], h = f.shape[2];
   const int64_t st = H / h, nh = H / rh, nw = W / rw, R = nh * nw;
@@ -424,7 +426,7 @@ BadRows segmentation_impl(const HostBuf& s, const HostBuf& f, int64_t rh, int64_
           double sum = 0;
           for (int64_t y = i * rh; y < (i + 1) * rh; ++y) sum += row_sums[(n * H + y) * nw + j];
           const A mean = static_cast<A>(sum / pixels_per_region);
-          weights[n * R + i * nw + j] = static_cast<double>(weight_of<A>(mean, static_cast<A>(tau)));
+          weights[n * R + i * nw + j] = static_cast<double>(weight_by<A>(rule, mean));
         }
 
     const double cells = static_cast<double>(ch * cw);
@@ -477,7 +479,7 @@ bool features_row_finite(const HostBuf& f, int64_t i) {
 
 template <typename F, typename O, typename A>
 void detection_write(const HostBuf& f, const int64_t* ids, const A* u, const int64_t* cls, int64_t M, int64_t K,
-                     A tau, bool mean, char* out, int64_t& bad_f) {
+                     WeightRule<A> rule, bool mean, char* out, int64_t& bad_f) {
   const int64_t B = f.shape[0], d = f.shape[1];
   O* dst = reinterpret_cast<O*>(out);
   const O zero = store<O>(A(0));
@@ -496,7 +498,7 @@ void detection_write(const HostBuf& f, const int64_t* ids, const A* u, const int
         std::fill(row, row + d, zero);
         continue;
       }
-      const A probe = scale_any<F, O, A>(f.ptr + b * f.stride[0], f.stride[1], d, weight_of<A>(u[b], tau), row);
+      const A probe = scale_any<F, O, A>(f.ptr + b * f.stride[0], f.stride[1], d, weight_by<A>(rule, u[b]), row);
       if (!(probe == A(0))) bad = std::min(bad, b);
     }
     // Boxes that lost their slot are still inputs: check them too.
@@ -523,7 +525,7 @@ void detection_write(const HostBuf& f, const int64_t* ids, const A* u, const int
       std::fill(count.begin(), count.end(), 0);
       for (int64_t q = start[m]; q < start[m + 1]; ++q) {
         const int64_t b = order[q];
-        const A w = weight_of<A>(u[b], tau);
+        const A w = weight_by<A>(rule, u[b]);
         A* a = acc.data() + cls[b] * d;
         const char* row = f.ptr + b * f.stride[0];
         A probe = 0;
@@ -546,13 +548,13 @@ void detection_write(const HostBuf& f, const int64_t* ids, const A* u, const int
 }
 
 template <typename A>
-BadRows detection_impl(const HostBuf& s, const HostBuf& f, const int64_t* ids, int64_t M, int kind, double tau,
-                       bool mean, bool logits, char* out, int o_code) {
+BadRows detection_impl(const HostBuf& s, const HostBuf& f, const int64_t* ids, int64_t M, int kind,
+                       WeightRule<A> rule, bool mean, bool logits, char* out, int o_code) {
   const int64_t B = s.shape[0], K = s.shape[1];
   void (*boxes)(const HostBuf&, int64_t, int64_t, int, bool, A*, int64_t*, int64_t&, int64_t&) = nullptr;
   with_dtype(s.dtype, [&](auto t) { boxes = &detection_boxes<decltype(t), A>; });
-  void (*write)(const HostBuf&, const int64_t*, const A*, const int64_t*, int64_t, int64_t, A, bool, char*, int64_t&) =
-      nullptr;
+  void (*write)(const HostBuf&, const int64_t*, const A*, const int64_t*, int64_t, int64_t, WeightRule<A>, bool, char*,
+                int64_t&) = nullptr;
   with_dtype(f.dtype, [&](auto ft) { with_dtype(o_code, [&](auto ot) { write = &detection_write<decltype(ft), decltype(ot), A>; }); });
   std::vector<A> u(static_cast<size_t>(B));
   std::vector<int64_t> cls(static_cast<size_t>(B));
@@ -561,7 +563,7 @@ BadRows detection_impl(const HostBuf& s, const HostBuf& f, const int64_t* ids, i
 #pragma omp parallel for schedule(static) reduction(min : nf, neg)
   for (int64_t b = 0; b < blocks_of(B); ++b)
     boxes(s, b * kBlock, std::min(B, (b + 1) * kBlock), kind, logits, u.data(), cls.data(), nf, neg);
-  write(f, ids, u.data(), cls.data(), M, K, static_cast<A>(tau), mean, out, bf);
+  write(f, ids, u.data(), cls.data(), M, K, rule, mean, out, bf);
   return finish(nf, neg, bf);
 }
 
@@ -587,14 +589,14 @@ py::tuple py_uncertainty(const py::array& scores, int s_code, int kind, bool log
 }
 
 py::tuple py_uwe(const py::array& scores, int s_code, const py::array& features, int f_code, int kind, double tau,
-                 bool logits, py::array& out, int o_code, bool acc64) {
+                 bool logits, py::array& out, int o_code, bool acc64, double lo, double span) {
   check_kind(kind);
   const HostBuf s = host_buf(scores, s_code, 2, "scores");
   const HostBuf f = host_buf(features, f_code, 2, "features");
   if (f.shape[0] != s.shape[0]) throw std::invalid_argument("scores and features differ in rows");
   char* o = out_ptr(out, o_code, size_of(f), "out");
-  return (acc64 ? uwe_impl<double>(s, f, kind, tau, logits, o, o_code)
-                : uwe_impl<float>(s, f, kind, tau, logits, o, o_code)).to_tuple();
+  return (acc64 ? uwe_impl<double>(s, f, kind, rule_of<double>(tau, lo, span), logits, o, o_code)
+                : uwe_impl<float>(s, f, kind, rule_of<float>(tau, lo, span), logits, o, o_code)).to_tuple();
 }
 
 py::tuple py_badge_weights(const py::array& scores, int s_code, bool logits, py::array& out, int o_code, bool acc64) {
@@ -615,7 +617,8 @@ py::tuple py_badge_embedding(const py::array& scores, int s_code, const py::arra
 }
 
 py::tuple py_segmentation(const py::array& scores, int s_code, const py::array& features, int f_code, int64_t rh,
-                          int64_t rw, int kind, double tau, bool logits, py::array& out, int o_code, bool acc64) {
+                          int64_t rw, int kind, double tau, bool logits, py::array& out, int o_code, bool acc64,
+                          double lo, double span) {
   check_kind(kind);
   const HostBuf s = host_buf(scores, s_code, 4, "scores");
   const HostBuf f = host_buf(features, f_code, 4, "features");
@@ -625,13 +628,15 @@ py::tuple py_segmentation(const py::array& scores, int s_code, const py::array& 
     throw std::invalid_argument("segmentation shapes, stride and region do not fit");
   const int64_t R = (H / rh) * (W / rw);
   char* o = out_ptr(out, o_code, s.shape[0] * R * f.shape[1], "out");
-  return (acc64 ? segmentation_impl<double>(s, f, rh, rw, kind, tau, logits, o, o_code)
-                : segmentation_impl<float>(s, f, rh, rw, kind, tau, logits, o, o_code)).to_tuple();
+  return (acc64 ? segmentation_impl<double>(s, f, rh, rw, kind, rule_of<double>(tau, lo, span), logits, o, o_code)
+                : segmentation_impl<float>(s, f, rh, rw, kind, rule_of<float>(tau, lo, span), logits, o, o_code))
+      .to_tuple();
 }
 
 py::tuple py_detection(const py::array& scores, int s_code, const py::array& features, int f_code,
                        const py::array_t<int64_t, py::array::c_style>& image_ids, int64_t num_images, int kind,
-                       double tau, bool mean, bool logits, py::array& out, int o_code, bool acc64) {
+                       double tau, bool mean, bool logits, py::array& out, int o_code, bool acc64, double lo,
+                       double span) {
   check_kind(kind);
   const HostBuf s = host_buf(scores, s_code, 2, "box_scores");
   const HostBuf f = host_buf(features, f_code, 2, "box_features");
@@ -642,8 +647,10 @@ py::tuple py_detection(const py::array& scores, int s_code, const py::array& fea
   for (int64_t b = 0; b < B; ++b)
     if (ids[b] < 0 || ids[b] >= num_images) throw std::invalid_argument("image id out of range");
   char* o = out_ptr(out, o_code, num_images * s.shape[1] * f.shape[1], "out");
-  return (acc64 ? detection_impl<double>(s, f, ids, num_images, kind, tau, mean, logits, o, o_code)
-                : detection_impl<float>(s, f, ids, num_images, kind, tau, mean, logits, o, o_code)).to_tuple();
+  return (acc64 ? detection_impl<double>(s, f, ids, num_images, kind, rule_of<double>(tau, lo, span), mean, logits,
+                                         o, o_code)
+                : detection_impl<float>(s, f, ids, num_images, kind, rule_of<float>(tau, lo, span), mean, logits, o,
+                                        o_code)).to_tuple();
 }
 
 }  // namespace
@@ -655,7 +662,9 @@ void register_embed_cpu(py::module_& m) {
         (std::string("Per-row uncertainty of scores [n, K] into out [n].") + bad).c_str());
   m.def("uwe", &py_uwe, py::arg("scores"), py::arg("s_code"), py::arg("features"), py::arg("f_code"), py::arg("kind"),
         py::arg("tau"), py::arg("from_logits"), py::arg("out"), py::arg("o_code"), py::arg("acc64"),
-        (std::string("Fused u ** tau * features into out [n, d].") + bad).c_str());
+        py::arg("norm_lo") = 0.0, py::arg("norm_span") = -1.0,
+        (std::string("Fused u ** tau * features into out [n, d]; u min-max normalised by (norm_lo, norm_span) "
+                     "when norm_span >= 0.") + bad).c_str());
   m.def("badge_weights", &py_badge_weights, py::arg("scores"), py::arg("s_code"), py::arg("from_logits"),
         py::arg("out"), py::arg("o_code"), py::arg("acc64"),
         (std::string("p - onehot(argmax) into out [n, K].") + bad).c_str());
@@ -664,11 +673,12 @@ void register_embed_cpu(py::module_& m) {
         (std::string("BADGE gradient embedding into out [n, K*d].") + bad).c_str());
   m.def("uwe_segmentation", &py_segmentation, py::arg("scores"), py::arg("s_code"), py::arg("features"),
         py::arg("f_code"), py::arg("rh"), py::arg("rw"), py::arg("kind"), py::arg("tau"), py::arg("from_logits"),
-        py::arg("out"), py::arg("o_code"), py::arg("acc64"),
+        py::arg("out"), py::arg("o_code"), py::arg("acc64"), py::arg("norm_lo") = 0.0, py::arg("norm_span") = -1.0,
         (std::string("Region UWEs into out [N*R, C].") + bad).c_str());
   m.def("uwe_detection", &py_detection, py::arg("scores"), py::arg("s_code"), py::arg("features"), py::arg("f_code"),
         py::arg("image_ids"), py::arg("num_images"), py::arg("kind"), py::arg("tau"), py::arg("mean"),
-        py::arg("from_logits"), py::arg("out"), py::arg("o_code"), py::arg("acc64"),
+        py::arg("from_logits"), py::arg("out"), py::arg("o_code"), py::arg("acc64"), py::arg("norm_lo") = 0.0,
+        py::arg("norm_span") = -1.0,
         (std::string("Class-wise aggregated box UWEs into out [num_images, K*d].") + bad).c_str());
 }
 

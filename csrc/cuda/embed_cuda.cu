@@ -102,14 +102,14 @@ __global__ void uncertainty_kernel(DevBuf s, int kind, bool logits, void* out, i
 }
 
 template <typename A>
-__global__ void uwe_kernel(DevBuf s, DevBuf f, int kind, A tau, bool logits, void* out, int o_code) {
+__global__ void uwe_kernel(DevBuf s, DevBuf f, int kind, WeightRule<A> rule, bool logits, void* out, int o_code) {
   __shared__ A w[kTileRows];
   const int64_t n = s.shape[0], d = f.shape[1];
   const int64_t r0 = int64_t(blockIdx.x) * kTileRows;
   const int64_t rows = n - r0 < kTileRows ? n - r0 : kTileRows;
   if (threadIdx.x < rows) {
     RowSummary<A> r;
-    w[threadIdx.x] = weight_of<A>(row_u<A>(s, r0 + threadIdx.x, kind, logits, r), tau);
+    w[threadIdx.x] = weight_by<A>(rule, row_u<A>(s, r0 + threadIdx.x, kind, logits, r));
   }
   __syncthreads();
   for (int64_t e = threadIdx.x; e < rows * d; e += blockDim.x) {
@@ -160,9 +160,10 @@ __global__ void pixel_uncertainty_kernel(DevBuf s, int kind, bool logits, A* u) 
   }
 }
 
-// One block per region: w[n R + r] = (mean pixel u) ** tau, reduced in a fixed order.
+// One block per region: w[n R + r] = weight of the mean pixel u, reduced in a fixed order.
 template <typename A>
-__global__ void region_weight_kernel(const A* u, int64_t H, int64_t W, int64_t rh, int64_t rw, A tau, A* w) {
+__global__ void region_weight_kernel(const A* u, int64_t H, int64_t W, int64_t rh, int64_t rw, WeightRule<A> rule,
+                                     A* w) {
   __shared__ double part[kThreads];
   const int64_t nw = W / rw, R = (H / rh) * nw;
   const int64_t sample = blockIdx.x, n = sample / R, r = sample % R, i = r / nw, j = r % nw;
@@ -177,7 +178,7 @@ __global__ void region_weight_kernel(const A* u, int64_t H, int64_t W, int64_t r
     if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
     __syncthreads();
   }
-  if (threadIdx.x == 0) w[sample] = weight_of<A>(static_cast<A>(part[0] / static_cast<double>(rh * rw)), tau);
+  if (threadIdx.x == 0) w[sample] = weight_by<A>(rule, static_cast<A>(part[0] / static_cast<double>(rh * rw)));
 }
 
 // out[sample, c] = w[sample] * mean of features[n, c] over the region's cells.
@@ -196,13 +197,13 @@ __global__ void region_features_kernel(DevBuf f, const A* w, int64_t R, int64_t 
 }
 
 template <typename A>
-__global__ void box_kernel(DevBuf s, int kind, bool logits, A tau, A* u, A* weight, int64_t* cls) {
+__global__ void box_kernel(DevBuf s, int kind, bool logits, WeightRule<A> rule, A* u, A* weight, int64_t* cls) {
   const int64_t B = s.shape[0];
   for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < B; b += int64_t(gridDim.x) * blockDim.x) {
     RowSummary<A> r;
     const A ub = row_u<A>(s, b, kind, logits, r);
     u[b] = ub;
-    weight[b] = weight_of<A>(ub, tau);
+    weight[b] = weight_by<A>(rule, ub);
     cls[b] = r.argmax;
   }
 }
@@ -319,7 +320,7 @@ void cu_uncertainty(uintptr_t s_ptr, py::tuple s_shape, py::tuple s_stride, int 
 
 void cu_uwe(uintptr_t s_ptr, py::tuple s_shape, py::tuple s_stride, int s_code, uintptr_t f_ptr, py::tuple f_shape,
             py::tuple f_stride, int f_code, int kind, double tau, bool logits, uintptr_t out, int o_code, bool acc64,
-            uintptr_t stream) {
+            uintptr_t stream, double lo, double span) {
   check_kind(kind);
   check_code(o_code);
   const DevBuf s = dev_buf(s_ptr, s_shape, s_stride, s_code);
@@ -330,9 +331,11 @@ void cu_uwe(uintptr_t s_ptr, py::tuple s_shape, py::tuple s_stride, int s_code, 
   if (tiles > 0x7fffffff) throw std::invalid_argument("uwe: too many rows for one launch");
   const unsigned g = static_cast<unsigned>(tiles);
   if (acc64)
-    uwe_kernel<double><<<g, kThreads, 0, as_stream(stream)>>>(s, f, kind, tau, logits, o, o_code);
+    uwe_kernel<double><<<g, kThreads, 0, as_stream(stream)>>>(s, f, kind, rule_of<double>(tau, lo, span), logits, o,
+                                                               o_code);
   else
-    uwe_kernel<float><<<g, kThreads, 0, as_stream(stream)>>>(s, f, kind, static_cast<float>(tau), logits, o, o_code);
+    uwe_kernel<float><<<g, kThreads, 0, as_stream(stream)>>>(s, f, kind, rule_of<float>(tau, lo, span), logits, o,
+                                                              o_code);
   check_launch("uwe kernel");
 }
 
@@ -368,15 +371,16 @@ void cu_badge_embedding(uintptr_t s_ptr, py::tuple s_shape, py::tuple s_stride, 
 }
 
 template <typename A>
-void segmentation_launch(const DevBuf& s, const DevBuf& f, int64_t rh, int64_t rw, int kind, double tau, bool logits,
-                         uintptr_t pixel_u, uintptr_t region_w, void* out, int o_code, cudaStream_t stream) {
+void segmentation_launch(const DevBuf& s, const DevBuf& f, int64_t rh, int64_t rw, int kind, WeightRule<A> rule,
+                         bool logits, uintptr_t pixel_u, uintptr_t region_w, void* out, int o_code,
+                         cudaStream_t stream) {
   const int64_t N = s.shape[0], H = s.shape[2], W = s.shape[3], st = H / f.shape[2];
   const int64_t nw = W / rw, R = (H / rh) * nw;
   pixel_uncertainty_kernel<A><<<grid_for(N * H * W), kThreads, 0, stream>>>(s, kind, logits, as_acc<A>(pixel_u));
   check_launch("pixel uncertainty kernel");
   if (N * R > 0x7fffffff) throw std::invalid_argument("uwe_segmentation: too many regions for one launch");
   region_weight_kernel<A><<<static_cast<unsigned>(N * R), kThreads, 0, stream>>>(
-      as_acc<A>(pixel_u), H, W, rh, rw, static_cast<A>(tau), as_acc<A>(region_w));
+      as_acc<A>(pixel_u), H, W, rh, rw, rule, as_acc<A>(region_w));
   check_launch("region weight kernel");
   region_features_kernel<A><<<grid_for(N * R * f.shape[1]), kThreads, 0, stream>>>(
       f, as_acc<A>(region_w), R, nw, rh / st, rw / st, out, o_code);
@@ -387,7 +391,7 @@ void segmentation_launch(const DevBuf& s, const DevBuf& f, int64_t rh, int64_t r
 void cu_segmentation(uintptr_t s_ptr, py::tuple s_shape, py::tuple s_stride, int s_code, uintptr_t f_ptr,
                      py::tuple f_shape, py::tuple f_stride, int f_code, int64_t rh, int64_t rw, int kind, double tau,
                      bool logits, uintptr_t pixel_u, uintptr_t region_w, uintptr_t out, int o_code, bool acc64,
-                     uintptr_t stream) {
+                     uintptr_t stream, double lo, double span) {
   check_kind(kind);
   check_code(o_code);
   const DevBuf s = dev_buf(s_ptr, s_shape, s_stride, s_code);
@@ -399,20 +403,23 @@ void cu_segmentation(uintptr_t s_ptr, py::tuple s_shape, py::tuple s_stride, int
   if (s.shape[0] == 0 || f.shape[1] == 0) return;
   void* o = reinterpret_cast<void*>(out);
   if (acc64)
-    segmentation_launch<double>(s, f, rh, rw, kind, tau, logits, pixel_u, region_w, o, o_code, as_stream(stream));
+    segmentation_launch<double>(s, f, rh, rw, kind, rule_of<double>(tau, lo, span), logits, pixel_u, region_w, o,
+                                o_code, as_stream(stream));
   else
-    segmentation_launch<float>(s, f, rh, rw, kind, tau, logits, pixel_u, region_w, o, o_code, as_stream(stream));
+    segmentation_launch<float>(s, f, rh, rw, kind, rule_of<float>(tau, lo, span), logits, pixel_u, region_w, o,
+                               o_code, as_stream(stream));
 }
 
 template <typename A>
 void detection_launch(const DevBuf& s, const DevBuf& f, const int64_t* order, const int64_t* start, int64_t M,
-                      int kind, double tau, bool mean, bool logits, uintptr_t scratch, int64_t* cls, int64_t* best,
+                      int kind, WeightRule<A> rule, bool mean, bool logits, uintptr_t scratch, int64_t* cls,
+                      int64_t* best,
                       int64_t* count, A* acc, void* out, int o_code, cudaStream_t stream) {
   const int64_t B = s.shape[0], K = s.shape[1], d = f.shape[1];
   A* u = as_acc<A>(scratch);
   A* weight = u + B;
   if (B > 0) {
-    box_kernel<A><<<grid_for(B), kThreads, 0, stream>>>(s, kind, logits, static_cast<A>(tau), u, weight, cls);
+    box_kernel<A><<<grid_for(B), kThreads, 0, stream>>>(s, kind, logits, rule, u, weight, cls);
     check_launch("box uncertainty kernel");
   }
   slot_kernel<A><<<grid_for(M * K), kThreads, 0, stream>>>(u, cls, order, start, M, K, best, count);
@@ -435,7 +442,7 @@ void cu_detection(uintptr_t s_ptr, py::tuple s_shape, py::tuple s_stride, int s_
                   py::tuple f_shape, py::tuple f_stride, int f_code, uintptr_t order, uintptr_t start,
                   int64_t num_images, int kind, double tau, bool mean, bool logits, uintptr_t scratch, uintptr_t cls,
                   uintptr_t best, uintptr_t count, uintptr_t acc, uintptr_t out, int o_code, bool acc64,
-                  uintptr_t stream) {
+                  uintptr_t stream, double lo, double span) {
   check_kind(kind);
   check_code(o_code);
   const DevBuf s = dev_buf(s_ptr, s_shape, s_stride, s_code);
@@ -448,10 +455,12 @@ void cu_detection(uintptr_t s_ptr, py::tuple s_shape, py::tuple s_stride, int s_
   auto* n = reinterpret_cast<int64_t*>(count);
   void* o = reinterpret_cast<void*>(out);
   if (acc64)
-    detection_launch<double>(s, f, o_idx, st, num_images, kind, tau, mean, logits, scratch, c, b, n,
+    detection_launch<double>(s, f, o_idx, st, num_images, kind, rule_of<double>(tau, lo, span), mean, logits, scratch,
+                             c, b, n,
                              as_acc<double>(acc), o, o_code, as_stream(stream));
   else
-    detection_launch<float>(s, f, o_idx, st, num_images, kind, tau, mean, logits, scratch, c, b, n,
+    detection_launch<float>(s, f, o_idx, st, num_images, kind, rule_of<float>(tau, lo, span), mean, logits, scratch,
+                            c, b, n,
                             as_acc<float>(acc), o, o_code, as_stream(stream));
 }
 
@@ -465,8 +474,9 @@ void register_embed_cuda(py::module_& m) {
   m.def("uwe", &cu_uwe, py::arg("s_ptr"), py::arg("s_shape"), py::arg("s_stride"), py::arg("s_code"),
         py::arg("f_ptr"), py::arg("f_shape"), py::arg("f_stride"), py::arg("f_code"), py::arg("kind"),
         py::arg("tau"), py::arg("logits"), py::arg("out"), py::arg("o_code"), py::arg("acc64"),
-        py::arg("stream"),
-        "Fused u ** tau * features into device out [n, d].");
+        py::arg("stream"), py::arg("norm_lo") = 0.0, py::arg("norm_span") = -1.0,
+        "Fused u ** tau * features into device out [n, d]; u min-max normalised by (norm_lo, norm_span) when "
+        "norm_span >= 0.");
   m.def("badge_weights", &cu_badge_weights, py::arg("s_ptr"), py::arg("s_shape"), py::arg("s_stride"),
         py::arg("s_code"), py::arg("logits"), py::arg("out"), py::arg("o_code"), py::arg("acc64"),
         py::arg("stream"),
@@ -480,13 +490,14 @@ void register_embed_cuda(py::module_& m) {
         py::arg("s_code"), py::arg("f_ptr"), py::arg("f_shape"), py::arg("f_stride"), py::arg("f_code"),
         py::arg("rh"), py::arg("rw"), py::arg("kind"), py::arg("tau"), py::arg("logits"), py::arg("pixel_u"),
         py::arg("region_w"), py::arg("out"), py::arg("o_code"), py::arg("acc64"), py::arg("stream"),
+        py::arg("norm_lo") = 0.0, py::arg("norm_span") = -1.0,
         "Region UWEs into device out [N*R, C].");
   m.def("uwe_detection", &cu_detection, py::arg("s_ptr"), py::arg("s_shape"), py::arg("s_stride"),
         py::arg("s_code"), py::arg("f_ptr"), py::arg("f_shape"), py::arg("f_stride"), py::arg("f_code"),
         py::arg("order"), py::arg("start"), py::arg("num_images"), py::arg("kind"), py::arg("tau"),
         py::arg("mean"), py::arg("logits"), py::arg("scratch"), py::arg("cls"), py::arg("best"),
         py::arg("count"), py::arg("acc"), py::arg("out"), py::arg("o_code"), py::arg("acc64"),
-        py::arg("stream"),
+        py::arg("stream"), py::arg("norm_lo") = 0.0, py::arg("norm_span") = -1.0,
         "Class-wise aggregated box UWEs into device out [num_images, K*d].");
 }
 

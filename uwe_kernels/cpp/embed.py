@@ -52,11 +52,16 @@ def uncertainty(scores: np.ndarray, kind: str, from_logits: bool, *, out_dtype: 
     return out
 
 
+def _norm_args(norm: tuple[float, float] | None) -> tuple[float, float]:
+    """(lo, span) for the kernels; span -1 means no min-max normalisation."""
+    return (0.0, -1.0) if norm is None else (float(norm[0]), float(norm[1]))
+
+
 def uwe(scores: np.ndarray, features: np.ndarray, kind: str, tau: float, from_logits: bool, *,
-        out_dtype: Any, accum_dtype: Any) -> np.ndarray:
+        out_dtype: Any, accum_dtype: Any, norm: tuple[float, float] | None = None) -> np.ndarray:
     out = np.empty(features.shape, dtype=out_dtype)
     bad = _ext().uwe(scores, _code(scores), features, _code(features), KIND_CODES[kind], float(tau),
-                     bool(from_logits), out, _code(out), _acc64(accum_dtype))
+                     bool(from_logits), out, _code(out), _acc64(accum_dtype), *_norm_args(norm))
     _raise_bad(bad, "scores", "features")
     return out
 
@@ -79,24 +84,26 @@ def badge_embedding(scores: np.ndarray, features: np.ndarray, from_logits: bool,
 
 
 def uwe_segmentation(scores: np.ndarray, features: np.ndarray, region: tuple[int, int], kind: str, tau: float,
-                     from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> np.ndarray:
+                     from_logits: bool, *, out_dtype: Any, accum_dtype: Any,
+                     norm: tuple[float, float] | None = None) -> np.ndarray:
     N, _, H, W = scores.shape
     rh, rw = (int(v) for v in region)
     out = np.empty((N * (H // rh) * (W // rw), features.shape[1]), dtype=out_dtype)
     bad = _ext().uwe_segmentation(scores, _code(scores), features, _code(features), rh, rw, KIND_CODES[kind],
-                                  float(tau), bool(from_logits), out, _code(out), _acc64(accum_dtype))
+                                  float(tau), bool(from_logits), out, _code(out), _acc64(accum_dtype),
+                                  *_norm_args(norm))
     _raise_bad(bad, "scores", "features")
     return out
 
 
 def uwe_detection(box_scores: np.ndarray, box_features: np.ndarray, image_ids: np.ndarray, num_images: int,
                   kind: str, tau: float, agg: str, from_logits: bool, *, out_dtype: Any,
-                  accum_dtype: Any) -> np.ndarray:
+                  accum_dtype: Any, norm: tuple[float, float] | None = None) -> np.ndarray:
     k, d = box_scores.shape[1], box_features.shape[1]
     out = np.empty((int(num_images), k * d), dtype=out_dtype)
     ids = np.ascontiguousarray(image_ids, dtype=np.int64)
     bad = _ext().uwe_detection(box_scores, _code(box_scores), box_features, _code(box_features), ids,
                                int(num_images), KIND_CODES[kind], float(tau), agg == "mean", bool(from_logits),
-                               out, _code(out), _acc64(accum_dtype))
+                               out, _code(out), _acc64(accum_dtype), *_norm_args(norm))
     _raise_bad(bad, "box_scores", "box_features")
     return out

@@ -63,12 +63,17 @@ def uncertainty(scores: Any, kind: str, from_logits: bool, *, out_dtype: Any, ac
     return out
 
 
+def _norm_args(norm: tuple[float, float] | None) -> tuple[float, float]:
+    """(lo, span) for the kernels; span -1 means no min-max normalisation."""
+    return (0.0, -1.0) if norm is None else (float(norm[0]), float(norm[1]))
+
+
 def uwe(scores: Any, features: Any, kind: str, tau: float, from_logits: bool, *, out_dtype: Any,
-        accum_dtype: Any) -> Any:
+        accum_dtype: Any, norm: tuple[float, float] | None = None) -> Any:
     out = _empty(tuple(features.shape), out_dtype, features)
     with _OnDevice(features) as stream:
         _ext().uwe(*_tensor(scores), *_tensor(features), KIND_CODES[kind], float(tau), bool(from_logits),
-                   out.data_ptr(), _code_of(out), _acc64(accum_dtype), stream)
+                   out.data_ptr(), _code_of(out), _acc64(accum_dtype), stream, *_norm_args(norm))
     return out
 
 
@@ -91,7 +96,8 @@ def badge_embedding(scores: Any, features: Any, from_logits: bool, *, out_dtype:
 
 
 def uwe_segmentation(scores: Any, features: Any, region: tuple[int, int], kind: str, tau: float,
-                     from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> Any:
+                     from_logits: bool, *, out_dtype: Any, accum_dtype: Any,
+                     norm: tuple[float, float] | None = None) -> Any:
     N, _, H, W = scores.shape
     rh, rw = (int(v) for v in region)
     R = (H // rh) * (W // rw)
@@ -101,12 +107,13 @@ def uwe_segmentation(scores: Any, features: Any, region: tuple[int, int], kind: 
     with _OnDevice(features) as stream:
         _ext().uwe_segmentation(*_tensor(scores), *_tensor(features), rh, rw, KIND_CODES[kind], float(tau),
                                 bool(from_logits), pixel_u.data_ptr(), region_w.data_ptr(), out.data_ptr(),
-                                _code_of(out), _acc64(accum_dtype), stream)
+                                _code_of(out), _acc64(accum_dtype), stream, *_norm_args(norm))
     return out
 
 
 def uwe_detection(box_scores: Any, box_features: Any, image_ids: Any, num_images: int, kind: str, tau: float,
-                  agg: str, from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> Any:
+                  agg: str, from_logits: bool, *, out_dtype: Any, accum_dtype: Any,
+                  norm: tuple[float, float] | None = None) -> Any:
     torch = _torch()
     B, K = box_scores.shape
     d, M = box_features.shape[1], int(num_images)
@@ -127,5 +134,5 @@ def uwe_detection(box_scores: Any, box_features: Any, image_ids: Any, num_images
         _ext().uwe_detection(*_tensor(box_scores), *_tensor(box_features), order.data_ptr(), start.data_ptr(), M,
                              KIND_CODES[kind], float(tau), mean, bool(from_logits), scratch.data_ptr(),
                              cls.data_ptr(), best.data_ptr(), count.data_ptr(), acc.data_ptr(), out.data_ptr(),
-                             _code_of(out), _acc64(accum_dtype), stream)
+                             _code_of(out), _acc64(accum_dtype), stream, *_norm_args(norm))
     return out

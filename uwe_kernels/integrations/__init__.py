@@ -9,6 +9,8 @@ uwe_kernels never does):
   ``CoreSet``, ``Badge``).
 * ``uwe_kernels.integrations.small_text``: small-text query strategies (``UWE``,
   ``Coreset``, ``Badge``).
+* ``uwe_kernels.integrations.baal``: baal heuristics (``UWE`` with BALD weighting,
+  ``CoreSet``, ``Badge``).
 
 Each adapter only calls the public API, so its picks are exactly those of calling
 ``uwe_kernels`` on the same probabilities and features.

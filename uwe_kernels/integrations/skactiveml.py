@@ -9,8 +9,16 @@ cannot be picked).
 
 Labelled rows are the k-center greedy centres of ``UWE`` and ``CoreSet``; ``Badge``, like
 scikit-activeml's, runs k-means++ over the unlabelled candidates alone, first pick the
-largest gradient norm. Ties go to the lowest index (in X, or in candidates when they are
-rows of their own).
+largest gradient norm.
+
+Randomness follows scikit-activeml: every query derives its random state from
+``random_state`` and the number of unlabelled samples (``self.random_state_``), so an int
+gives reproducible runs whose cycles differ. With nothing labelled, ``UWE`` and ``CoreSet``
+make scikit-activeml's CoreSet first pick (a uniform draw from that state); ``Badge`` draws
+its SplitMix64 seed from it. Exact distance ties (duplicate or integer-valued rows) go to
+the lowest index (in X, or in candidates when they are rows of their own), where
+scikit-activeml draws among them; without ties the picks and utilities are scikit-activeml
+CoreSet's. Integer and bool X are cast to float64.
 
 Example::
 
@@ -28,7 +36,7 @@ import numpy as np
 
 import uwe_kernels as uk
 
-from ._common import check_features, require, to_numpy
+from ._common import as_float_rows, check_features, draw_seed, require, to_numpy
 
 require("skactiveml", "scikit-activeml", "skactiveml")
 
@@ -40,6 +48,7 @@ from skactiveml.utils import (  # noqa: E402
     check_scalar,
     check_type,
     is_labeled,
+    rand_argmax,
 )
 
 __all__ = ["UWE", "Badge", "CoreSet"]
@@ -85,59 +94,116 @@ def _badge_pool(X: np.ndarray, y: np.ndarray, candidates: Any, mapping: Any, mis
     return _Pool(X_pool, np.zeros(len(rows), dtype=bool), rows, len(X))
 
 
-def _scatter(values: np.ndarray, pool: _Pool, blocked: np.ndarray) -> np.ndarray:
-    """One utility row: `values` at the candidates' columns, NaN elsewhere."""
-    row = np.full(pool.width, np.nan)
-    keep = (pool.out_index >= 0) & ~blocked
-    row[pool.out_index[keep]] = values[keep]
-    return row
+def _columns(pool: _Pool, values: np.ndarray, blocked: np.ndarray) -> np.ndarray:
+    """Utility rows: ``values[t]`` at the candidates' columns, NaN elsewhere and where
+    ``blocked[t]`` (labelled or already picked)."""
+    out = np.full((values.shape[0], pool.width), np.nan)
+    cand = np.flatnonzero(pool.out_index >= 0)
+    out[:, pool.out_index[cand]] = np.where(blocked[:, cand], np.nan, values[:, cand])
+    return out
+
+
+def _blocked_before_each_pick(pool: _Pool, picks: np.ndarray) -> np.ndarray:
+    """[budget, n_pool]: row t marks the labelled rows and picks 0..t-1."""
+    blocked = np.tile(pool.labelled, (len(picks), 1))
+    for t in range(1, len(picks)):
+        blocked[t:, picks[t - 1]] = True
+    return blocked
+
+
+def _sq_distances_to_picks(rows: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """[n, len(picks)] squared distances from every row to each pick: one float64 GEMM."""
+    sq = np.einsum("ij,ij->i", rows, rows)
+    d2 = sq[:, None] + sq[picks][None, :] - 2.0 * (rows @ rows[picks].T)
+    d2[picks, np.arange(len(picks))] = 0.0
+    out: np.ndarray = np.maximum(d2, 0.0)
+    return out
 
 
 def _kcenter_utilities(emb: Any, pool: _Pool, picks: np.ndarray, backend: str) -> np.ndarray:
-    """Euclidean distance of every candidate to its nearest centre before each pick (the
-    norm before a first pick with nothing labelled, which is what that pick maximises)."""
-    emb_np = to_numpy(emb)
-    centres = emb_np[pool.labelled] if pool.labelled.any() else np.zeros((1, emb_np.shape[1]), emb_np.dtype)
-    d2 = to_numpy(uk.min_distances(emb_np, centres, backend=backend)).astype(np.float64)
-    blocked = pool.labelled.copy()
-    rows = []
-    for p in picks:
-        rows.append(_scatter(np.sqrt(d2), pool, blocked))
-        blocked[p] = True
-        d2 = np.minimum(d2, to_numpy(uk.min_distances(emb_np, emb_np[p : p + 1], backend=backend)))
-    return np.array(rows).reshape(len(picks), pool.width)
+    """scikit-activeml CoreSet's utilities: each candidate's distance to its nearest centre
+    before each pick (0 everywhere before a first pick with nothing labelled, as native).
+
+    One min_distances call against the labelled rows and one GEMM against the picks give the
+    whole [budget, n] matrix, instead of a pass over the pool per pick."""
+    rows = to_numpy(emb).astype(np.float64, copy=False)
+    if pool.labelled.any():
+        d = np.sqrt(to_numpy(uk.min_distances(rows, rows[pool.labelled], backend=backend)).astype(np.float64))
+    else:
+        d = np.zeros(len(rows))
+    to_pick = np.sqrt(_sq_distances_to_picks(rows, picks[:-1]))
+    blocked = _blocked_before_each_pick(pool, picks)
+    values = np.empty((len(picks), len(rows)))
+    for t in range(len(picks)):
+        if t:
+            live = ~blocked[t - 1]
+            if not d[live].sum():  # native: an all-zero row restarts from the next pick alone
+                d = np.where(d == 0, np.inf, d)
+            d = np.minimum(d, to_pick[:, t - 1])
+        values[t] = d
+    return _columns(pool, values, blocked)
 
 
-def _badge_utilities(emb: uk.FactoredEmbedding, pool: _Pool, picks: np.ndarray, backend: str) -> np.ndarray:
-    """k-means++ probabilities D / sum(D) over the candidates before each pick (D the
-    squared gradient norm before the first, which that pick maximises; uniform when all D
-    are zero)."""
-    weights, features = to_numpy(emb.weights), to_numpy(emb.features)
-    origin = uk.FactoredEmbedding(np.zeros((1, weights.shape[1]), weights.dtype),
-                                  np.zeros((1, features.shape[1]), features.dtype))
-    plain = uk.FactoredEmbedding(weights, features)
-    d2 = to_numpy(uk.min_distances(plain, origin, backend=backend)).astype(np.float64)
-    blocked = np.zeros(len(d2), dtype=bool)
-    rows = []
-    for p in picks:
-        live = np.where(blocked, 0.0, d2)
-        total = live.sum()
-        probs = live / total if total > 0 else np.where(blocked, 0.0, 1.0 / max(1, (~blocked).sum()))
-        rows.append(_scatter(probs, pool, blocked))
-        blocked[p] = True
-        centre = uk.FactoredEmbedding(weights[p : p + 1], features[p : p + 1])
-        d2 = np.minimum(d2, to_numpy(uk.min_distances(plain, centre, backend=backend)))
-    return np.array(rows).reshape(len(picks), pool.width)
+def _kmeanspp_utilities(emb: uk.FactoredEmbedding, pool: _Pool, picks: np.ndarray, backend: str) -> np.ndarray:
+    """scikit-activeml Badge's utilities: the k-means++ probabilities D^2 / sum(D^2) over
+    the candidates before each pick (D^2 from the labelled rows, or the squared norm when none
+    is labelled; uniform over the unpicked ones when all D^2 are zero), from one distance pass
+    to the labelled rows and two GEMMs against the picks."""
+    w = to_numpy(emb.weights).astype(np.float64).reshape(len(pool.labelled), -1)
+    f = to_numpy(emb.features).astype(np.float64)
+    nw, nf = np.einsum("ij,ij->i", w, w), np.einsum("ij,ij->i", f, f)
+    head = picks[:-1]
+    to_pick = (nw * nf)[:, None] + (nw * nf)[head][None, :] - 2.0 * (w @ w[head].T) * (f @ f[head].T)
+    to_pick[head, np.arange(len(head))] = 0.0
+    np.maximum(to_pick, 0.0, out=to_pick)
+    blocked = _blocked_before_each_pick(pool, picks)
+    if pool.labelled.any():
+        centres = uk.FactoredEmbedding(w[pool.labelled], f[pool.labelled])
+        d2 = to_numpy(uk.min_distances(uk.FactoredEmbedding(w, f), centres, backend=backend)).astype(np.float64)
+        d2[pool.labelled] = 0.0
+    else:
+        d2 = nw * nf
+    values = np.empty((len(picks), len(w)))
+    for t in range(len(picks)):
+        if t:
+            d2 = np.minimum(d2, to_pick[:, t - 1])
+            d2[picks[:t]] = 0.0
+        total = d2.sum()
+        if total > 0:
+            values[t] = d2 / total
+        else:
+            values[t] = np.where(blocked[t], 0.0, 1.0 / max(1, int((~blocked[t]).sum())))
+            d2 = np.where(blocked[t], 0.0, np.inf)
+    return _columns(pool, values, blocked)
 
 
-def _seed(random_state: Any, random_state_: np.random.RandomState) -> int:
-    """An int random_state is the SplitMix64 seed; otherwise draw one from the RandomState."""
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        return int(random_state) % 2**64
-    return int(random_state_.randint(0, 2**31 - 1))
+def _native_first_pick(pool: _Pool, random_state: np.random.RandomState) -> int | None:
+    """With nothing labelled, scikit-activeml's CoreSet picks first by ``rand_argmax`` over
+    all-zero utilities: a uniform draw from the query's random state. The same draw here, as
+    a pool position (None when labelled rows exist: the distances decide)."""
+    if pool.labelled.any():
+        return None
+    zeros = np.full(pool.width, np.nan)
+    zeros[pool.out_index[pool.out_index >= 0]] = 0.0
+    column = int(rand_argmax(zeros, random_state=random_state)[0])
+    return int(np.flatnonzero(pool.out_index == column)[0])
 
 
-class _ClassifierStrategy(SingleAnnotatorPoolQueryStrategy):  # type: ignore[misc]
+class _FloatPoolStrategy(SingleAnnotatorPoolQueryStrategy):  # type: ignore[misc]
+    """scikit-activeml's input validation, then integer and bool samples as float64 (the
+    kernels take floats; scikit-activeml's own strategies accept integer X)."""
+
+    def _validated(self, X: Any, y: Any, candidates: Any, batch_size: Any, return_utilities: Any) -> Any:
+        X, y, candidates, batch_size, return_utilities = self._validate_data(
+            X, y, candidates, batch_size, return_utilities, reset=True
+        )
+        X = as_float_rows(X, "X")
+        if candidates is not None and candidates.ndim > 1:
+            candidates = as_float_rows(candidates, "candidates")
+        return X, y, candidates, batch_size, return_utilities
+
+
+class _ClassifierStrategy(_FloatPoolStrategy):
     """Shared `clf` handling: fitting, probabilities and embeddings as scikit-activeml's
     Badge takes them (``clf_embedding_flag_name``)."""
 
@@ -163,6 +229,7 @@ class _ClassifierStrategy(SingleAnnotatorPoolQueryStrategy):  # type: ignore[mis
             check_type(flag, "clf_embedding_flag_name", dict, str)
             out = clf.predict_proba(X_pool, **({flag: True} if isinstance(flag, str) else flag))
         proba, features = out if isinstance(out, tuple) else (out, X_pool)
+        features = as_float_rows(features, "clf.predict_proba embeddings")
         check_features(features, len(X_pool), "clf.predict_proba embeddings")
         return proba, features
 
@@ -175,42 +242,57 @@ class UWE(_ClassifierStrategy):
         kind: uncertainty of ``clf.predict_proba``: "entropy", "bvsb", "margin" or
             "least_confidence".
         tau: power on the uncertainty (0 gives plain core-set).
+        selection: "kcenter" (k-center greedy, the labelled samples as centres; the paper's
+            UWE) or "kmeans++" (k-means++ seeding, D starting from the labelled samples, first
+            pick the largest norm when none is; utilities are then its probabilities).
         clf_embedding_flag_name: as scikit-activeml's Badge: None uses X as the features
             (or the second output of ``predict_proba`` when it returns
             ``(proba, embeddings)``); a str or dict is passed to ``predict_proba`` to ask for
             ``(proba, embeddings)``.
         missing_label: value marking an unlabelled sample in y.
-        random_state: as every scikit-activeml strategy (k-center greedy draws nothing).
+        random_state: as every scikit-activeml strategy; draws the first pick when nothing
+            is labelled (as scikit-activeml's CoreSet).
         backend: uwe_kernels backend.
     """
 
-    def __init__(self, kind: str = "entropy", tau: float = 1.0, clf_embedding_flag_name: Any = None,
-                 missing_label: Any = MISSING_LABEL, random_state: Any = None, backend: str = "auto") -> None:
+    def __init__(self, kind: str = "entropy", tau: float = 1.0, selection: str = "kcenter",
+                 clf_embedding_flag_name: Any = None, missing_label: Any = MISSING_LABEL, random_state: Any = None,
+                 backend: str = "auto") -> None:
         super().__init__(clf_embedding_flag_name, missing_label, random_state, backend)
         self.kind = kind
         self.tau = tau
+        self.selection = selection
 
     def query(self, X: Any, y: Any, clf: Any, fit_clf: bool = True, sample_weight: Any = None,
               candidates: Any = None, batch_size: int = 1, return_utilities: bool = False) -> Any:
         """Indices of the samples to label, in selection order (into X, or into candidates
         when they are rows); with return_utilities also the [batch_size, n] distances to the
         nearest centre before each pick."""
-        X, y, candidates, batch_size, return_utilities = self._validate_data(
-            X, y, candidates, batch_size, return_utilities, reset=True
-        )
+        X, y, candidates, batch_size, return_utilities = self._validated(X, y, candidates, batch_size,
+                                                                         return_utilities)
         _, mapping = self._transform_candidates(candidates, X, y)
         clf = self._fitted(clf, X, y, fit_clf, sample_weight)
         pool = _kcenter_pool(X, y, candidates, mapping, self.missing_label_)
+        if self.selection not in ("kcenter", "kmeans++"):
+            raise ValueError(f'selection must be "kcenter" or "kmeans++", got {self.selection!r}')
         proba, features = self._proba_and_features(clf, pool.X_pool)
+        if self.selection == "kmeans++":
+            factored = uk.uwe_factored(proba, features, self.kind, self.tau, from_logits=False, backend=self.backend)
+            picks = to_numpy(uk.kmeans_pp(factored, batch_size, labelled_idx=pool.labelled,
+                                          seed=draw_seed(self.random_state_), backend=self.backend))
+            if return_utilities:
+                return pool.out_index[picks], _kmeanspp_utilities(factored, pool, picks, self.backend)
+            return pool.out_index[picks]
         emb = uk.uwe(proba, features, self.kind, self.tau, from_logits=False, backend=self.backend)
-        picks = to_numpy(uk.kcenter_greedy(emb, pool.labelled, batch_size, backend=self.backend))
+        picks = to_numpy(uk.kcenter_greedy(emb, pool.labelled, batch_size, backend=self.backend,
+                                           first=_native_first_pick(pool, self.random_state_)))
         query_indices = pool.out_index[picks]
         if return_utilities:
             return query_indices, _kcenter_utilities(emb, pool, picks, self.backend)
         return query_indices
 
 
-class CoreSet(SingleAnnotatorPoolQueryStrategy):  # type: ignore[misc]
+class CoreSet(_FloatPoolStrategy):
     """Core-set (Sener & Savarese): exact k-center greedy on X, the labelled samples as
     centres. Same ``query(X, y, candidates=None, batch_size=1, return_utilities=False)`` as
     scikit-activeml's CoreSet with the Euclidean metric, on uwe_kernels' kernels."""
@@ -223,12 +305,12 @@ class CoreSet(SingleAnnotatorPoolQueryStrategy):  # type: ignore[misc]
               return_utilities: bool = False) -> Any:
         """Indices to label in selection order; with return_utilities also the
         [batch_size, n] distances to the nearest centre before each pick."""
-        X, y, candidates, batch_size, return_utilities = self._validate_data(
-            X, y, candidates, batch_size, return_utilities, reset=True
-        )
+        X, y, candidates, batch_size, return_utilities = self._validated(X, y, candidates, batch_size,
+                                                                         return_utilities)
         _, mapping = self._transform_candidates(candidates, X, y)
         pool = _kcenter_pool(X, y, candidates, mapping, self.missing_label_)
-        picks = to_numpy(uk.kcenter_greedy(pool.X_pool, pool.labelled, batch_size, backend=self.backend))
+        picks = to_numpy(uk.kcenter_greedy(pool.X_pool, pool.labelled, batch_size, backend=self.backend,
+                                           first=_native_first_pick(pool, self.random_state_)))
         query_indices = pool.out_index[picks]
         if return_utilities:
             return query_indices, _kcenter_utilities(pool.X_pool, pool, picks, self.backend)
@@ -239,26 +321,25 @@ class Badge(_ClassifierStrategy):
     """BADGE: k-means++ seeding on the gradient embedding ``(p - onehot(argmax p)) (x) f``,
     kept factored (n*(K+d) numbers instead of n*K*d), over the unlabelled candidates.
 
-    Parameters as scikit-activeml's Badge, plus ``backend``. An int ``random_state`` is the
-    SplitMix64 seed of the draws (same seed, same picks on every uwe_kernels backend);
-    otherwise a seed is drawn from it.
+    Parameters as scikit-activeml's Badge, plus ``backend``. Each query draws the SplitMix64
+    seed of its k-means++ draws from scikit-activeml's per-query random state, so an int
+    ``random_state`` reproduces a run (on every uwe_kernels backend) and cycles differ. The
+    draws are not numpy's, so picks after the first differ from scikit-activeml's Badge.
     """
 
     def query(self, X: Any, y: Any, clf: Any, fit_clf: bool = True, sample_weight: Any = None,
               candidates: Any = None, batch_size: int = 1, return_utilities: bool = False) -> Any:
         """Indices to label in selection order; with return_utilities also the
         [batch_size, n] sampling probabilities before each pick."""
-        X, y, candidates, batch_size, return_utilities = self._validate_data(
-            X, y, candidates, batch_size, return_utilities, reset=True
-        )
+        X, y, candidates, batch_size, return_utilities = self._validated(X, y, candidates, batch_size,
+                                                                         return_utilities)
         _, mapping = self._transform_candidates(candidates, X, y)
         clf = self._fitted(clf, X, y, fit_clf, sample_weight)
         pool = _badge_pool(X, y, candidates, mapping, self.missing_label_)
         proba, features = self._proba_and_features(clf, pool.X_pool)
         emb = uk.badge_factored(proba, features, from_logits=False, backend=self.backend)
-        seed = _seed(self.random_state, self.random_state_)
-        picks = to_numpy(uk.kmeans_pp(emb, batch_size, seed=seed, backend=self.backend))
+        picks = to_numpy(uk.kmeans_pp(emb, batch_size, seed=draw_seed(self.random_state_), backend=self.backend))
         query_indices = pool.out_index[picks]
         if return_utilities:
-            return query_indices, _badge_utilities(emb, pool, picks, self.backend)
+            return query_indices, _kmeanspp_utilities(emb, pool, picks, self.backend)
         return query_indices

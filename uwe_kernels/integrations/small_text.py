@@ -1,12 +1,16 @@
 """small-text query strategies backed by uwe_kernels.
 
-``UWE``, ``Coreset`` and ``Badge`` implement small-text's
-``query(clf, dataset, indices_unlabeled, indices_labeled, y, n=10)`` and return indices
-relative to ``dataset`` in selection order. Embeddings and probabilities come from
-``clf.embed(dataset, return_proba=True)`` where the classifier has ``embed`` (small-text's
-neural classifiers), else from ``features(clf, dataset) -> [n, d]`` and
-``clf.predict_proba(dataset)``. Only the labelled and unlabelled rows are embedded, in
-dataset order, so ties go to the lowest dataset index.
+``UWE``, ``Coreset`` and ``Badge`` are small-text ``EmbeddingBasedQueryStrategy``
+subclasses: ``query(clf, dataset, indices_unlabeled, indices_labeled, y, n=10, pbar="tqdm",
+embeddings=None, embed_kwargs={})`` embeds the unlabelled then the labelled rows with
+``clf.embed(..., return_proba=True, pbar=pbar, **embed_kwargs)`` (small-text's neural
+classifiers), takes precomputed ``embeddings`` in that row order, or, for classifiers
+without ``embed``, calls ``features(clf, dataset) -> [n, d]``; probabilities not returned
+by ``embed`` come from ``clf.predict_proba``. Indices come back relative to ``dataset`` in
+selection order; distance ties go to the earliest row in that unlabelled-then-labelled
+order, as small-text's GreedyCoreset. Integer and bool embeddings are cast to float64.
+
+``UWE`` and ``Badge`` refuse multi-label data as small-text's BADGE does (``@constraints``).
 
 Example::
 
@@ -24,12 +28,11 @@ import numpy as np
 import uwe_kernels as uk
 
 from .. import _arrays
-from ._common import check_features, require, to_numpy
+from ._common import SeedStream, as_float_rows, check_features, require, to_numpy
 
 require("small_text", "small-text", "small-text")
 
-from small_text.query_strategies import QueryStrategy  # noqa: E402
-from small_text.query_strategies.exceptions import EmptyPoolException, PoolExhaustedException  # noqa: E402
+from small_text.query_strategies import EmbeddingBasedQueryStrategy, constraints  # noqa: E402
 
 FeatureFn = Callable[[Any, Any], Any]
 
@@ -45,40 +48,35 @@ def _l2_normalize(x: Any) -> Any:
     return x / np.where(norms == 0, 1, norms).astype(x.dtype)
 
 
-class _EmbeddingStrategy(QueryStrategy):  # type: ignore[misc]
-    """Shared plumbing: input checks, which rows to embed, and where embeddings come from."""
+class _EmbeddingStrategy(EmbeddingBasedQueryStrategy):  # type: ignore[misc]
+    """Shared plumbing: where embeddings come from, and their checks."""
 
     def __init__(self, features: FeatureFn | None, normalize: bool, backend: str) -> None:
         self.features = features
         self.normalize = normalize
         self.backend = backend
 
-    @staticmethod
-    def _check(indices_unlabeled: Any, n: int) -> None:
-        if len(indices_unlabeled) == 0:
-            raise EmptyPoolException("No unlabeled indices available. Cannot query an empty pool.")
-        if n > len(indices_unlabeled):
-            raise PoolExhaustedException(f"Pool exhausted: {len(indices_unlabeled)} available / {n} requested")
+    def query(self, clf: Any, dataset: Any, indices_unlabeled: Any, indices_labeled: Any, y: Any, n: int = 10,
+              pbar: Any = "tqdm", embeddings: Any = None, embed_kwargs: Any = None) -> np.ndarray:
+        rows = np.concatenate([np.asarray(indices_unlabeled, dtype=np.int64),
+                               np.asarray(indices_labeled, dtype=np.int64)])
+        if embeddings is None and self.features is not None and len(indices_unlabeled) > n:
+            embeddings = self.features(clf, dataset[rows])
+        elif embeddings is None and not hasattr(clf, "embed"):
+            raise ValueError(f"{type(clf).__name__} has no embed(); pass features=lambda clf, dataset: ... "
+                             "returning [n, d] features, or precomputed embeddings=")
+        chosen: np.ndarray = super().query(clf, dataset, np.asarray(indices_unlabeled), np.asarray(indices_labeled),
+                                           y, n=n, pbar=pbar, embeddings=embeddings,
+                                           embed_kwargs={} if embed_kwargs is None else embed_kwargs)
+        return chosen
 
-    def _embed(self, clf: Any, dataset: Any, rows: np.ndarray, need_proba: bool) -> tuple[Any, Any]:
-        subset = dataset[rows]
-        if self.features is None and hasattr(clf, "embed"):
-            try:
-                emb, proba = clf.embed(subset, return_proba=True)
-            except TypeError as exc:
-                if "return_proba" not in str(exc):
-                    raise
-                emb, proba = clf.embed(subset), None
-        elif self.features is not None:
-            emb, proba = self.features(clf, subset), None
-        else:
-            raise ValueError(
-                f"{type(clf).__name__} has no embed(); pass features=lambda clf, dataset: ... "
-                "returning [n, d] features"
-            )
-        check_features(emb, len(rows), "the embeddings")
+    def _prepared(self, clf: Any, dataset: Any, embeddings: Any, embeddings_proba: Any,
+                  need_proba: bool) -> tuple[Any, Any]:
+        emb = as_float_rows(embeddings, "the embeddings")
+        check_features(emb, len(dataset), "the embeddings")
+        proba = embeddings_proba
         if need_proba and proba is None:
-            proba = clf.predict_proba(subset)
+            proba = clf.predict_proba(dataset)
         return (_l2_normalize(emb) if self.normalize else emb), proba
 
 
@@ -87,20 +85,16 @@ class _KCenter(_EmbeddingStrategy):
     kind = "entropy"
     tau = 0.0
 
-    def query(self, clf: Any, dataset: Any, indices_unlabeled: Any, indices_labeled: Any, y: Any,
-              n: int = 10) -> np.ndarray:
-        self._check(indices_unlabeled, n)
-        unlabelled = np.asarray(indices_unlabeled, dtype=np.int64)
-        rows = np.unique(np.concatenate([unlabelled, np.asarray(indices_labeled, dtype=np.int64)]))
-        labelled = ~np.isin(rows, unlabelled)
-        emb, proba = self._embed(clf, dataset, rows, need_proba=self.weighted)
+    def sample(self, clf: Any, dataset: Any, indices_unlabeled: Any, indices_labeled: Any, y: Any, n: int,
+               embeddings: Any, embeddings_proba: Any = None) -> np.ndarray:
+        emb, proba = self._prepared(clf, dataset, embeddings, embeddings_proba, self.weighted)
         if self.weighted:
             emb = uk.uwe(proba, emb, self.kind, self.tau, from_logits=False, backend=self.backend)
-        picks = to_numpy(uk.kcenter_greedy(emb, labelled, n, backend=self.backend))
-        chosen: np.ndarray = rows[picks]
-        return chosen
+        picks: np.ndarray = to_numpy(uk.kcenter_greedy(emb, np.asarray(indices_labeled), n, backend=self.backend))
+        return picks
 
 
+@constraints(classification_type="single-label")
 class UWE(_KCenter):
     """Uncertainty-weighted embeddings: k-center greedy on ``u ** tau * embedding``, the
     labelled rows as centres.
@@ -143,29 +137,32 @@ class Coreset(_KCenter):
         return f"Coreset(normalize={self.normalize})"
 
 
+@constraints(classification_type="single-label")
 class Badge(_EmbeddingStrategy):
     """BADGE: k-means++ seeding on the gradient embedding ``(p - onehot(argmax p)) (x) f``,
     kept factored, over the unlabelled rows (first pick: the largest gradient norm).
 
     Args:
-        seed: SplitMix64 seed of the k-means++ draws (same seed, same picks).
+        seed: None, an int or a numpy RandomState; each query draws its SplitMix64 seed from
+            it (rounds differ, a run with an int seed is reproducible, a RandomState
+            advances). small-text's BADGE is unseeded, as ``seed=None`` here.
         features: ``features(clf, dataset) -> [n, d]`` for classifiers without ``embed``.
         normalize: L2-normalise the embeddings first.
     """
 
-    def __init__(self, seed: int = 0, features: FeatureFn | None = None, normalize: bool = False,
+    def __init__(self, seed: Any = None, features: FeatureFn | None = None, normalize: bool = False,
                  backend: str = "auto") -> None:
         super().__init__(features, normalize, backend)
         self.seed = seed
+        self._seeds = SeedStream(seed)
 
-    def query(self, clf: Any, dataset: Any, indices_unlabeled: Any, indices_labeled: Any, y: Any,
-              n: int = 10) -> np.ndarray:
-        self._check(indices_unlabeled, n)
-        rows = np.unique(np.asarray(indices_unlabeled, dtype=np.int64))
-        emb, proba = self._embed(clf, dataset, rows, need_proba=True)
-        factored = uk.badge_factored(proba, emb, from_logits=False, backend=self.backend)
-        picks = to_numpy(uk.kmeans_pp(factored, n, seed=self.seed, backend=self.backend))
-        chosen: np.ndarray = rows[picks]
+    def sample(self, clf: Any, dataset: Any, indices_unlabeled: Any, indices_labeled: Any, y: Any, n: int,
+               embeddings: Any, embeddings_proba: Any = None) -> np.ndarray:
+        emb, proba = self._prepared(clf, dataset, embeddings, embeddings_proba, True)
+        unlabelled = np.asarray(indices_unlabeled, dtype=np.int64)
+        factored = uk.badge_factored(proba[unlabelled], emb[unlabelled], from_logits=False, backend=self.backend)
+        picks = to_numpy(uk.kmeans_pp(factored, n, seed=self._seeds.next(), backend=self.backend))
+        chosen: np.ndarray = unlabelled[picks]
         return chosen
 
     def __str__(self) -> str:

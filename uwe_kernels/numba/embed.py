@@ -85,7 +85,21 @@ def _row_uncertainty(s, code, kind, from_logits, zero):  # type: ignore[no-untyp
 
 
 @njit(cache=True)
-def _weight(u: Any, tau: float, zero: Any) -> Any:
+def _normalized(u: Any, lo: float, span: float, zero: Any) -> Any:
+    """Min-max map (u - lo) / span clipped to [0, 1]; 1 when span == 0; u when span < 0."""
+    if span < 0:
+        return u
+    if span == 0:
+        return like(1.0, zero)
+    v = (u - like(lo, zero)) / like(span, zero)
+    return zero if v < 0 else (like(1.0, zero) if v > 1 else v)
+
+
+@njit(cache=True)
+def _weight(u: Any, rule: Any, zero: Any) -> Any:
+    """u's weight by rule = [tau, lo, span]: the min-max map (span >= 0), then the power tau."""
+    tau = rule[0]
+    u = _normalized(u, rule[1], rule[2], zero)
     if tau == 1.0:
         return u
     if tau == 0.0:
@@ -127,7 +141,7 @@ UNCERTAINTY, UWE, BOXES = 0, 1, 2
 
 
 @njit(cache=True)
-def _uwe_rows(lo, hi, S, scode, F, fcode, out, ocode, u, w, cls, kind, tau, from_logits, zero, mode):  # type: ignore[no-untyped-def]
+def _uwe_rows(lo, hi, S, scode, F, fcode, out, ocode, u, w, cls, kind, rule, from_logits, zero, mode):  # type: ignore[no-untyped-def]
     """UNCERTAINTY: out[i, 0] = u_i. UWE: out[i, :] = w_i f_i. BOXES: u[i], w[i] and the top
     class cls[i] (detection)."""
     d = F.shape[1]
@@ -136,7 +150,7 @@ def _uwe_rows(lo, hi, S, scode, F, fcode, out, ocode, u, w, cls, kind, tau, from
         if mode == UNCERTAINTY:
             out[i, 0] = narrow(ui, out, ocode)
             continue
-        wi = _weight(ui, tau, zero)
+        wi = _weight(ui, rule, zero)
         if mode == BOXES:
             u[i] = ui
             w[i] = wi
@@ -147,11 +161,11 @@ def _uwe_rows(lo, hi, S, scode, F, fcode, out, ocode, u, w, cls, kind, tau, from
 
 
 @njit(parallel=True)
-def _uwe_kernel(S, scode, F, fcode, out, ocode, u, w, cls, kind, tau, from_logits, zero, mode):  # type: ignore[no-untyped-def]
+def _uwe_kernel(S, scode, F, fcode, out, ocode, u, w, cls, kind, rule, from_logits, zero, mode):  # type: ignore[no-untyped-def]
     """One launcher for the three row ops, so they share a compiled specialisation."""
     n = S.shape[0]
     for b in prange((n + ROWS - 1) // ROWS):
-        _uwe_rows(b * ROWS, min(n, (b + 1) * ROWS), S, scode, F, fcode, out, ocode, u, w, cls, kind, tau,
+        _uwe_rows(b * ROWS, min(n, (b + 1) * ROWS), S, scode, F, fcode, out, ocode, u, w, cls, kind, rule,
                   from_logits, zero, mode)
 
 
@@ -181,7 +195,7 @@ def _badge_kernel(S, scode, F, fcode, out, ocode, from_logits, zero, embed):  # 
 
 
 @njit(cache=True)
-def _segmentation_sample(sample, S, scode, F, fcode, rh, rw, out, ocode, kind, tau, from_logits, zero):  # type: ignore[no-untyped-def]
+def _segmentation_sample(sample, S, scode, F, fcode, rh, rw, out, ocode, kind, rule, from_logits, zero):  # type: ignore[no-untyped-def]
     N, _, H, W = S.shape
     C, h = F.shape[1], F.shape[2]
     st = H // h
@@ -195,7 +209,7 @@ def _segmentation_sample(sample, S, scode, F, fcode, rh, rw, out, ocode, kind, t
     for y in range(i * rh, (i + 1) * rh):
         for x in range(j * rw, (j + 1) * rw):
             usum += _row_uncertainty(S[n, :, y, x], scode, kind, from_logits, zero)
-    w = _weight(usum / like(rh * rw, zero), tau, zero)
+    w = _weight(usum / like(rh * rw, zero), rule, zero)
     for c in range(C):
         fsum = zero
         for y in range(i * ch, (i + 1) * ch):
@@ -205,9 +219,9 @@ def _segmentation_sample(sample, S, scode, F, fcode, rh, rw, out, ocode, kind, t
 
 
 @njit(parallel=True)
-def _segmentation_kernel(S, scode, F, fcode, rh, rw, out, ocode, kind, tau, from_logits, zero):  # type: ignore[no-untyped-def]
+def _segmentation_kernel(S, scode, F, fcode, rh, rw, out, ocode, kind, rule, from_logits, zero):  # type: ignore[no-untyped-def]
     for sample in prange(out.shape[0]):
-        _segmentation_sample(sample, S, scode, F, fcode, rh, rw, out, ocode, kind, tau, from_logits, zero)
+        _segmentation_sample(sample, S, scode, F, fcode, rh, rw, out, ocode, kind, rule, from_logits, zero)
 
 
 @njit(cache=True)
@@ -258,9 +272,15 @@ def _output(shape: tuple[int, ...], out_dtype: Any) -> tuple[np.ndarray, np.ndar
     return out, view, code
 
 
+def _rule(tau: float, norm: tuple[float, float] | None) -> np.ndarray:
+    """[tau, lo, span] for the kernels; span -1 means no min-max normalisation."""
+    lo, span = (0.0, -1.0) if norm is None else norm
+    return np.array([tau, lo, span], dtype=np.float64)
+
+
 def _run_rows(scores: Any, features: Any, out_shape: tuple[int, ...], kind: str, tau: float,
               from_logits: bool, out_dtype: Any, accum_dtype: Any, mode: int,
-              u: Any = None, w: Any = None, cls: Any = None) -> np.ndarray:
+              u: Any = None, w: Any = None, cls: Any = None, norm: tuple[float, float] | None = None) -> np.ndarray:
     S, scode = storage(scores)
     F, fcode = storage(features)
     zero = acc_zero(accum_dtype)
@@ -269,7 +289,7 @@ def _run_rows(scores: Any, features: Any, out_shape: tuple[int, ...], kind: str,
     with parallel_section():
         _uwe_kernel(S, scode, F, fcode, view[:, None] if view.ndim == 1 else view, ocode,
                     none_f if u is None else u, none_f if w is None else w, none_i if cls is None else cls,
-                    KIND_CODES[kind], float(tau), bool(from_logits), zero, mode)
+                    KIND_CODES[kind], _rule(float(tau), norm), bool(from_logits), zero, mode)
     return out
 
 
@@ -279,8 +299,9 @@ def uncertainty(scores: Any, kind: str, from_logits: bool, *, out_dtype: Any, ac
 
 
 def uwe(scores: Any, features: Any, kind: str, tau: float, from_logits: bool, *, out_dtype: Any,
-        accum_dtype: Any) -> np.ndarray:
-    return _run_rows(scores, features, tuple(features.shape), kind, tau, from_logits, out_dtype, accum_dtype, UWE)
+        accum_dtype: Any, norm: tuple[float, float] | None = None) -> np.ndarray:
+    return _run_rows(scores, features, tuple(features.shape), kind, tau, from_logits, out_dtype, accum_dtype, UWE,
+                     norm=norm)
 
 
 def badge_weights(scores: Any, from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> np.ndarray:
@@ -302,20 +323,22 @@ def badge_embedding(scores: Any, features: Any, from_logits: bool, *, out_dtype:
 
 
 def uwe_segmentation(scores: Any, features: Any, region: tuple[int, int], kind: str, tau: float,
-                     from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> np.ndarray:
+                     from_logits: bool, *, out_dtype: Any, accum_dtype: Any,
+                     norm: tuple[float, float] | None = None) -> np.ndarray:
     S, scode = storage(scores)
     F, fcode = storage(features)
     rh, rw = int(region[0]), int(region[1])
     N, _, H, W = S.shape
     out, view, ocode = _output((N * (H // rh) * (W // rw), F.shape[1]), out_dtype)
     with parallel_section():
-        _segmentation_kernel(S, scode, F, fcode, rh, rw, view, ocode, KIND_CODES[kind], float(tau),
+        _segmentation_kernel(S, scode, F, fcode, rh, rw, view, ocode, KIND_CODES[kind], _rule(float(tau), norm),
                              bool(from_logits), acc_zero(accum_dtype))
     return out
 
 
 def uwe_detection(box_scores: Any, box_features: Any, image_ids: Any, num_images: int, kind: str,
-                  tau: float, agg: str, from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> np.ndarray:
+                  tau: float, agg: str, from_logits: bool, *, out_dtype: Any, accum_dtype: Any,
+                  norm: tuple[float, float] | None = None) -> np.ndarray:
     S, scode = storage(box_scores)
     F, fcode = storage(box_features)
     ids = np.ascontiguousarray(image_ids, dtype=np.int64)
@@ -332,7 +355,8 @@ def uwe_detection(box_scores: Any, box_features: Any, image_ids: Any, num_images
     count = np.zeros(keys, dtype=np.int64)
     if out.size == 0:
         return out
-    _run_rows(box_scores, box_scores, (0, 1), kind, tau, from_logits, zero.dtype, accum_dtype, BOXES, u, w, cls)
+    _run_rows(box_scores, box_scores, (0, 1), kind, tau, from_logits, zero.dtype, accum_dtype, BOXES, u, w, cls,
+              norm=norm)
     if agg == "max":
         _best_boxes(u, cls, ids, K, best)
     else:

@@ -20,12 +20,12 @@ import torch
 import triton
 import triton.language as tl
 
+from .._abi import KIND_CODES
 from ._common import (
     cast_out,
     host_interop,
     BLOCK_COLS,
     BLOCK_ROWS,
-    KIND_CODES,
     acc_tl,
     acc_torch,
     out_torch,
@@ -48,10 +48,37 @@ def not_supported_reasons(op: str, call: Any) -> list[str]:
     return []
 
 
+NORM_OFF, NORM_MINMAX, NORM_FLAT = 0, 1, 2
+
+
 @triton.jit
-def _rows_kernel(s_ptr, ssn, ssk, f_ptr, sfn, sfd, out_ptr, son, sod, u_ptr, cls_ptr, n, K, d, tau,
+def _normalized(u, norm_ptr, NORM: tl.constexpr):
+    """Min-max map of u by norm = [lo, span] (accumulator dtype): (u - lo) / span clipped to
+    [0, 1] (NORM_MINMAX), 1 for an all-equal pool (NORM_FLAT), u itself (NORM_OFF)."""
+    if NORM == 1:
+        lo = tl.load(norm_ptr)
+        span = tl.load(norm_ptr + 1)
+        return tl.minimum(tl.maximum((u - lo) / span, 0.0), 1.0).to(u.dtype)
+    elif NORM == 2:
+        return u * 0.0 + 1.0
+    else:
+        return u
+
+
+def _norm_args(norm: tuple[float, float] | None, accum_dtype: Any, device: Any) -> tuple[torch.Tensor | None, int]:
+    """(the [lo, span] tensor or None, NORM mode) for a kernel launch."""
+    if norm is None:
+        return None, NORM_OFF
+    lo, span = float(norm[0]), float(norm[1])
+    mode = NORM_FLAT if span == 0 else NORM_MINMAX
+    return torch.tensor([lo, span], dtype=acc_torch(accum_dtype), device=device), mode
+
+
+@triton.jit
+def _rows_kernel(s_ptr, ssn, ssk, f_ptr, sfn, sfd, out_ptr, son, sod, u_ptr, cls_ptr, norm_ptr, n, K, d, tau,
                  KIND: tl.constexpr, FROM_LOGITS: tl.constexpr, TAU_MODE: tl.constexpr, MODE: tl.constexpr,
-                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, ACC: tl.constexpr):
+                 NORM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+                 ACC: tl.constexpr):
     """MODE 0: out[i] = u_i. MODE 1: out[i, :] = w_i * f[i, :]. MODE 2: u[i] = u_i, out = w_i,
     cls[i] = top class (detection boxes)."""
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -64,7 +91,7 @@ def _rows_kernel(s_ptr, ssn, ssk, f_ptr, sfn, sfd, out_ptr, son, sod, u_ptr, cls
     if MODE == 0:
         tl.store(out_ptr + rows * son, cast_out(u, out_ptr), mask=rmask)
     elif MODE == 1:
-        w = weight(u, tau, TAU_MODE)
+        w = weight(_normalized(u, norm_ptr, NORM), tau, TAU_MODE)
         for d0 in range(0, d, BLOCK_D):
             dc = d0 + tl.arange(0, BLOCK_D)
             fm = rmask[:, None] & (dc < d)[None, :]
@@ -76,7 +103,7 @@ def _rows_kernel(s_ptr, ssn, ssk, f_ptr, sfn, sfd, out_ptr, son, sod, u_ptr, cls
             tl.store(out_ptr + rows[:, None] * son + dc[None, :] * sod, v, mask=fm)
     else:
         tl.store(u_ptr + rows, u, mask=rmask)
-        tl.store(out_ptr + rows, weight(u, tau, TAU_MODE), mask=rmask)
+        tl.store(out_ptr + rows, weight(_normalized(u, norm_ptr, NORM), tau, TAU_MODE), mask=rmask)
         tl.store(cls_ptr + rows, top.to(tl.int64), mask=rmask)
 
 
@@ -114,9 +141,9 @@ def _badge_kernel(s_ptr, ssn, ssk, f_ptr, sfn, sfd, out_ptr, son, sod, n, K, d,
 
 
 @triton.jit
-def _segmentation_kernel(s_ptr, ssn, ssk, ssh, ssw, f_ptr, sfn, sfc, sfh, sfw, out_ptr, son, soc,
+def _segmentation_kernel(s_ptr, ssn, ssk, ssh, ssw, f_ptr, sfn, sfc, sfh, sfw, out_ptr, son, soc, norm_ptr,
                          K, C, rh, rw, ch, cw, nw, R, tau,
-                         KIND: tl.constexpr, FROM_LOGITS: tl.constexpr, TAU_MODE: tl.constexpr,
+                         KIND: tl.constexpr, FROM_LOGITS: tl.constexpr, TAU_MODE: tl.constexpr, NORM: tl.constexpr,
                          BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr,
                          ACC: tl.constexpr):
     """One program per sample: mean pixel uncertainty over the region (pixels of a score row
@@ -137,7 +164,7 @@ def _segmentation_kernel(s_ptr, ssn, ssk, ssh, ssw, f_ptr, sfn, sfc, sfh, sfw, o
             u, top = row_uncertainty(z, cols, K, KIND, FROM_LOGITS)
             usum += tl.where(pm, u.to(ACC), 0.0)
     u_r = tl.sum(usum, axis=0) / (rh * rw)
-    w = weight(u_r, tau, TAU_MODE)
+    w = weight(_normalized(u_r, norm_ptr, NORM), tau, TAU_MODE)
     for c0 in range(0, C, BLOCK_C):
         cc = c0 + tl.arange(0, BLOCK_C)
         cm = cc < C
@@ -155,17 +182,20 @@ def _grid(n: int) -> tuple[int]:
 
 def _launch_rows(scores: torch.Tensor, features: torch.Tensor | None, out: torch.Tensor, mode: int,
                  kind: str, tau: float, from_logits: bool, accum_dtype: Any,
-                 u: torch.Tensor | None = None, cls: torch.Tensor | None = None) -> None:
+                 u: torch.Tensor | None = None, cls: torch.Tensor | None = None,
+                 norm: tuple[float, float] | None = None) -> None:
     n, K = scores.shape
     f = features if features is not None else scores
     d = f.shape[1] if features is not None else 0
     so = out.stride() if out.dim() == 2 else (out.stride(0), 0)
     if n == 0:
         return
+    norm_t, norm_mode = _norm_args(norm, accum_dtype, scores.device)
     _rows_kernel[_grid(n)](
         scores, scores.stride(0), scores.stride(1), f, f.stride(0), f.stride(1), out, so[0], so[1],
-        u if u is not None else out, cls if cls is not None else out, n, K, d, float(tau),
-        KIND=KIND_CODES[kind], FROM_LOGITS=bool(from_logits), TAU_MODE=tau_mode(tau), MODE=mode,
+        u if u is not None else out, cls if cls is not None else out, norm_t if norm_t is not None else out,
+        n, K, d, float(tau),
+        KIND=KIND_CODES[kind], FROM_LOGITS=bool(from_logits), TAU_MODE=tau_mode(tau), MODE=mode, NORM=norm_mode,
         BLOCK_N=BLOCK_ROWS, BLOCK_K=pow2(K, 2), BLOCK_D=BLOCK_COLS, ACC=acc_tl(accum_dtype))
 
 
@@ -178,9 +208,9 @@ def uncertainty(scores: Any, kind: str, from_logits: bool, *, out_dtype: Any, ac
 
 @host_interop
 def uwe(scores: Any, features: Any, kind: str, tau: float, from_logits: bool, *, out_dtype: Any,
-        accum_dtype: Any) -> torch.Tensor:
+        accum_dtype: Any, norm: tuple[float, float] | None = None) -> torch.Tensor:
     out = torch.empty(features.shape, dtype=out_torch(out_dtype), device=features.device)
-    _launch_rows(scores, features, out, 1, kind, tau, from_logits, accum_dtype)
+    _launch_rows(scores, features, out, 1, kind, tau, from_logits, accum_dtype, norm=norm)
     return out
 
 
@@ -212,7 +242,8 @@ def badge_embedding(scores: Any, features: Any, from_logits: bool, *, out_dtype:
 
 @host_interop
 def uwe_segmentation(scores: Any, features: Any, region: tuple[int, int], kind: str, tau: float,
-                     from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> torch.Tensor:
+                     from_logits: bool, *, out_dtype: Any, accum_dtype: Any,
+                     norm: tuple[float, float] | None = None) -> torch.Tensor:
     N, K, H, W = scores.shape
     _, C, h, w = features.shape
     rh, rw = int(region[0]), int(region[1])
@@ -222,17 +253,19 @@ def uwe_segmentation(scores: Any, features: Any, region: tuple[int, int], kind: 
     out = torch.empty((N * R, C), dtype=out_torch(out_dtype), device=features.device)
     if out.numel() == 0:
         return out
+    norm_t, norm_mode = _norm_args(norm, accum_dtype, scores.device)
     _segmentation_kernel[(N * R,)](
         scores, *scores.stride(), features, *features.stride(), out, out.stride(0), out.stride(1),
-        K, C, rh, rw, rh // st, rw // st, nw, R, float(tau),
-        KIND=KIND_CODES[kind], FROM_LOGITS=bool(from_logits), TAU_MODE=tau_mode(tau),
+        norm_t if norm_t is not None else out, K, C, rh, rw, rh // st, rw // st, nw, R, float(tau),
+        KIND=KIND_CODES[kind], FROM_LOGITS=bool(from_logits), TAU_MODE=tau_mode(tau), NORM=norm_mode,
         BLOCK_P=min(64, pow2(rw)), BLOCK_K=pow2(K, 2), BLOCK_C=min(64, pow2(C)), ACC=acc_tl(accum_dtype))
     return out
 
 
 @host_interop
 def uwe_detection(box_scores: Any, box_features: Any, image_ids: Any, num_images: int, kind: str,
-                  tau: float, agg: str, from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> torch.Tensor:
+                  tau: float, agg: str, from_logits: bool, *, out_dtype: Any, accum_dtype: Any,
+                  norm: tuple[float, float] | None = None) -> torch.Tensor:
     B, K = box_scores.shape
     d = box_features.shape[1]
     dev = box_features.device
@@ -244,7 +277,7 @@ def uwe_detection(box_scores: Any, box_features: Any, image_ids: Any, num_images
     u = torch.empty(B, dtype=acc, device=dev)
     w = torch.empty(B, dtype=acc, device=dev)
     cls = torch.empty(B, dtype=torch.int64, device=dev)
-    _launch_rows(box_scores, None, w, 2, kind, tau, from_logits, accum_dtype, u=u, cls=cls)
+    _launch_rows(box_scores, None, w, 2, kind, tau, from_logits, accum_dtype, u=u, cls=cls, norm=norm)
     key = image_ids.to(device=dev, dtype=torch.int64) * K + cls
     if agg == "max":
         # largest u first, then key, both stable: the first box of each key group has the

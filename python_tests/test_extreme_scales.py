@@ -1,0 +1,101 @@
+"""Finite pools far from unit scale: picks do not depend on the units, distances come back in
+the caller's units, and what no dtype can hold raises a clear error instead of garbage."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import uwe_kernels as uk
+from uwe_kernels._arrays import BFLOAT16
+from helpers import as_float64, gaussian_pool, to_device
+
+# The registry ops these backend-parametrised tests call.
+pytestmark = pytest.mark.ops("kcenter_greedy", "kmeans_pp", "min_distances", "uwe")
+
+SCALES = [1e20, 1e-25]
+
+
+def _pool(scale: float, dtype=np.float32) -> np.ndarray:
+    return (gaussian_pool(2000, 32, seed=3, dtype=np.float64) * scale).astype(dtype)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_kcenter_greedy_picks_do_not_depend_on_scale(backend, device, scale, algorithm):
+    pool = _pool(scale)
+    unit = gaussian_pool(2000, 32, seed=3, dtype=np.float64)
+    want, want_d = uk.kcenter_greedy(unit, None, 12, backend="reference", return_distances=True)
+    picks, dists = uk.kcenter_greedy(to_device(pool, device), None, 12, algorithm=algorithm, backend=backend,
+                                     return_distances=True)
+    np.testing.assert_array_equal(as_float64(picks), want)
+    assert np.isinf(as_float64(dists)[0])
+    np.testing.assert_allclose(as_float64(dists)[1:], want_d[1:] * scale, rtol=1e-4)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_kmeans_pp_and_min_distances_do_not_depend_on_scale(backend, device, scale):
+    pool, unit = _pool(scale), gaussian_pool(2000, 32, seed=3, dtype=np.float64)
+    want = uk.kmeans_pp(unit, 12, seed=7, backend="reference")
+    np.testing.assert_array_equal(as_float64(uk.kmeans_pp(to_device(pool, device), 12, seed=7, backend=backend)),
+                                  want)
+    d = uk.min_distances(to_device(pool, device), to_device(pool[:5], device), out_dtype=np.float64, backend=backend)
+    ref = uk.min_distances(unit, unit[:5], backend="reference")
+    np.testing.assert_allclose(as_float64(d), ref * scale * scale, rtol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-25])
+def test_bfloat16_pool_far_from_unit_scale(backend, device, scale):
+    if backend not in ("cpp", "numba", "reference"):
+        pytest.skip("bfloat16 numpy pools are a CPU case")
+    pool = _pool(scale, BFLOAT16)
+    want = uk.kcenter_greedy(pool.astype(np.float64) / scale, None, 10, backend="reference")
+    np.testing.assert_array_equal(as_float64(uk.kcenter_greedy(pool, None, 10, backend=backend)), want)
+
+
+def test_factored_factors_far_apart_in_scale(backend, device):
+    rng = np.random.default_rng(5)
+    weights = (rng.uniform(0.5, 1.5, 400) * 1e-30).astype(np.float32)
+    feats = (rng.standard_normal((400, 16)) * 1e30).astype(np.float32)
+    fe = uk.FactoredEmbedding(to_device(weights, device), to_device(feats, device))
+    explicit = weights.astype(np.float64)[:, None] * feats.astype(np.float64)
+    want = uk.kcenter_greedy(explicit, None, 10, backend="reference")
+    np.testing.assert_array_equal(as_float64(uk.kcenter_greedy(fe, None, 10, backend=backend)), want)
+
+
+@pytest.mark.parametrize("scale", [1e160, 1e-160])
+def test_float64_pool_beyond_float64_squares_raises(backend, device, scale):
+    pool = to_device(gaussian_pool(50, 4, dtype=np.float64) * scale, device)
+    for call in (lambda: uk.kcenter_greedy(pool, None, 3, backend=backend),
+                 lambda: uk.kmeans_pp(pool, 3, backend=backend),
+                 lambda: uk.min_distances(pool, pool[:2], backend=backend)):
+        with pytest.raises(ValueError, match="Rescale"):
+            call()
+
+
+def test_float16_distance_beyond_float16_raises_not_inf(backend, device):
+    pool = to_device(np.array([[6e4], [-6e4], [0.0]], dtype=np.float16), device)
+    np.testing.assert_array_equal(as_float64(uk.kcenter_greedy(pool, None, 3, backend=backend)), [0, 1, 2])
+    with pytest.raises(ValueError, match="float16's range"):
+        uk.kcenter_greedy(pool, None, 3, backend=backend, return_distances=True)
+    picks, dists = uk.kcenter_greedy(pool, None, 1, backend=backend, return_distances=True)
+    assert np.isinf(as_float64(dists)[0])  # a first pick's inf is not an overflow
+    with pytest.raises(ValueError, match="out_dtype"):
+        uk.min_distances(pool, pool[:1], backend=backend)
+    with np.errstate(over="ignore"):
+        assert np.isinf(as_float64(uk.min_distances(pool, pool[:1], out_dtype=np.float16, backend=backend))[1])
+    d = uk.min_distances(pool, pool[:1], out_dtype=np.float32, backend=backend)
+    np.testing.assert_allclose(as_float64(d), [0.0, 1.44e10, 3.6e9], rtol=1e-3)
+
+
+def test_uwe_beyond_its_output_dtype_raises_not_inf(backend, device):
+    scores = to_device(np.tile(np.array([[0.0, 0.0, 0.0, 0.0]], dtype=np.float16), (4, 1)), device)
+    feats = to_device(np.full((4, 3), 6e4, dtype=np.float16), device)  # u = log 4 > 1: rows reach 8.3e4
+    with pytest.raises(ValueError, match="float16's range"):
+        uk.uwe(scores, feats, "entropy", 1.0, backend=backend)
+    wide = uk.uwe(scores, feats, "entropy", 1.0, out_dtype=np.float32, backend=backend)
+    with np.errstate(over="ignore"):  # an explicit out_dtype rounds as numpy's astype: inf beyond range
+        assert np.isinf(as_float64(uk.uwe(scores, feats, "entropy", 1.0, out_dtype=np.float16, backend=backend))).all()
+    np.testing.assert_allclose(as_float64(wide), np.log(4) * 6e4, rtol=1e-3)
+    huge_tau = to_device(np.ones((4, 3), dtype=np.float32), device)
+    with pytest.raises(ValueError, match="float32's range"):
+        uk.uwe(scores, huge_tau, "entropy", 1000.0, backend=backend)
+    np.testing.assert_allclose(as_float64(uk.uwe(scores, huge_tau, "bvsb", 1000.0, backend=backend)), 1.0)
