@@ -9,8 +9,8 @@ the sketch's width and build time, auto's choice, and the floor fraction (brute-
 budget x n x row bytes / read bandwidth, over the measured time). Picks are checked equal to
 brute force in every case.
 
-Quick sizes by default; under `--benchmark-disable` (a smoke run) the pools shrink to a few
-thousand rows. `python -m bench.bench_sketch` runs the issue's goal measurement: alternating
+Quick sizes by default; UWE_BENCH_SIZE=smoke (implied by `--benchmark-disable`) shrinks the
+pools to a few thousand rows. `python -m bench.bench_sketch` runs the issue's goal measurement: alternating
 public calls (brute, auto) on the 50,000 x 512 exponent-1 pool, isotropic noise and exponent
 0.5, best of several, with the read bandwidth measured in the same run.
 """
@@ -26,6 +26,7 @@ import pytest
 
 import uwe_kernels as uk
 from bench import _realistic, _roofline
+from bench._data import pick
 
 pytest.importorskip("numba")
 
@@ -44,10 +45,6 @@ SMOKE = [
     ("isotropic", 6_000, 64, 0.0, 100, 20),
 ]
 DIGITS_BUDGET = 100
-
-
-def smoke(config: pytest.Config) -> bool:
-    return bool(config.getoption("benchmark_disable", default=False))
 
 
 def realistic_pool(n: int, d: int, exponent: float) -> np.ndarray:
@@ -82,16 +79,10 @@ def sketch_report(x: np.ndarray, labelled: np.ndarray, budget: int) -> dict[str,
             "predicted_traffic": sketch.traffic if sketch is not None else None}
 
 
-def cases(config: pytest.Config) -> list[tuple[str, int, int, float, int, int]]:
-    return SMOKE if smoke(config) else QUICK
+CASES = pick(QUICK, QUICK, smoke=SMOKE)
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "case" in metafunc.fixturenames:
-        rows = cases(metafunc.config)
-        metafunc.parametrize("case", rows, ids=[f"{r[0]}-{r[1]}x{r[2]}" for r in rows])
-
-
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}x{c[2]}" for c in CASES])
 @pytest.mark.parametrize("algorithm", ["brute", "auto"])
 def test_realistic_pool(case: tuple[str, int, int, float, int, int], algorithm: str,
                         measure: Callable[..., Any], benchmark: Any) -> None:
@@ -110,7 +101,7 @@ def test_realistic_pool(case: tuple[str, int, int, float, int, int], algorithm: 
 @pytest.mark.parametrize("algorithm", ["brute", "auto"])
 def test_digits_features(algorithm: str, measure: Callable[..., Any], benchmark: Any) -> None:
     benchmark.group = "sketch-kcg:digits"
-    x, labelled = _realistic.digits_features()
+    x, labelled = _realistic.digits_features(epochs=pick(60, 60, smoke=5))
     info = sketch_report(x, labelled, DIGITS_BUDGET) if algorithm == "auto" else {}
     measure(lambda: uk.kcenter_greedy(x, labelled, DIGITS_BUDGET, algorithm=algorithm, backend="numba"),
             provider=f"numba-{algorithm}", shape=f"digits {x.shape[0]}x{x.shape[1]} m={len(labelled)}",
