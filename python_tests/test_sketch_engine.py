@@ -74,7 +74,7 @@ def cpp_available() -> bool:
 
 
 @pytest.fixture(params=list(BACKENDS))
-def backend(request: pytest.FixtureRequest) -> str:
+def engine_name(request: pytest.FixtureRequest) -> str:
     if request.param == "cpp" and not cpp_available():
         pytest.skip("cpp: " + uk.backends()["cpp"][1])
     return str(request.param)
@@ -106,34 +106,34 @@ def check_kmpp(x: np.ndarray, mask: np.ndarray, budget: int, seed: int, first: o
 
 @pytest.mark.parametrize("labelled", [0, 9])
 @pytest.mark.parametrize("pool", list(POOLS))
-def test_kcenter_with_a_sketch_matches_brute(pool: str, labelled: int, backend: str) -> None:
+def test_kcenter_with_a_sketch_matches_brute(pool: str, labelled: int, engine_name: str) -> None:
     x = POOLS[pool](np.random.default_rng(1), 360, 23).astype(np.float32)
-    for stats in check_kcg(x, mask_of(len(x), labelled), 60, backend=backend):
+    for stats in check_kcg(x, mask_of(len(x), labelled), 60, backend=engine_name):
         assert stats["sketch_width"] > 0 and stats["sketch_build_seconds"] > 0
 
 
 @pytest.mark.parametrize("pool", list(POOLS))
-def test_kmeans_with_a_sketch_matches_brute(pool: str, backend: str) -> None:
+def test_kmeans_with_a_sketch_matches_brute(pool: str, engine_name: str) -> None:
     x = POOLS[pool](np.random.default_rng(2), 330, 21).astype(np.float32)
-    check_kmpp(x, np.zeros(len(x), bool), 50, 3, "max_norm", backend)
-    check_kmpp(x, mask_of(len(x), 6), 50, 8, "random", backend)
+    check_kmpp(x, np.zeros(len(x), bool), 50, 3, "max_norm", engine_name)
+    check_kmpp(x, mask_of(len(x), 6), 50, 8, "random", engine_name)
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
-def test_every_pool_dtype(dtype: str, backend: str) -> None:
+def test_every_pool_dtype(dtype: str, engine_name: str) -> None:
     x = near_ties(np.random.default_rng(3), 300, 17).astype(DTYPES[dtype])
-    check_kcg(x, mask_of(len(x), 5), 45, backend=backend)
-    check_kmpp(x, mask_of(len(x), 5), 45, 2, "max_norm", backend)
+    check_kcg(x, mask_of(len(x), 5), 45, backend=engine_name)
+    check_kmpp(x, mask_of(len(x), 5), 45, 2, "max_norm", engine_name)
 
 
-def test_memory_mapped_pool(tmp_path, backend: str) -> None:  # type: ignore[no-untyped-def]
+def test_memory_mapped_pool(tmp_path, engine_name: str) -> None:  # type: ignore[no-untyped-def]
     rows = near_ties(np.random.default_rng(4), 300, 19).astype(np.float32)
     mapped = np.memmap(tmp_path / "pool.bin", dtype=np.float32, mode="w+", shape=rows.shape)
     mapped[:] = rows
     mapped.flush()
     pool = np.memmap(tmp_path / "pool.bin", dtype=np.float32, mode="r", shape=rows.shape)
-    check_kcg(pool, mask_of(len(rows), 4), 40, backend=backend)
-    check_kmpp(pool, np.zeros(len(rows), bool), 40, 5, "max_norm", backend)
+    check_kcg(pool, mask_of(len(rows), 4), 40, backend=engine_name)
+    check_kmpp(pool, np.zeros(len(rows), bool), 40, 5, "max_norm", engine_name)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
