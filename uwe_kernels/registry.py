@@ -38,6 +38,7 @@ SELECTION_OPS = ("kcenter_greedy", "kmeans_pp")  # the ops that take algorithm=
 ALGORITHMS = ("brute", "pruned")  # "auto" chooses among those a backend implements
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 KINDS = ("entropy", "bvsb", "margin", "least_confidence", "bald")
+ROW_KINDS = KINDS[:4]  # the kinds of one [K] score row
 KIND_OPS = ("uncertainty", "uwe")  # the ops whose Call carries options["kind"]
 
 
@@ -150,6 +151,7 @@ class ReferenceBackend(Backend):
 
 class CppBackend(Backend):
     name = "cpp"
+    kinds = ROW_KINDS
     algorithms = ("brute", "pruned")
     pruned_factored = True
 
@@ -175,6 +177,7 @@ class NumbaBackend(Backend):
 
 class TritonBackend(Backend):
     name = "triton"
+    kinds = ROW_KINDS
     devices = ("cuda",)
 
     def availability(self) -> tuple[bool, str]:
@@ -198,6 +201,7 @@ class TritonBackend(Backend):
 
 class CudaBackend(Backend):
     name = "cuda"
+    kinds = ROW_KINDS
     devices = ("cuda",)
 
     def availability(self) -> tuple[bool, str]:

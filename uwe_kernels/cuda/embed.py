@@ -15,6 +15,14 @@ from .. import _lazy
 from .._abi import KIND_CODES, dtype_code
 from .._arrays import numpy_dtype, torch_dtype
 
+BALD_MISSING = "kind='bald' ([n, K, T] passes) has no CUDA kernel yet: the numba and reference backends run it"
+
+
+def not_supported_reasons(op: str, call: Any) -> list[str]:
+    if call.options.get("kind") == "bald":
+        return [BALD_MISSING]
+    return []
+
 
 def _ext() -> Any:
     return _lazy.load("cuda")

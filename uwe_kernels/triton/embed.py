@@ -41,6 +41,8 @@ BOX_CHUNK = 1 << 16
 
 
 def not_supported_reasons(op: str, call: Any) -> list[str]:
+    if call.options.get("kind") == "bald":
+        return ["kind='bald' ([n, K, T] passes) has no triton kernel yet: the numba and reference backends run it"]
     key = "box_scores" if op == "uwe_detection" else "scores"
     shape = call.shapes.get(key)
     if shape is not None and len(shape) >= 2 and shape[1] > MAX_CLASSES:
