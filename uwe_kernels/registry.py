@@ -151,7 +151,6 @@ class ReferenceBackend(Backend):
 
 class CppBackend(Backend):
     name = "cpp"
-    kinds = ROW_KINDS
     algorithms = ("brute", "pruned")
     pruned_factored = True
 

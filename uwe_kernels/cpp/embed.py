@@ -17,13 +17,6 @@ from ..errors import NonFiniteError
 from ..validation import CHUNK_ROWS, _raise_negative
 
 CHECKS_FINITE = True
-BALD_MISSING = "kind='bald' ([n, K, T] passes) has no C++ kernel yet: the numba and reference backends run it"
-
-
-def not_supported_reasons(op: str, call: Any) -> list[str]:
-    if call.options.get("kind") == "bald":
-        return [BALD_MISSING]
-    return []
 
 
 def _ext() -> Any:
