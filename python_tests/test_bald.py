@@ -119,6 +119,8 @@ SHAPES = [(1, 2, 1), (5, 2, 3), (33, 7, 5), (9, 300, 3), (4, 3, 40), (130, 10, 8
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("from_logits", [True, False], ids=["logits", "probs"])
 def test_uncertainty_matches_reference(backend, device, dtype, shape, from_logits):
+    if backend == "triton":
+        shape = (min(shape[0], 9),) + shape[1:]  # the interpreter runs each program in numpy
     s = _passes(*shape, seed=sum(shape), from_logits=from_logits).astype(dtype)
     got = _run(uk.uncertainty, backend, device, s, "bald", from_logits=from_logits)
     assert got.dtype == s.dtype

@@ -176,7 +176,6 @@ class NumbaBackend(Backend):
 
 class TritonBackend(Backend):
     name = "triton"
-    kinds = ROW_KINDS
     devices = ("cuda",)
 
     def availability(self) -> tuple[bool, str]:
