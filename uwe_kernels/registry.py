@@ -38,7 +38,6 @@ SELECTION_OPS = ("kcenter_greedy", "kmeans_pp")  # the ops that take algorithm=
 ALGORITHMS = ("brute", "pruned")  # "auto" chooses among those a backend implements
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 KINDS = ("entropy", "bvsb", "margin", "least_confidence", "bald")
-ROW_KINDS = KINDS[:4]  # the kinds of one [K] score row
 KIND_OPS = ("uncertainty", "uwe")  # the ops whose Call carries options["kind"]
 
 
@@ -199,7 +198,6 @@ class TritonBackend(Backend):
 
 class CudaBackend(Backend):
     name = "cuda"
-    kinds = ROW_KINDS
     devices = ("cuda",)
 
     def availability(self) -> tuple[bool, str]:

@@ -8,7 +8,8 @@
 //   p_best = 1 / s, p_second = exp(z_2 - m) / s, so bvsb = exp(z_2 - m)
 // For probabilities taken as given: entropy = -sum p log p (0 log 0 = 0), bvsb =
 // p_2 / p_1 with 0 / 0 -> 1, margin = 1 - (p_1 - p_2), least_confidence = 1 - p_1.
-// Complexity O(K) per row, two reads of the row (the second from cache).
+// Complexity O(K) per row, two reads of the row (the second from cache). Kind bald
+// (row_bald) reads a row's T passes [K, T]: O(K T), two reads.
 // Accumulator A is float (float32 inputs) or double (any float64 input).
 #pragma once
 
