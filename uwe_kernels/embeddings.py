@@ -12,6 +12,7 @@ from ._arrays import FLOAT_NAMES, Prepared, prepare
 from ._dispatch import run
 from .factored import FactoredEmbedding, of_embedding
 from .validation import (
+    ROW_KINDS,
     check_float,
     check_int,
     check_kind,
@@ -21,7 +22,6 @@ from .validation import (
     features_2d,
     scores_2d,
     scores_of_kind,
-    ROW_KINDS,
 )
 
 AGGREGATIONS = ("max", "mean")
