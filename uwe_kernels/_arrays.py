@@ -23,7 +23,8 @@ def bfloat16() -> np.dtype:
     """ml_dtypes' bfloat16, imported on first use."""
     import ml_dtypes
 
-    return np.dtype(ml_dtypes.bfloat16)
+    dtype: np.dtype = np.dtype(ml_dtypes.bfloat16)
+    return dtype
 
 
 def is_bfloat16(dtype: Any) -> bool:
@@ -74,14 +75,13 @@ def torch_dtype(dtype: np.dtype) -> Any:
 def numpy_dtype(tdtype: Any) -> np.dtype:
     """The numpy dtype for a torch dtype (bfloat16 -> ml_dtypes.bfloat16); object for others."""
     torch = _torch()
-    table = {
+    table: dict[Any, np.dtype] = {
         torch.float16: np.dtype(np.float16),
         torch.float32: np.dtype(np.float32),
         torch.float64: np.dtype(np.float64),
     }
     if tdtype in table:
-        found: np.dtype = table[tdtype]
-        return found
+        return table[tdtype]
     if tdtype == torch.bfloat16:
         return bfloat16()
     try:

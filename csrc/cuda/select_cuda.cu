@@ -7,11 +7,12 @@
 //   finish one block reduces the partials to the next pick, records it (picks[t], its distance),
 //          marks it taken, sets D[pick] = 0 and writes the pick's row into the centre buffer
 //          that the next step reads. No host round trip per pick: launches queue on the stream.
-// K-means++ replaces finish by `sample`: one block stages D through shared memory while thread 0
-// forms the float64 prefix sum sequentially in index order (exactly the CPU's roundings, block
-// starts kept for the search), draws r_t (SplitMix64 on the device) and picks the first row whose
-// prefix exceeds r_t * sum(D) (uniform among untaken rows when sum(D) = 0). The sequential sum
-// is O(n) per pick on one thread: the price of identical picks on every backend.
+// K-means++ replaces finish by `chunk sums` (grid-wide float64 sums of 2048-row chunks) and
+// `sample`: one block draws r_t (SplitMix64 on the device), scans the chunk sums and the chunk
+// holding r_t * sum(D) in parallel and accepts the first row whose prefix exceeds it when a
+// certified error bound shows the sequential float64 chain (the rule, exactly the CPU's
+// roundings) picks the same row (cuda/certified_draw.cuh). On a close call thread 0 runs that
+// chain itself, staging D through shared memory; uniform among untaken rows when sum(D) = 0.
 // A labelled set (and min_distances) uses a shared-memory tiled kernel: 32 rows x 32 centres per
 // block, k in chunks of 16, exact difference formula (BADGE: the two dot products, then the
 // factored formula; D is then recomputed at the chosen centre with the per-pick arithmetic).
@@ -33,6 +34,7 @@
 #include "common/matrix_spec.h"
 #include "common/select_driver.h"
 #include "common/splitmix64.h"
+#include "cuda/certified_draw.cuh"
 
 namespace py = pybind11;
 
@@ -44,7 +46,7 @@ constexpr int kWarp = 32;
 constexpr int kStepThreads = 256;
 constexpr int kFinishThreads = 1024;
 constexpr int kMaxParts = kFinishThreads;
-constexpr int kSampleChunk = 2048;
+constexpr int kSampleChunk = kDrawChunk;  // chunk sums and the exact chain share `starts`
 constexpr int kTileRows = 32, kTileCentres = 32, kTileK = 16;
 
 // Features of type T (tag) and weights of any dtype, read as Acc.
@@ -222,15 +224,22 @@ __global__ void finish_kernel(Rows<T, Acc> rows, const Acc* p, const Acc* part_v
   record_pick<T, Acc>(rows, p, pick, t, picks, dists, D, taken, centre);
 }
 
-// K-means++ draw for pick t with draw index `draw`, then record it.
+// K-means++ draw for pick t with draw index `draw`, then record it. `starts` holds the chunk
+// sums on entry (chunk_sums_kernel); the exact chain overwrites them with chunk starts.
 template <class T, class Acc>
-__global__ void sample_kernel(Rows<T, Acc> rows, const Acc* p, double* starts, uint64_t seed, uint64_t draw,
-                              int64_t untaken, int64_t t, int64_t* picks, Acc* D, uint8_t* taken, Acc* centre) {
+__global__ void __launch_bounds__(kDrawThreads) sample_kernel(Rows<T, Acc> rows, const Acc* p, double* starts,
+                                                             uint64_t seed, uint64_t draw, int64_t untaken, int64_t t,
+                                                             int64_t* picks, Acc* D, uint8_t* taken, Acc* centre) {
   __shared__ double stage[kSampleChunk];
   __shared__ int64_t pick_s;
   const int64_t n = rows.n;
   const int64_t nb = (n + kSampleChunk - 1) / kSampleChunk;
-  double s = 0.0;
+  const int64_t fast = certified_block_pick<Acc>(D, n, starts, nb, splitmix64_uniform(seed, draw));
+  if (fast >= 0) {
+    record_pick<T, Acc>(rows, p, fast, t, picks, nullptr, D, taken, centre);
+    return;
+  }
+  double s = 0.0;  // a close call (or sum(D) = 0): the sequential chain decides
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t b0 = b * kSampleChunk;
     const int64_t len = (n - b0 < kSampleChunk ? n - b0 : int64_t(kSampleChunk));
@@ -504,8 +513,10 @@ class DeviceState {
     finish(t, -1);
   }
   void pick_d2(int64_t t, uint64_t seed, uint64_t draw) {
-    sample_kernel<T, Acc><<<1, kFinishThreads, 0, l_.stream>>>(rows_, p(), w_.starts, seed, draw, untaken_, t, picks_,
-                                                               D(), w_.taken, centre());
+    chunk_sums_kernel<Acc><<<static_cast<unsigned>((rows_.n + kDrawChunk - 1) / kDrawChunk), kChunkSumThreads, 0,
+                             l_.stream>>>(D(), rows_.n, w_.starts);
+    sample_kernel<T, Acc><<<1, kDrawThreads, 0, l_.stream>>>(rows_, p(), w_.starts, seed, draw, untaken_, t, picks_,
+                                                             D(), w_.taken, centre());
     picked();
   }
   void add_centre(int64_t) {

@@ -4,7 +4,7 @@ Sampling: target = r_t * S, pick the smallest unpicked i with P_i > target, wher
 sequential float64 prefix sum D_0 + D_1 + ... in global index order and S its last value (the
 single-process rule). Shard totals summed in rank order are NOT that chain. Fast path: every
 rank gathers the local chain totals; the approximate carries c^_q and the owner's prefix
-values differ from the sequential ones by at most `_chain_error_bound` (Higham's gamma_n
+values differ from the sequential ones by at most `chain_error_bound` (Higham's gamma_n
 bound, any summation order); the owner accepts its index only when the target falls more
 than twice that bound inside the interval (P_{i-1}, P_i]. Otherwise the exact path runs the
 chain rank by rank (one broadcast of the carry per non-empty shard) and picks with the exact
@@ -19,11 +19,9 @@ import numpy as np
 import torch
 
 from .. import _driver
+from .._certified_draw import chain_error_bound
 from ..validation import check_index
 from .session import Session, ShardState, settings
-
-_U = 2.0**-53
-
 
 class _KMeansState(ShardState):
     """_driver.KMeansState over the shards: D is 0 on taken rows; `avail` [n_q] marks the
@@ -99,13 +97,6 @@ def _uniform_pick(sel: Session, avail: torch.Tensor, counts: np.ndarray, r: floa
     return int(sel.world.offsets[owner] + head[0])
 
 
-def _chain_error_bound(n_terms: int, total: float) -> float:
-    """A bound on |any-order float64 sum - exact sum| for n_terms non-negative terms of exact
-    sum <= total (Higham, gamma_n), doubled to cover two different orders, plus slack."""
-    g = (n_terms + 4) * _U
-    return 4.0 * g / (1.0 - g) * total + 4.0 * 2.0**-1074
-
-
 def _host_chain(D: torch.Tensor, carry: float) -> np.ndarray:
     """The sequential float64 prefix chain carry + D_0, + D_1, ... (numpy add.accumulate
     is a left-to-right loop)."""
@@ -151,7 +142,7 @@ def prefix_pick(sel: Session, D: torch.Tensor, r: float,
     owner = next((q for q in range(comm.world) if carries[q + 1] > target), None)
     if owner is None:
         owner = max(q for q in range(comm.world) if totals[q] > 0)
-    margin = _chain_error_bound(world.n + comm.world, s_hat)
+    margin = chain_error_bound(world.n + comm.world, s_hat)
     cert, local = 0.0, -1
     if owner == sel.rank and not force_exact:
         found = _first_above(D, carries[owner], target)

@@ -6,9 +6,10 @@ each row's distance to the new centre, D = min(D, dist) on unpicked rows and a p
 (max, lowest argmax) per block of BLOCK_ROWS rows; the few partials are reduced with torch
 (first block holding the maximum, so the lowest index wins). A Python loop drives the picks
 (uwe_kernels._driver: Ctrl-C between picks, progress every ~100 ms). Labelled rows seed D in
-blocks of CENTRES centres (never [n, |labelled|]). K-means++: the prefix sums must be the
-sequential float64 sums in index order, which no parallel scan reproduces (torch.cumsum on
-CUDA is a tree scan), so D is copied to the host and summed by _driver.prefix_pick.
+blocks of CENTRES centres (never [n, |labelled|]). K-means++: the pick is the one of the
+sequential float64 prefix sums in index order (API.md); uwe_kernels._certified_draw forms them
+in any order from chunk sums on the device and proves the pick unchanged, so only n / 2,048 + 2,048
+values come to the host per pick (all of D, for _driver.prefix_pick, on a rare close call).
 Complexity: O(n d) per pick (dense, UWE factors), O(n (K + d)) for BADGE factors.
 Distances: exact sum((x - c)^2) for dense and UWE rows (w_i f_i formed in the accumulator);
 BADGE rows |a_i|^2|f_i|^2 + |a_c|^2|f_c|^2 - 2 (a_i.a_c)(f_i.f_c), clamped at 0.
@@ -24,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .. import _driver
+from .. import _certified_draw, _driver
 from .._abi import EMB_BADGE, EMB_DENSE, EMB_UWE
 from ..errors import BackendUnavailable
 from ._common import BLOCK_COLS, BLOCK_ROWS, acc_tl, acc_torch, host_interop, out_torch, pow2
@@ -262,9 +263,8 @@ class _Selection:
         return int(self.blk_arg[b]), float(best)
 
     def sample(self, r: float) -> int:
-        # The sequential float64 prefix in index order, which no parallel scan reproduces
-        # (torch.cumsum on CUDA is a tree scan): summed on the host.
-        return _driver.prefix_pick(self.D.cpu().numpy(), r)
+        # Chunk sums on the device, certified; the whole of D comes to the host only on a close call.
+        return _certified_draw.certified_pick(self.D, r, _driver.prefix_pick)[0]
 
     def nth_free(self, r: float) -> int:
         return _driver.nth_free(self.host_taken, r)
