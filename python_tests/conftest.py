@@ -1,7 +1,8 @@
 """The test matrix, generated from the registry's declarations.
 
 A test that takes `backend` names the ops it calls with `@pytest.mark.ops(...)` (and
-`factored=True` when it passes factored embeddings to a selection op). It then runs on every
+`factored=True` when it passes factored embeddings to a selection op, `kind="bald"` when it
+calls the embedding ops with an uncertainty kind some backends do not declare). It then runs on every
 backend x `algorithm` (when it takes one; "auto" where a backend has two engines to choose
 from) x `dtype` (when it takes one) case; a case the
 backend does not declare is skipped with the declaration's reason, and an unavailable backend
@@ -38,7 +39,7 @@ def interpreting() -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "triton: runs Triton kernels (interpreter on CPU)")
-    config.addinivalue_line("markers", "ops(*ops, factored=False): the registry ops a backend-parametrised "
+    config.addinivalue_line("markers", "ops(*ops, factored=False, kind=None): the registry ops a backend-parametrised "
                                        "test calls; its cases come from the backends' declarations")
 
 
@@ -82,6 +83,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if unknown:
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: no such registry op {sorted(unknown)}")
     factored = bool(mark.kwargs.get("factored", False))
+    kind = mark.kwargs.get("kind")
     own = _own_params(metafunc)
     axes = ["backend"]
     algorithms: tuple[str | None, ...] = (None,)
@@ -100,7 +102,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             if algorithm == "auto" and len(backend.algorithms) < 2:
                 continue  # with one engine, auto is that engine: the same case again
             for dtype in dtypes:
-                why = next(filter(None, (backend.undeclared(op, algorithm=algorithm, dtype=dtype, factored=factored)
+                why = next(filter(None, (backend.undeclared(op, algorithm=algorithm, dtype=dtype, factored=factored,
+                                                            kind=kind)
                                          for op in mark.args)), "")
                 marks = [pytest.mark.skip(reason=f"not declared: {why}")] if why else available
                 ids = [name] + [v for v in (algorithm, dtype) if v is not None]

@@ -144,7 +144,7 @@ def _triton_interpreting() -> tuple[bool, str]:
 
 
 TRITON_READY, TRITON_WHY = _triton_interpreting()
-MATRIX_FILES = ("test_registry.py", "test_selection.py", "test_embeddings.py")
+MATRIX_FILES = ("test_registry.py", "test_selection.py", "test_embeddings.py", "test_bald.py")
 
 
 @pytest.mark.skipif(TRITON_READY, reason="this process already interprets Triton")

@@ -13,8 +13,8 @@ import numpy as np
 # Element type of a buffer, by numpy dtype name ("bfloat16" is ml_dtypes' name).
 DTYPE_CODES: dict[str, int] = {"float16": 0, "bfloat16": 1, "float32": 2, "float64": 3}
 
-# Uncertainty measure.
-KIND_CODES: dict[str, int] = {"entropy": 0, "bvsb": 1, "margin": 2, "least_confidence": 3}
+# Uncertainty measure ("bald" reads [K, T] passes per row, the others one [K] row).
+KIND_CODES: dict[str, int] = {"entropy": 0, "bvsb": 1, "margin": 2, "least_confidence": 3, "bald": 4}
 
 # What a selection's rows are: a dense matrix, u_i * f_i, or BADGE's (p_i - onehot_i) (x) f_i.
 EMB_DENSE, EMB_UWE, EMB_BADGE = 0, 1, 2

@@ -14,6 +14,7 @@ _Progress = Callable[[int], None] | None
 # dtype code); embedding = (kind, features matrix, weights matrix or None). Codes: uwe_kernels/_abi.py.
 _Matrix = tuple[int, int, int, int, int, int]
 _EmbSpec = tuple[int, _Matrix, _Matrix | None]
+_Sketch = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32], float, float]
 
 ABI: dict[str, dict[str, int]]  # every code this module was built with, by group and name
 _RowFlags = tuple[int, int, int]
@@ -57,13 +58,14 @@ def min_distances(emb: _EmbSpec, centres: _EmbSpec,
     """(squared distance to the nearest centre, its index, lowest on ties)."""
 
 def kcenter_greedy_pruned(emb: _EmbSpec, labelled_mask: npt.NDArray[np.bool_], budget: int, first: int,
-                          double_acc: bool, mode: int, progress: _Progress
+                          double_acc: bool, mode: int, progress: _Progress, sketch: _Sketch | None = None
                           ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], dict[str, Any]]:
-    """Pruned k-center greedy: (picks, distances, work statistics); mode 0 plain / 1 pruned / 2 adaptive."""
+    """Pruned k-center greedy: (picks, distances, work statistics); mode 0 plain / 1 pruned / 2 adaptive;
+    sketch: (z [n, k], r [n], slack [n] float32, scale, tau) of uwe_kernels._sketch, or None."""
 
 def kmeans_pp_pruned(emb: _EmbSpec, labelled_mask: npt.NDArray[np.bool_], budget: int, seed: int, first: int,
-                     double_acc: bool, mode: int,
-                     progress: _Progress) -> tuple[npt.NDArray[np.int64], dict[str, Any]]:
+                     double_acc: bool, mode: int, progress: _Progress,
+                     sketch: _Sketch | None = None) -> tuple[npt.NDArray[np.int64], dict[str, Any]]:
     """Pruned k-means++ seeding: (picks, work statistics)."""
 
 def splitmix64_uniforms(seed: int, start: int, count: int) -> npt.NDArray[np.float64]:

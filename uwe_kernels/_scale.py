@@ -73,11 +73,12 @@ def distance_bound(factors: Sequence[Factor]) -> float:
 
 
 def weighted_rows_may_overflow(kind: str, classes: int, tau: float, features: float, out: np.dtype) -> bool:
-    """Whether u ** tau * features can exceed `out`'s range: u <= log K for entropy, <= 1 for
-    the other kinds. Compared in logs (u ** tau itself may overflow a Python float)."""
+    """Whether u ** tau * features can exceed `out`'s range: u <= log K for entropy and bald
+    (mutual information is at most H(mean p)), <= 1 for the other kinds. Compared in logs
+    (u ** tau itself may overflow a Python float)."""
     if features == 0.0:
         return False
-    log_u = float(np.log(np.log(classes))) if kind == "entropy" and classes > 2 else 0.0
+    log_u = float(np.log(np.log(classes))) if kind in ("entropy", "bald") and classes > 2 else 0.0
     return tau * log_u + float(np.log(features)) > float(np.log(np.finfo(out).max))
 
 

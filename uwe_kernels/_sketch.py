@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ._pruning import looks_clustered
 from .factored import FactoredArrays, FactoredEmbedding
 
 SAMPLE_ROWS = 4096
@@ -317,3 +318,91 @@ def best_width(fractions: dict[int, float], d: int) -> tuple[int, float]:
     traffic = {k: (k + 3) / (d + 1) + f for k, f in fractions.items()}
     k = min(traffic, key=lambda w: (traffic[w], w))
     return k, traffic[k]
+
+
+# ----------------------------------------------------------------- whether a sketch pays
+
+MIN_ROWS = 4096
+# A sketch is used when its predicted traffic (best_width) is at most this fraction of brute
+# force's: the build and the sketch passes' bookkeeping eat part of the saving.
+MAX_TRAFFIC = 0.5
+# The measurement (SAMPLE_ROWS x d x d multiply-adds in BLAS and a d x d eigenproblem) is only
+# made when the selection's brute-force multiply-adds (n x d x centres, each read from memory:
+# 10-50x slower per operation than a BLAS product) are at least this many times its own, so
+# that a pool where nothing pays loses a few percent at most.
+MEASURE_SHARE = 1.0
+# The build reads the pool once and makes n d k multiply-adds: about k / 4 picks of brute force
+# in time at k = 64 (BLAS against a bandwidth-bound sweep); selections with fewer mean centres
+# (labelled + budget / 2) than this do not repay it.
+MIN_CENTRES = 64
+
+
+@dataclass(frozen=True)
+class SketchChoice:
+    """What the sample measurement says: width 0 = no sketch."""
+
+    width: int
+    traffic: float  # predicted bytes read per pick relative to brute force
+    fractions: dict[int, float]
+    directions: tuple[np.ndarray, np.ndarray] | None  # (mu, P [d, width]) for build_sketch
+    seconds: float
+
+
+NO_SKETCH = SketchChoice(0, 1.0, {}, None, 0.0)
+
+
+def choose_sketch(emb: Any, centres: int | None = None) -> SketchChoice:
+    """The sketch width whose pick reads the fewest bytes (widths k <= d / 4), if that is at
+    most MAX_TRAFFIC of brute force's; NO_SKETCH for small pools and for selections too short
+    to repay the measurement. centres: the selection's mean centre count (labelled rows plus
+    half the budget), None when unknown."""
+    start = time.perf_counter()
+    emb = _as_backend(emb)
+    n, d = emb.features.shape if isinstance(emb, FactoredArrays) else emb.shape
+    widths = tuple(k for k in SKETCH_WIDTHS if 4 * k <= d)
+    rows = min(n, SAMPLE_ROWS)
+    if n < MIN_ROWS or not widths:
+        return NO_SKETCH
+    if centres is not None and (centres < MIN_CENTRES or float(n) * d * centres < MEASURE_SHARE * float(rows) * d * d):
+        return NO_SKETCH
+    mu, basis, _ = sample_directions(emb, max(widths))
+    fractions = predicted_fractions(emb, max(1, centres or 64), widths, directions=(mu, basis))
+    k, traffic = best_width(fractions, d)
+    if traffic > MAX_TRAFFIC:
+        return SketchChoice(0, traffic, fractions, None, time.perf_counter() - start)
+    return SketchChoice(k, traffic, fractions, (mu, np.ascontiguousarray(basis[:, :k])), time.perf_counter() - start)
+
+
+def choose_bounds(emb: Any, centres: int | None, sketch_ok: bool) -> str:
+    """`auto`'s choice for an engine that runs group bounds and (when sketch_ok) sketches:
+    'pruned' when the row sample looks clustered, an Algorithm 'sketch' when choose_sketch
+    finds a width that pays, 'pruned+sketch' when both, else 'brute'."""
+    groups = looks_clustered(emb)
+    sketch = choose_sketch(emb, centres) if sketch_ok else NO_SKETCH
+    if sketch.width:
+        return Algorithm("pruned+sketch" if groups else "sketch", sketch)
+    return "pruned" if groups else "brute"
+
+
+def engine_options(emb: Any, algorithm: str, default_width: int = 16) -> dict[str, Any]:
+    """The pruning engine's mode and sketch for 'pruned' / 'sketch' / 'pruned+sketch' (the
+    sketch measurement an Algorithm carries, or default_width when asked by name)."""
+    if "sketch" not in algorithm:
+        return {}
+    choice = algorithm.sketch if isinstance(algorithm, Algorithm) else NO_SKETCH
+    be = _as_backend(emb)
+    d = int(be.features.shape[1] if isinstance(be, FactoredArrays) else be.shape[1])
+    return {"mode": "plain" if algorithm == "sketch" else "adaptive",
+            "sketch_width": choice.width or min(default_width, d), "directions": choice.directions}
+
+
+class Algorithm(str):
+    """An algorithm name chosen by `auto` ('brute', 'pruned', 'sketch', 'pruned+sketch') that
+    carries the sketch measurement it was chosen by, so the op does not measure again."""
+
+    sketch: SketchChoice = NO_SKETCH
+
+    def __new__(cls, name: str, sketch: SketchChoice = NO_SKETCH) -> "Algorithm":
+        out = super().__new__(cls, name)
+        out.sketch = sketch
+        return out

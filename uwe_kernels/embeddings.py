@@ -12,6 +12,7 @@ from ._arrays import FLOAT_NAMES, Prepared, prepare
 from ._dispatch import run
 from .factored import FactoredEmbedding, of_embedding
 from .validation import (
+    ROW_KINDS,
     check_float,
     check_int,
     check_kind,
@@ -20,6 +21,7 @@ from .validation import (
     check_values,
     features_2d,
     scores_2d,
+    scores_of_kind,
 )
 
 AGGREGATIONS = ("max", "mean")
@@ -39,7 +41,7 @@ def _score_checks(p: Prepared, from_logits: bool, name: str = "scores") -> list[
 
 
 def uncertainty(
-    scores: Any,  # [n, K]
+    scores: Any,  # [n, K], or [n, K, T] for kind="bald"
     kind: str = "entropy",
     *,
     from_logits: bool = True,
@@ -51,9 +53,13 @@ def uncertainty(
     """Per-row uncertainty of class scores.
 
     Args:
-        scores: [n, K] logits (from_logits=True) or probabilities / per-class scores >= 0.
+        scores: [n, K] logits (from_logits=True) or probabilities / per-class scores >= 0;
+            for kind="bald" [n, K, T], T stochastic forward passes (MC dropout, an ensemble),
+            softmaxed over K per pass (from_logits=True) or probabilities as given.
         kind: "entropy" (natural log), "bvsb" (p_second / p_best, 1 = most uncertain),
-            "margin" (1 - (p_best - p_second)) or "least_confidence" (1 - p_best).
+            "margin" (1 - (p_best - p_second)), "least_confidence" (1 - p_best) or "bald"
+            (mutual information H(mean_t p_t) - mean_t H(p_t), natural log; rounding that
+            would make it negative when the passes agree is clamped to 0).
         normalize: None, or "minmax" (as the authors' code): u' = (u - min u) / (max u - min u)
             with min and max over the `pool` rows (all rows when pool is None), clipped to
             [0, 1]; when every pool row has the same u, u' = 1 for every row.
@@ -61,11 +67,12 @@ def uncertainty(
     Returns:
         [n] in the scores' dtype (or out_dtype), in the caller's library and device.
     Raises:
-        TypeError for non-float scores; ValueError for K < 2, NaN/inf (naming the row),
+        TypeError for non-float scores; ValueError for K < 2, scores not 2-D (3-D [n, K, T], T >= 1,
+        for kind="bald"), NaN/inf (naming the row),
         negative probabilities, an unknown kind. BackendUnavailable when no backend can run.
     """
-    p = scores_2d(scores)
     kind = check_kind(kind)
+    p = scores_of_kind(scores, kind)
     normalize = _normalize.check(normalize, pool)
     mask = _normalize.pool_mask(pool, p.shape[0])
     out = _out_dtype(out_dtype, p)
@@ -81,6 +88,7 @@ def _uncertainty_of(p: Prepared, kind: str, from_logits: bool, out: np.dtype, ac
         "uncertainty", backend, [("scores", p)],
         lambda fn: fn(p.data, kind, bool(from_logits), out_dtype=out, accum_dtype=acc),
         value_checks=_score_checks(p, from_logits),
+        options={"kind": kind},
     )
     return result
 
@@ -102,14 +110,14 @@ def _norm_of_rows(p: Prepared, kind: str, from_logits: bool, acc: np.dtype, back
     return {"norm": _normalize.minmax(u, mask)}
 
 
-def _scores_and_features(scores: Any, features: Any) -> tuple[Prepared, Prepared]:
-    ps = scores_2d(scores)
+def _scores_and_features(scores: Any, features: Any, kind: str | None = None) -> tuple[Prepared, Prepared]:
+    ps = scores_2d(scores) if kind is None else scores_of_kind(scores, kind)
     pf = features_2d(features, ps.shape[0])
     return ps, pf
 
 
 def uwe(
-    scores: Any,  # [n, K]
+    scores: Any,  # [n, K], or [n, K, T] for kind="bald"
     features: Any,  # [n, d]
     kind: str = "entropy",
     tau: float = 1.0,
@@ -133,8 +141,8 @@ def uwe(
         default output dtype's range (e.g. float16 features near 6e4 times u > 1): pass a
         wider out_dtype. An explicit out_dtype rounds as numpy's astype (inf beyond range).
     """
-    ps, pf = _scores_and_features(scores, features)
     kind, tau = check_kind(kind), check_tau(tau)
+    ps, pf = _scores_and_features(scores, features, kind)
     normalize = _normalize.check(normalize, pool)
     out = _out_dtype(out_dtype, ps, pf)
     acc = _arrays.accum_dtype(ps.dtype, pf.dtype)
@@ -158,7 +166,7 @@ def uwe(
                              "pass out_dtype=np.float32 (or float64), or a smaller tau")
         return result
 
-    _, result = run("uwe", backend, [("scores", ps), ("features", pf)], call)
+    _, result = run("uwe", backend, [("scores", ps), ("features", pf)], call, options={"kind": kind})
     return _arrays.restore(result, pf)
 
 
@@ -187,7 +195,7 @@ def badge_embedding(
 
 
 def uwe_factored(
-    scores: Any,  # [n, K]
+    scores: Any,  # [n, K], or [n, K, T] for kind="bald"
     features: Any,  # [n, d]
     kind: str = "entropy",
     tau: float = 1.0,
@@ -202,8 +210,8 @@ def uwe_factored(
     as there). Selection reads the unrounded products, i.e. the rows of
     `uwe(..., out_dtype=np.float32)` for half inputs.
     Memory: n extra values."""
-    ps, pf = _scores_and_features(scores, features)
     kind, tau = check_kind(kind), check_tau(tau)
+    ps, pf = _scores_and_features(scores, features, kind)
     acc = _arrays.accum_dtype(ps.dtype, pf.dtype)
     u = uncertainty(scores, kind, from_logits=from_logits, normalize=normalize, pool=pool, out_dtype=acc,
                     backend=backend)
@@ -294,7 +302,7 @@ def uwe_segmentation(
         )
     stride = H // h
     rh, rw = _resolve_region(region, H, W, stride)
-    kind, tau = check_kind(kind), check_tau(tau)
+    kind, tau = check_kind(kind, ROW_KINDS), check_tau(tau)
     normalize = _normalize.check(normalize, pool)
     out = _out_dtype(out_dtype, ps, pf)
     acc = _arrays.accum_dtype(ps.dtype, pf.dtype)
@@ -383,7 +391,7 @@ def uwe_detection(
     if agg not in AGGREGATIONS:
         raise ValueError(f"unknown agg {agg!r}; choose from {', '.join(AGGREGATIONS)}")
     ids = _image_ids(image_ids, ps.shape[0], num_images, ps)
-    kind, tau = check_kind(kind), check_tau(tau)
+    kind, tau = check_kind(kind, ROW_KINDS), check_tau(tau)
     normalize = _normalize.check(normalize, pool)
     out = _out_dtype(out_dtype, ps, pf)
     acc = _arrays.accum_dtype(ps.dtype, pf.dtype)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkabl
 
 import numpy as np
 
-from . import embeddings, selection
+from . import embeddings, rng, selection
 
 UNCERTAINTY_KINDS = ("entropy", "margin", "bvsb", "least_confidence")
 
@@ -200,6 +200,47 @@ def pearson(a: Any, b: Any) -> float:
     return float((da @ db) / denom) if denom > 0 else float("nan")
 
 
+def kmeanspp_near_tie(rows: Any, labelled_mask: np.ndarray, seed: int, a: Any, b: Any,
+                      accum_dtype: Any = np.float32) -> str:
+    """Why two k-means++ pick sequences on one embedding (same seed, first="max_norm") differ,
+    when the difference is a proven near-tie: "" when it is not proven (or they are equal).
+
+    At the first step where they differ, D and the prefix sums are recomputed exactly in float64
+    from `rows`. The difference is a near-tie when the exact pick is one of the two and moving
+    the target by one `accum_dtype` ulp of the total reaches both: rounding D in that dtype can
+    then decide either way. Later picks follow from the earlier ones and are not compared.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    diff = np.flatnonzero(a != b)
+    if len(a) != len(b) or diff.size == 0:
+        return ""
+    step = int(diff[0])
+    X = np.asarray(rows, dtype=np.float64)
+    labelled = np.asarray(labelled_mask, dtype=bool)
+    if step == 0 and not labelled.any():
+        return ""  # the max-norm first pick draws nothing: no prefix to straddle
+    D = np.full(len(X), np.inf)
+    for c in np.flatnonzero(labelled):
+        np.minimum(D, ((X - X[c]) ** 2).sum(1), out=D)
+    D[labelled] = 0.0
+    for p in a[:step]:
+        np.minimum(D, ((X - X[p]) ** 2).sum(1), out=D)
+        D[p] = 0.0
+    P = np.cumsum(D)
+    total = float(P[-1])
+    r = rng.uniform(seed, step if labelled.any() else step - 1)
+    target = r * total
+    ulp = float(np.finfo(accum_dtype).eps) * total
+    exact = int(np.searchsorted(P, target, side="right"))
+    lo, hi = sorted((int(a[step]), int(b[step])))
+    low, high = int(np.searchsorted(P, target - ulp, side="right")), int(np.searchsorted(P, target + ulp, side="right"))
+    if total <= 0.0 or exact not in (lo, hi) or low > lo or high < hi:
+        return ""
+    boundary = float(P[hi - 1] if exact == hi else P[lo])
+    return (f"step {step}: {a[step]} vs {b[step]}, exact float64 target {abs(target - boundary) / total:.1e} x total "
+            f"from the prefix boundary, under one {np.dtype(accum_dtype).name} ulp ({ulp / total:.1e} x total)")
+
+
 def badge_checks(
     logits: Any,  # [n, K]
     features: Any,  # [n, d]
@@ -227,7 +268,7 @@ def badge_checks(
     uwe_dense = embeddings.uwe(logits, features, strategy.kind, strategy.tau, normalize=strategy.normalize, pool=pool,
                                backend=backend)
     uwe_norm = np.linalg.norm(np.asarray(uwe_dense, dtype=np.float64), axis=1)[unl]
-    badge_dense = embeddings.badge_embedding(logits, features)
+    badge_dense = embeddings.badge_embedding(logits, features, backend=backend)
     badge_norm = np.linalg.norm(np.asarray(badge_dense, dtype=np.float64), axis=1)[unl]
     uwe_picks = select_batch(strategy, logits, features, labelled_mask, budget, seed=seed, backend=backend)
     factored = selection.kmeans_pp(embeddings.badge_factored(logits, features, backend=backend), budget,
@@ -240,6 +281,8 @@ def badge_checks(
         "corr_badge": pearson(badge_norm, u),
         "overlap": overlap,
         "factored_equal": bool(np.array_equal(factored, explicit)),
+        "near_tie": kmeanspp_near_tie(badge_dense, labelled_mask, seed, factored, explicit,
+                                      np.float64 if np.asarray(badge_dense).dtype == np.float64 else np.float32),
     }
 
 
@@ -323,6 +366,7 @@ class CheckRecord:
     corr_badge: float
     overlap: float
     factored_equal: bool
+    near_tie: str = ""  # the proof when factored and explicit picks differ at a rounding near-tie
 
 
 @dataclass

@@ -18,7 +18,7 @@ from .rng import Draws
 
 CHUNK = 4096
 BLOCK = 1 << 21  # float64 elements in one [rows, centres, d] difference block
-KINDS = ("entropy", "bvsb", "margin", "least_confidence")
+KINDS = ("entropy", "bvsb", "margin", "least_confidence", "bald")
 
 
 def _f64(x: Any) -> np.ndarray:
@@ -78,8 +78,36 @@ def probabilities(scores: np.ndarray, from_logits: bool) -> np.ndarray:
     return softmax_stats(scores)[0] if from_logits else scores
 
 
+def _entropy_terms(p: np.ndarray) -> np.ndarray:
+    """-p log p elementwise, 0 where p = 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0))
+
+
+def mutual_information(scores: np.ndarray, from_logits: bool) -> np.ndarray:
+    """BALD [r] of a float64 block [r, K, T] of T passes: H(mean_t p_t) - mean_t H(p_t).
+
+    Logits are softmaxed over K per pass (log-sum-exp: H(p_t) = lse_t - sum_c p_ct z_ct);
+    probabilities are taken as given. The difference cancels when the passes agree, so
+    rounding can leave a tiny negative: it is clamped at 0 (the exact value is >= 0 by
+    concavity of the entropy)."""
+    if from_logits:
+        z = scores - scores.max(axis=1, keepdims=True)
+        ex = np.exp(z)
+        s = ex.sum(axis=1, keepdims=True)
+        p = ex / s
+        h_passes = np.log(s[:, 0, :]) - (p * z).sum(axis=1)
+    else:
+        p = scores
+        h_passes = _entropy_terms(p).sum(axis=1)
+    h_mean = _entropy_terms(p.mean(axis=2)).sum(axis=1)
+    return np.asarray(np.maximum(h_mean - h_passes.mean(axis=1), 0.0))
+
+
 def uncertainty_block(scores: np.ndarray, kind: str, from_logits: bool) -> np.ndarray:
-    """Uncertainty [r] of a float64 score block [r, K]."""
+    """Uncertainty [r] of a float64 score block [r, K] ([r, K, T] for kind="bald")."""
+    if kind == "bald":
+        return mutual_information(scores, from_logits)
     return uncertainty_from_logits(scores, kind) if from_logits else uncertainty_from_probs(scores, kind)
 
 
@@ -103,7 +131,7 @@ def _weights(u: np.ndarray, tau: float, norm: tuple[float, float] | None = None)
 
 def uncertainty(scores: Any, kind: str, from_logits: bool, *, out_dtype: Any = None,
                 accum_dtype: Any = None) -> np.ndarray:
-    """u [n] for scores [n, K]."""
+    """u [n] for scores [n, K] ([n, K, T] for kind="bald")."""
     n = scores.shape[0]
     out = np.empty(n, dtype=np.float64)
     for s in range(0, n, CHUNK):

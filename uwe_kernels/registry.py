@@ -5,8 +5,8 @@ The op itself is the function `op` in `uwe_kernels.<backend>.<family>` (for the 
 `uwe_kernels.reference`), imported on first use. An op module may define
 `not_supported_reasons(op, call) -> list[str]` to turn down calls it cannot run.
 
-Each backend also declares what it implements (ops, selection algorithms, dtypes, whether its
-pruned engine takes factored embeddings). The op modules' refusals agree with the declaration
+Each backend also declares what it implements (ops, selection algorithms, dtypes, uncertainty
+kinds, whether its pruned engine takes factored embeddings). The op modules' refusals agree with the declaration
 (python_tests/test_registry.py checks it), and the test matrix is generated from it.
 """
 from __future__ import annotations
@@ -37,6 +37,8 @@ FAMILY = {
 SELECTION_OPS = ("kcenter_greedy", "kmeans_pp")  # the ops that take algorithm=
 ALGORITHMS = ("brute", "pruned")  # "auto" chooses among those a backend implements
 DTYPES = ("float16", "bfloat16", "float32", "float64")
+KINDS = ("entropy", "bvsb", "margin", "least_confidence", "bald")
+KIND_OPS = ("uncertainty", "uwe")  # the ops whose Call carries options["kind"]
 
 
 @dataclass(frozen=True)
@@ -61,18 +63,22 @@ class Backend:
     ops: tuple[str, ...] = tuple(FAMILY)
     algorithms: tuple[str, ...] = ("brute",)  # engines behind kcenter_greedy and kmeans_pp
     dtypes: tuple[str, ...] = DTYPES
+    kinds: tuple[str, ...] = KINDS  # uncertainty kinds of KIND_OPS
     pruned_factored: bool = False  # the pruned engine takes factored UWE / BADGE embeddings
     # The oracle answers every algorithm name with its one computation instead of refusing.
     answers_every_algorithm: bool = False
 
     def undeclared(self, op: str, *, algorithm: str | None = None, dtype: str | None = None,
-                   factored: bool = False) -> str:
+                   factored: bool = False, kind: str | None = None) -> str:
         """Why the declaration leaves out this combination ("" when it is declared).
-        `algorithm` applies to SELECTION_OPS only; None and "auto" need "brute"."""
+        `algorithm` applies to SELECTION_OPS only; None and "auto" need "brute"; `kind` to
+        KIND_OPS only."""
         if op not in self.ops:
             return f"{self.name} does not implement {op}()"
         if dtype is not None and dtype not in self.dtypes:
             return f"{self.name} does not run dtype {dtype}"
+        if op in KIND_OPS and kind is not None and kind not in self.kinds:
+            return f"{self.name} does not implement kind={kind!r}"
         if op in SELECTION_OPS and algorithm not in (None, "auto"):
             if algorithm not in self.algorithms:
                 return f"{self.name} has no {algorithm!r} engine"
@@ -81,10 +87,10 @@ class Backend:
         return ""
 
     def accepts(self, op: str, *, algorithm: str | None = None, dtype: str | None = None,
-                factored: bool = False) -> bool:
+                factored: bool = False, kind: str | None = None) -> bool:
         """Whether the op module must take the call: declared, or an algorithm name the
         backend answers with its own computation."""
-        if not self.undeclared(op, algorithm=algorithm, dtype=dtype, factored=factored):
+        if not self.undeclared(op, algorithm=algorithm, dtype=dtype, factored=factored, kind=kind):
             return True
         return (self.answers_every_algorithm and op in self.ops and algorithm in ALGORITHMS
                 and not self.undeclared(op, dtype=dtype))

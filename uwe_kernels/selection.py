@@ -69,14 +69,17 @@ def _check_algorithm(algorithm: Any) -> str:
     return str(algorithm)
 
 
-def _resolve_algorithm(algorithm: str, fn: Callable[..., Any], pool: _Pool) -> str:
+def _resolve_algorithm(algorithm: str, fn: Callable[..., Any], pool: _Pool, labelled: int, budget: int) -> str:
+    """The backend's choice for "auto", told the selection's mean centre count."""
     if algorithm != "auto":
         return algorithm
     choose = getattr(sys.modules[fn.__module__], "choose_algorithm", None)
     if choose is None:
         return "brute"
     with np.errstate(over="ignore", invalid="ignore"):  # a heuristic on a sample; any choice is exact
-        return str(choose(pool.data))
+        # not str(): a _sketch.Algorithm carries the sample measurement to the op
+        choice: str = choose(pool.data, centres=labelled + budget // 2)
+        return choice
 
 
 @contextlib.contextmanager
@@ -155,7 +158,7 @@ def kcenter_greedy(
     def call(fn: Callable[..., Any]) -> Any:
         factors.extend(pool.checked_factors())
         acc = _scale.accumulation(_arrays.accum_dtype(pool.dtype), factors)
-        algo = _resolve_algorithm(algorithm, fn, pool)
+        algo = _resolve_algorithm(algorithm, fn, pool, n_lab, budget)
         with _progress_bar(progress, budget, "k-center greedy") as update:
             return fn(pool.data, mask, budget, first, algorithm=algo, progress=update, accum_dtype=acc)
 
@@ -204,7 +207,7 @@ def kmeans_pp(
 
     def call(fn: Callable[..., Any]) -> Any:
         acc = _scale.accumulation(_arrays.accum_dtype(pool.dtype), pool.checked_factors(), count=max(pool.n, 1))
-        algo = _resolve_algorithm(algorithm, fn, pool)
+        algo = _resolve_algorithm(algorithm, fn, pool, n_lab, budget)
         with _progress_bar(progress, budget, "k-means++") as update:
             return fn(pool.data, mask, budget, seed, first, algorithm=algo, progress=update, accum_dtype=acc)
 

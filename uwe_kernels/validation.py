@@ -10,7 +10,10 @@ import numpy as np
 from ._arrays import FLOAT_NAMES, Prepared, cast_hint, is_float, prepare
 from .errors import NonFiniteError
 
-KINDS = ("entropy", "bvsb", "margin", "least_confidence")
+KINDS = ("entropy", "bvsb", "margin", "least_confidence", "bald")
+# Kinds of one score row [K]; "bald" reads the T stochastic passes [K, T] of a row.
+ROW_KINDS = KINDS[:4]
+PASS_KINDS = ("bald",)
 CHUNK_ROWS = 8192
 
 
@@ -34,10 +37,15 @@ def check_same_device(*named: tuple[str, Prepared]) -> None:
         raise ValueError(f"inputs must be on one device, got {where} (no silent device transfers)")
 
 
-def check_kind(kind: Any) -> str:
-    if kind not in KINDS:
-        raise ValueError(f"unknown uncertainty kind {kind!r}; choose from {', '.join(KINDS)}")
-    return str(kind)
+def check_kind(kind: Any, kinds: tuple[str, ...] = KINDS) -> str:
+    """The kind as a str; ValueError listing `kinds` (and saying where a known kind that is
+    not among them applies) otherwise."""
+    if kind in kinds:
+        return str(kind)
+    if kind in KINDS:
+        raise ValueError(f"kind={kind!r} takes [n, K, T] scores of T stochastic passes and applies to "
+                         f"uncertainty, uwe and uwe_factored only; choose from {', '.join(kinds)} here")
+    raise ValueError(f"unknown uncertainty kind {kind!r}; choose from {', '.join(kinds)}")
 
 
 def check_tau(tau: Any) -> float:
@@ -106,9 +114,26 @@ def _raise_negative(name: str, row: int) -> None:
 def scores_2d(scores: Any, name: str = "scores") -> Prepared:
     p = prepare(scores, name)
     check_float(p, name)
+    if p.ndim == 3:
+        raise ValueError(f"{name} must be 2-D [n, K] for this kind, got shape {p.shape}; 3-D [n, K, T] "
+                         "scores of T stochastic passes take kind='bald'")
     check_ndim(p, name, 2, "[n, K]")
     if p.shape[1] < 2:
         raise ValueError(f"{name} must have K >= 2 classes (got shape {p.shape})")
+    return p
+
+
+def scores_of_kind(scores: Any, kind: str, name: str = "scores") -> Prepared:
+    """[n, K] scores for the row kinds, [n, K, T] (K >= 2, T >= 1 passes) for kind="bald"."""
+    if kind not in PASS_KINDS:
+        return scores_2d(scores, name)
+    p = prepare(scores, name)
+    check_float(p, name)
+    if p.ndim != 3:
+        raise ValueError(f"kind={kind!r} takes 3-D {name} [n, K, T] (T stochastic forward passes), "
+                         f"got shape {p.shape}")
+    if p.shape[1] < 2 or p.shape[2] < 1:
+        raise ValueError(f"{name} [n, K, T] must have K >= 2 classes and T >= 1 passes (got shape {p.shape})")
     return p
 
 

@@ -18,6 +18,7 @@ inline pybind11::dict abi_table() {
   kind["bvsb"] = int(kBvsb);
   kind["margin"] = int(kMargin);
   kind["least_confidence"] = int(kLeastConfidence);
+  kind["bald"] = int(kBald);
   emb["dense"] = int(kDense);
   emb["uwe"] = int(kUwe);
   emb["badge"] = int(kBadge);

@@ -8,7 +8,8 @@
 //   p_best = 1 / s, p_second = exp(z_2 - m) / s, so bvsb = exp(z_2 - m)
 // For probabilities taken as given: entropy = -sum p log p (0 log 0 = 0), bvsb =
 // p_2 / p_1 with 0 / 0 -> 1, margin = 1 - (p_1 - p_2), least_confidence = 1 - p_1.
-// Complexity O(K) per row, two reads of the row (the second from cache).
+// Complexity O(K) per row, two reads of the row (the second from cache). Kind bald
+// (row_bald) reads a row's T passes [K, T]: O(K T), two reads.
 // Accumulator A is float (float32 inputs) or double (any float64 input).
 #pragma once
 
@@ -204,6 +205,53 @@ UWE_HD inline A row_uncertainty(const At& at, int K, int kind, bool from_logits,
     return uncertainty_of_logits<A>(kind, r, s, t);
   }
   return uncertainty_of_probs<A>(kind, r, kind == kEntropy ? neg_plogp_sum<A>(at, K) : A(0));
+}
+
+// Mutual information (kind "bald") of one row's T stochastic passes: u = H(mean_t p_t) -
+// mean_t H(p_t). `pass_at(t)` returns a reader of pass t's K scores. Pass over t: each pass's
+// summary (checks) and, for logits, softmax sums, so H(p_t) = log s_t - t_t / s_t with m_t
+// and log s_t kept in scratch[2t], scratch[2t + 1] ([2T] values, no probability matrix).
+// Pass over k: pbar_k = mean_t exp((z_kt - m_t) - log s_t) (or p_kt as given) and
+// H(pbar) = -sum pbar log pbar. The difference cancels when the passes agree: rounding can
+// leave a tiny negative, clamped to 0 (the exact value is >= 0, entropy being concave).
+// `r` reports finite (every score) and smallest (for the negative-probability check).
+// O(K T) per row, two reads of the [K, T] block.
+template <typename A, typename PassAt>
+UWE_HD inline A row_bald(const PassAt& pass_at, int K, int T, bool from_logits, A* scratch, RowSummary<A>& r) {
+  A h_passes = 0, smallest = INFINITY;
+  bool finite = true;
+  for (int t = 0; t < T; ++t) {
+    const auto at = pass_at(t);
+    const RowSummary<A> p = summarize_row<A>(at, K, false);
+    finite = finite && p.finite;
+    smallest = p.smallest < smallest ? p.smallest : smallest;
+    if (from_logits) {
+      A s, w;
+      softmax_sums<A>(at, K, p.best, s, w);
+      const A log_s = log_acc(s);
+      scratch[2 * t] = p.best;
+      scratch[2 * t + 1] = log_s;
+      h_passes += log_s - w / s;
+    } else {
+      h_passes += neg_plogp_sum<A>(at, K);
+    }
+  }
+  const A inv_t = A(1) / A(T);
+  A h_mean = 0;
+  for (int k = 0; k < K; ++k) {
+    A pbar = 0;
+    for (int t = 0; t < T; ++t) {
+      const A z = pass_at(t)(k);
+      pbar += from_logits ? exp_acc((z - scratch[2 * t]) - scratch[2 * t + 1]) : z;
+    }
+    pbar *= inv_t;
+    h_mean -= pbar > A(0) ? pbar * log_acc(pbar) : A(0);
+  }
+  r.best = r.second = A(0);
+  r.argmax = 0;
+  r.smallest = smallest;
+  r.finite = finite;
+  return clamp_nonneg(h_mean - h_passes * inv_t);
 }
 
 // BADGE weight of class k: p_k - [k == argmax]; `scale` is 1 / s for logits, 1 for probs.

@@ -7,7 +7,8 @@
 // blocks statically; every output element depends on one thread's work only, so results
 // do not depend on the thread count.
 // Complexity: O(n (K + d)) time, O(kBlock) extra memory per thread (O(kBlock K) for BADGE).
-// Shapes: scores [n, K], features [n, d], out [n, d] (or [n, K*d], [n, K], [n]).
+// Shapes: scores [n, K] ([n, K, T] for kind bald: row_bald reads each row's [K, T] block
+// twice, with a [2T] scratch per block), features [n, d], out [n, d] (or [n, K*d], [n, K], [n]).
 // Memory: contiguous float16 rows go through F16C tiles (embed_simd.h); float32 UWE outputs
 // of kStreamBytes or more are written with streaming stores (no read of the destination).
 // Precision: loads convert float16 / bfloat16 in registers; accumulation in A = float, or
@@ -67,6 +68,22 @@ void uncertainty_rows(const HostBuf& s, int64_t r0, int64_t r1, int kind, bool l
     RowSummary<A> r;
     const A u = contig ? score_row<S, A, true>(row, s.stride[1], K, kind, logits, r)
                        : score_row<S, A, false>(row, s.stride[1], K, kind, logits, r);
+    note_score_checks(r, logits, i, bad_nf, bad_neg);
+    w[i - r0] = power ? weight_by<A>(rule, u) : u;
+  }
+}
+
+// As uncertainty_rows for kind "bald": scores [n, K, T], one [K, T] block per row (any strides).
+template <typename S, typename A>
+void bald_rows(const HostBuf& s, int64_t r0, int64_t r1, int /*kind*/, bool logits, bool power,
+               WeightRule<A> rule, A* w, int64_t& bad_nf, int64_t& bad_neg) {
+  const int K = static_cast<int>(s.shape[1]), T = static_cast<int>(s.shape[2]);
+  std::vector<A> scratch(2 * static_cast<size_t>(T));
+  for (int64_t i = r0; i < r1; ++i) {
+    const char* row = s.ptr + i * s.stride[0];
+    const auto pass_at = [&](int t) { return RowReader<S, A, false>{row + t * s.stride[2], s.stride[1]}; };
+    RowSummary<A> r;
+    const A u = row_bald<A>(pass_at, K, T, logits, scratch.data(), r);
     note_score_checks(r, logits, i, bad_nf, bad_neg);
     w[i - r0] = power ? weight_by<A>(rule, u) : u;
   }
@@ -180,9 +197,11 @@ template <typename A>
 using StoreFn = void (*)(const A*, int64_t, char*, int64_t);
 
 template <typename A>
-UncertaintyFn<A> pick_uncertainty(int s_code) {
+UncertaintyFn<A> pick_uncertainty(int s_code, int kind) {
   UncertaintyFn<A> fn = nullptr;
-  with_dtype(s_code, [&](auto s) { fn = &uncertainty_rows<decltype(s), A>; });
+  with_dtype(s_code, [&](auto s) {
+    fn = kind == kBald ? &bald_rows<decltype(s), A> : &uncertainty_rows<decltype(s), A>;
+  });
   return fn;
 }
 
@@ -239,7 +258,7 @@ constexpr int64_t kSliceBlocks = 1024;  // row blocks per parallel region betwee
 
 template <typename A>
 BadRows uncertainty_impl(const HostBuf& s, int kind, bool logits, char* out, int o_code) {
-  const auto ufn = pick_uncertainty<A>(s.dtype);
+  const auto ufn = pick_uncertainty<A>(s.dtype, kind);
   const auto sfn = pick_store<A>(o_code);
   const int64_t n = s.shape[0];
   int64_t nf = kNone, neg = kNone;
@@ -262,7 +281,7 @@ BadRows uncertainty_impl(const HostBuf& s, int kind, bool logits, char* out, int
 template <typename A>
 BadRows uwe_impl(const HostBuf& s, const HostBuf& f, int kind, WeightRule<A> rule, bool logits, char* out,
                  int o_code) {
-  const auto ufn = pick_uncertainty<A>(s.dtype);
+  const auto ufn = pick_uncertainty<A>(s.dtype, kind);
   const auto sfn = pick_scale<A>(f.dtype, o_code);
   const int64_t n = s.shape[0];
   const bool stream = n * f.shape[1] * static_cast<int64_t>(sizeof(float)) >= kStreamBytes;
@@ -576,14 +595,18 @@ int64_t size_of(const HostBuf& b) {
   return s;
 }
 
-void check_kind(int kind) {
-  if (kind < kEntropy || kind > kLeastConfidence) throw std::invalid_argument("unknown uncertainty kind code");
+// `passes`: the op takes kind "bald" ([n, K, T] scores); the others take one [K] row per sample.
+void check_kind(int kind, bool passes = false) {
+  if (kind < kEntropy || kind > (passes ? kBald : kLeastConfidence))
+    throw std::invalid_argument("unknown uncertainty kind code");
 }
+
+int scores_ndim(int kind) { return kind == kBald ? 3 : 2; }
 
 py::tuple py_uncertainty(const py::array& scores, int s_code, int kind, bool logits, py::array& out, int o_code,
                          bool acc64) {
-  check_kind(kind);
-  const HostBuf s = host_buf(scores, s_code, 2, "scores");
+  check_kind(kind, true);
+  const HostBuf s = host_buf(scores, s_code, scores_ndim(kind), "scores");
   char* o = out_ptr(out, o_code, s.shape[0], "out");
   return (acc64 ? uncertainty_impl<double>(s, kind, logits, o, o_code)
                 : uncertainty_impl<float>(s, kind, logits, o, o_code)).to_tuple();
@@ -591,8 +614,8 @@ py::tuple py_uncertainty(const py::array& scores, int s_code, int kind, bool log
 
 py::tuple py_uwe(const py::array& scores, int s_code, const py::array& features, int f_code, int kind, double tau,
                  bool logits, py::array& out, int o_code, bool acc64, double lo, double span) {
-  check_kind(kind);
-  const HostBuf s = host_buf(scores, s_code, 2, "scores");
+  check_kind(kind, true);
+  const HostBuf s = host_buf(scores, s_code, scores_ndim(kind), "scores");
   const HostBuf f = host_buf(features, f_code, 2, "features");
   if (f.shape[0] != s.shape[0]) throw std::invalid_argument("scores and features differ in rows");
   char* o = out_ptr(out, o_code, size_of(f), "out");
@@ -660,7 +683,7 @@ void register_embed_cpu(py::module_& m) {
   const char* bad = " Returns (first non-finite score row, first negative score row, first non-finite feature row), -1 for none.";
   m.def("uncertainty", &py_uncertainty, py::arg("scores"), py::arg("s_code"), py::arg("kind"), py::arg("from_logits"),
         py::arg("out"), py::arg("o_code"), py::arg("acc64"),
-        (std::string("Per-row uncertainty of scores [n, K] into out [n].") + bad).c_str());
+        (std::string("Per-row uncertainty of scores [n, K] ([n, K, T] for kind bald) into out [n].") + bad).c_str());
   m.def("uwe", &py_uwe, py::arg("scores"), py::arg("s_code"), py::arg("features"), py::arg("f_code"), py::arg("kind"),
         py::arg("tau"), py::arg("from_logits"), py::arg("out"), py::arg("o_code"), py::arg("acc64"),
         py::arg("norm_lo") = 0.0, py::arg("norm_span") = -1.0,

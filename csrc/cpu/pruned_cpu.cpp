@@ -54,6 +54,7 @@ py::dict stats_dict(const pruned::Stats& s, int64_t n, int64_t budget, bool plai
   out["switched_at"] = s.switched_at;
   out["plain_centres"] = s.plain_centres;
   out["labelled_pairs"] = s.labelled_pairs;
+  out["sketch_tests"] = s.sketch_tests;
   out["plain_at_end"] = plain_at_end;
   return out;
 }
@@ -64,8 +65,9 @@ class PrunedState {
  public:
   using Acc = typename Rows::Acc;
 
-  PrunedState(const Rows& rows, int mode, const std::vector<uint8_t>& labelled, int64_t* picks, double* dists)
-      : eng_(rows, mode), labelled_(labelled), picks_(picks), dists_(dists) {}
+  PrunedState(const Rows& rows, int mode, const pruned::SketchView& sketch, const std::vector<uint8_t>& labelled,
+              int64_t* picks, double* dists)
+      : eng_(rows, mode, sketch), labelled_(labelled), picks_(picks), dists_(dists) {}
 
   const Engine<Rows>& engine() const { return eng_; }
   int64_t n() const { return eng_.rows().n(); }
@@ -118,12 +120,39 @@ class PrunedState {
   double work_seen_ = 0.0;  // engine reads already reported to the workspace's team tuner
 };
 
+using F32 = py::array_t<float, py::array::c_style>;
+
+// The sketch tuple (z [n, k], r [n], slack [n] float32 C-contiguous, scale, tau) or None.
+pruned::SketchView sketch_view(const py::object& sketch, const cpu::Emb& e) {
+  pruned::SketchView v;
+  if (sketch.is_none()) return v;
+  if (e.kind == kBadge) throw py::value_error("pruned selection: sketch bounds cover dense pools and factored UWE");
+  const auto t = sketch.cast<py::tuple>();
+  if (t.size() != 5) throw py::value_error("pruned selection: sketch must be (z, r, slack, scale, tau)");
+  const auto z = t[0].cast<F32>(), r = t[1].cast<F32>(), slack = t[2].cast<F32>();
+  const int64_t n = e.n();
+  if (z.ndim() != 2 || z.shape(0) != n || r.ndim() != 1 || r.shape(0) != n || slack.ndim() != 1 ||
+      slack.shape(0) != n)
+    throw py::value_error("pruned selection: sketch arrays must be z [n, k], r [n], slack [n]");
+  // The casts above may have converted: only arrays already float32 and contiguous are views.
+  if (!py::isinstance<F32>(t[0]) || !py::isinstance<F32>(t[1]) || !py::isinstance<F32>(t[2]))
+    throw py::value_error("pruned selection: sketch arrays must be C-contiguous float32");
+  v.z = z.data();
+  v.r = r.data();
+  v.slack = slack.data();
+  v.k = z.shape(1);
+  v.scale = t[3].cast<float>();
+  v.tau = t[4].cast<float>();
+  return v;
+}
+
 // k-center greedy (kcenter) or k-means++: (picks, [dists,] stats).
 py::tuple select_pruned(const py::tuple& emb_spec, const py::array_t<bool, py::array::forcecast>& labelled_mask,
                         int64_t budget, uint64_t seed, int64_t first, bool double_acc, int mode, bool kcenter,
-                        py::object progress) {
+                        py::object progress, const py::object& sketch) {
   const cpu::Emb e(emb_of(emb_spec));
   const int64_t n = e.n();
+  const pruned::SketchView sk = sketch_view(sketch, e);
   if (budget < 0 || budget > n) throw py::value_error("pruned selection: budget out of range");
   if (mode < pruned::kPlain || mode > pruned::kAdaptive) throw py::value_error("pruned selection: unknown mode");
   if (first >= n || first < (kcenter ? kFirstMaxNorm : kFirstRandom))
@@ -144,7 +173,7 @@ py::tuple select_pruned(const py::tuple& emb_spec, const py::array_t<bool, py::a
     cpu::with_row_distance<Acc>(e, p.data(), [&](const auto& dist) {
       using Rows = EmbRows<Acc, std::decay_t<decltype(dist)>>;
       const Rows rows(e, dist, p.data(), ws);
-      PrunedState<Rows> state(rows, mode, labelled, pk, ds);
+      PrunedState<Rows> state(rows, mode, sk, labelled, pk, ds);
       if (kcenter)
         kcenter_greedy_loop(state, budget, first, checkpoint);
       else
@@ -171,21 +200,21 @@ void register_pruned_cpu(py::module_& m) {
   m.def(
       "kcenter_greedy_pruned",
       [](const py::tuple& emb, const py::array_t<bool, py::array::forcecast>& labelled_mask, int64_t budget,
-         int64_t first, bool double_acc, int mode, py::object progress) {
-        return select_pruned(emb, labelled_mask, budget, 0, first, double_acc, mode, true, progress);
+         int64_t first, bool double_acc, int mode, py::object progress, py::object sketch) {
+        return select_pruned(emb, labelled_mask, budget, 0, first, double_acc, mode, true, progress, sketch);
       },
       py::arg("emb"), py::arg("labelled_mask"), py::arg("budget"), py::arg("first"), py::arg("double_acc"),
-      py::arg("mode"), py::arg("progress"),
+      py::arg("mode"), py::arg("progress"), py::arg("sketch") = py::none(),
       "Pruned k-center greedy on an embedding spec (uwe_kernels/_spec.py): (picks [budget] int64, "
       "dists [budget] float64, stats dict).");
   m.def(
       "kmeans_pp_pruned",
       [](const py::tuple& emb, const py::array_t<bool, py::array::forcecast>& labelled_mask, int64_t budget,
-         uint64_t seed, int64_t first, bool double_acc, int mode, py::object progress) {
-        return select_pruned(emb, labelled_mask, budget, seed, first, double_acc, mode, false, progress);
+         uint64_t seed, int64_t first, bool double_acc, int mode, py::object progress, py::object sketch) {
+        return select_pruned(emb, labelled_mask, budget, seed, first, double_acc, mode, false, progress, sketch);
       },
       py::arg("emb"), py::arg("labelled_mask"), py::arg("budget"), py::arg("seed"), py::arg("first"),
-      py::arg("double_acc"), py::arg("mode"), py::arg("progress"),
+      py::arg("double_acc"), py::arg("mode"), py::arg("progress"), py::arg("sketch") = py::none(),
       "Pruned k-means++ seeding on an embedding spec: (picks [budget] int64, stats dict).");
 }
 

@@ -38,6 +38,7 @@
 #include <omp.h>
 #endif
 
+#include "common/sketch_bound.h"
 #include "cpu/pruned_rows.h"
 
 namespace uwe {
@@ -65,6 +66,19 @@ struct Stats {
   int64_t switched_at = -1;      // centre index where adaptive mode first went plain (-1: never)
   int64_t plain_centres = 0;     // centres added by the plain pass
   int64_t labelled_pairs = 0;    // of rows_touched: the labelled set's one-off pass (add_centres)
+  int64_t sketch_tests = 0;      // rows whose sketch bound was read before a full distance
+};
+
+// A sketch of the pool (uwe_kernels/_sketch.py, common/sketch_bound.h): z [n, k] row-major,
+// r [n], slack [n], all float; z == nullptr: none. A row is evaluated only when its bound
+// fails, so a skipped row's brute-force distance is provably >= D.
+struct SketchView {
+  const float* z = nullptr;
+  const float* r = nullptr;
+  const float* slack = nullptr;
+  int64_t k = 0;
+  float scale = 0;
+  float tau = 0;
 };
 
 template <class Rows>
@@ -72,8 +86,8 @@ class Engine {
  public:
   using Acc = typename Rows::Acc;
 
-  Engine(const Rows& rows, int mode)
-      : rows_(rows), n_(rows.n()), mode_(mode), D_(n_, std::numeric_limits<Acc>::infinity()), group_of_(n_, 0),
+  Engine(const Rows& rows, int mode, const SketchView& sketch = SketchView())
+      : rows_(rows), sk_(sketch), n_(rows.n()), mode_(mode), D_(n_, std::numeric_limits<Acc>::infinity()), group_of_(n_, 0),
         taken_(n_, 0), centre_(rows.centre_size()), rel_(rows.rel()), abs_(rows.abs()) {
     const int64_t n = n_;
     plain_ = mode == kPlain;
@@ -202,15 +216,31 @@ class Engine {
     for (int64_t g = 0; g < G; ++g) refresh(groups_[g]);
   }
 
+  // True when the sketch proves that row i keeps D(i) against centre s (centre_slack =
+  // slack_s + tau); false without a sketch.
+  bool sketch_keeps_row(int64_t i, int64_t s, float centre_slack) const {
+    if (sk_.z == nullptr) return false;
+    const float b = sketch_bound(sk_.z + i * sk_.k, sk_.r[i], sk_.z + s * sk_.k, sk_.r[s], sk_.k);
+    return sketch_keeps(b, D_[i], sk_.scale, sk_.slack[i], centre_slack);
+  }
+  float sketch_centre_slack(int64_t s) const { return sk_.z == nullptr ? 0.0f : sk_.slack[s] + sk_.tau; }
+
   // Every untaken row against centre s; rows that get closer record s's group.
   void plain_pass(int64_t s) {
     const Acc* c = centre_.data();
     const int32_t new_id = static_cast<int32_t>(groups_.size());
+    const float cs = sketch_centre_slack(s);
     group_of_[s] = -1;
-    int64_t touched = 0, read = 0;
-#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(static, 4096) reduction(+ : touched, read) if (n_ >= kParallelMin)
+    int64_t touched = 0, read = 0, tests = 0;
+    // With a sketch most rows read k + 2 floats: a team pays only on large pools.
+    const int64_t parallel_rows = sk_.z == nullptr ? kParallelMin : 16 * kParallelMin;
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(static, 4096) reduction(+ : touched, read, tests) if (n_ >= parallel_rows)
     for (int64_t i = 0; i < n_; ++i) {
       if (taken_[i]) continue;
+      if (sk_.z != nullptr) {
+        ++tests;
+        if (!(D_[i] > 0) || sketch_keeps_row(i, s, cs)) continue;
+      }
       const Acc v = rows_.dist(i, c, D_[i], read);
       ++touched;
       if (v < D_[i]) {
@@ -220,6 +250,7 @@ class Engine {
     }
     stats_.rows_touched += touched;
     stats_.values_read += read;
+    stats_.sketch_tests += tests;
     Group fresh;
     fresh.centre = s;
     groups_.push_back(std::move(fresh));
@@ -276,9 +307,10 @@ class Engine {
     }
     stats_.groups_touched += static_cast<int64_t>(touched_groups.size());
     const int64_t n_tasks = static_cast<int64_t>(tasks.size());
-    int64_t touched = 0;
+    int64_t touched = 0, tests = 0;
     read = 0;
-#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) reduction(+ : touched, read) if (candidates >= kParallelMin)
+    const float cs = sketch_centre_slack(s);
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) reduction(+ : touched, read, tests) if (candidates >= kParallelMin)
     for (int64_t t = 0; t < n_tasks; ++t) {
       const Group& grp = groups_[tasks[t].first];
       const bool no_centre = grp.centre < 0;
@@ -294,6 +326,10 @@ class Engine {
       for (int64_t k = tasks[t].second; k < end; ++k) {
         const int64_t i = grp.members[k];
         if (taken_[i] || static_cast<double>(D_[i]) + rows_.slack(i) <= skip_below) continue;
+        if (sk_.z != nullptr) {
+          ++tests;
+          if (sketch_keeps_row(i, s, cs)) continue;
+        }
         candidates_here[m++] = i;
       }
       // Rows of a group are scattered over the pool: fetch a few rows ahead.
@@ -311,6 +347,7 @@ class Engine {
     }
     stats_.rows_touched += touched;
     stats_.values_read += read;
+    stats_.sketch_tests += tests;
 
     // 3. Touched groups drop rows that left; the rows that moved form s's group.
     const int64_t n_touched = static_cast<int64_t>(touched_groups.size());
@@ -361,6 +398,7 @@ class Engine {
   }
 
   const Rows& rows_;
+  SketchView sk_;
   int64_t n_;
   int mode_;
   std::vector<Acc> D_;

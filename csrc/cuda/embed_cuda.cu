@@ -84,8 +84,25 @@ struct DevRow {
   __device__ A operator()(int64_t k) const { return load_code<A>(base, offset + k * step, code); }
 };
 
+// Pass t of a row of scores [n, K, T] (kind bald) as a DevRow over its K classes.
 template <typename A>
-__device__ A row_u(const DevBuf& s, int64_t row, int kind, bool logits, RowSummary<A>& r) {
+struct DevPasses {
+  const void* base;
+  int64_t offset;
+  int64_t step_k;
+  int64_t step_t;
+  int code;
+  __device__ DevRow<A> operator()(int t) const { return DevRow<A>{base, offset + t * step_t, step_k, code}; }
+};
+
+// `scratch` ([n, 2T] accumulators) is read only for kind bald: row i uses its 2T values.
+template <typename A>
+__device__ A row_u(const DevBuf& s, int64_t row, int kind, bool logits, A* scratch, RowSummary<A>& r) {
+  if (kind == kBald) {
+    const DevPasses<A> passes{s.ptr, row * s.stride[0], s.stride[1], s.stride[2], s.code};
+    const int T = static_cast<int>(s.shape[2]);
+    return row_bald<A>(passes, static_cast<int>(s.shape[1]), T, logits, scratch + row * 2 * T, r);
+  }
   const DevRow<A> at{s.ptr, row * s.stride[0], s.stride[1], s.code};
   return row_uncertainty<A>(at, static_cast<int>(s.shape[1]), kind, logits, r);
 }
@@ -93,23 +110,24 @@ __device__ A row_u(const DevBuf& s, int64_t row, int kind, bool logits, RowSumma
 // ---------------------------------------------------------------- kernels
 
 template <typename A>
-__global__ void uncertainty_kernel(DevBuf s, int kind, bool logits, void* out, int o_code) {
+__global__ void uncertainty_kernel(DevBuf s, int kind, bool logits, A* scratch, void* out, int o_code) {
   const int64_t n = s.shape[0];
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     RowSummary<A> r;
-    store_code<A>(out, i, o_code, row_u<A>(s, i, kind, logits, r));
+    store_code<A>(out, i, o_code, row_u<A>(s, i, kind, logits, scratch, r));
   }
 }
 
 template <typename A>
-__global__ void uwe_kernel(DevBuf s, DevBuf f, int kind, WeightRule<A> rule, bool logits, void* out, int o_code) {
+__global__ void uwe_kernel(DevBuf s, DevBuf f, int kind, WeightRule<A> rule, bool logits, A* scratch, void* out,
+                           int o_code) {
   __shared__ A w[kTileRows];
   const int64_t n = s.shape[0], d = f.shape[1];
   const int64_t r0 = int64_t(blockIdx.x) * kTileRows;
   const int64_t rows = n - r0 < kTileRows ? n - r0 : kTileRows;
   if (threadIdx.x < rows) {
     RowSummary<A> r;
-    w[threadIdx.x] = weight_by<A>(rule, row_u<A>(s, r0 + threadIdx.x, kind, logits, r));
+    w[threadIdx.x] = weight_by<A>(rule, row_u<A>(s, r0 + threadIdx.x, kind, logits, scratch, r));
   }
   __syncthreads();
   for (int64_t e = threadIdx.x; e < rows * d; e += blockDim.x) {
@@ -201,7 +219,7 @@ __global__ void box_kernel(DevBuf s, int kind, bool logits, WeightRule<A> rule, 
   const int64_t B = s.shape[0];
   for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < B; b += int64_t(gridDim.x) * blockDim.x) {
     RowSummary<A> r;
-    const A ub = row_u<A>(s, b, kind, logits, r);
+    const A ub = row_u<A>(s, b, kind, logits, static_cast<A*>(nullptr), r);
     u[b] = ub;
     weight[b] = weight_by<A>(rule, ub);
     cls[b] = r.argmax;
@@ -292,8 +310,11 @@ void check_code(int code) {
   if (code < kFloat16 || code > kFloat64) throw std::invalid_argument("unknown dtype code " + std::to_string(code));
 }
 
-void check_kind(int kind) {
-  if (kind < kEntropy || kind > kLeastConfidence) throw std::invalid_argument("unknown uncertainty kind code");
+// `passes`: the op takes kind bald ([n, K, T] scores and an [n, 2T] scratch buffer).
+void check_kind(int kind, bool passes = false, uintptr_t scratch = 0) {
+  if (kind < kEntropy || kind > (passes ? kBald : kLeastConfidence))
+    throw std::invalid_argument("unknown uncertainty kind code");
+  if (kind == kBald && scratch == 0) throw std::invalid_argument("kind bald needs an [n, 2T] scratch buffer");
 }
 
 template <typename A>
@@ -304,24 +325,26 @@ A* as_acc(uintptr_t p) {
 // ---------------------------------------------------------------- ops
 
 void cu_uncertainty(uintptr_t s_ptr, py::tuple s_shape, py::tuple s_stride, int s_code, int kind, bool logits,
-                    uintptr_t out, int o_code, bool acc64, uintptr_t stream) {
-  check_kind(kind);
+                    uintptr_t out, int o_code, bool acc64, uintptr_t stream, uintptr_t scratch) {
+  check_kind(kind, true, scratch);
   check_code(o_code);
   const DevBuf s = dev_buf(s_ptr, s_shape, s_stride, s_code);
   if (s.shape[0] == 0) return;
   void* o = reinterpret_cast<void*>(out);
   const unsigned g = grid_for(s.shape[0]);
   if (acc64)
-    uncertainty_kernel<double><<<g, kThreads, 0, as_stream(stream)>>>(s, kind, logits, o, o_code);
+    uncertainty_kernel<double><<<g, kThreads, 0, as_stream(stream)>>>(s, kind, logits, as_acc<double>(scratch), o,
+                                                                       o_code);
   else
-    uncertainty_kernel<float><<<g, kThreads, 0, as_stream(stream)>>>(s, kind, logits, o, o_code);
+    uncertainty_kernel<float><<<g, kThreads, 0, as_stream(stream)>>>(s, kind, logits, as_acc<float>(scratch), o,
+                                                                      o_code);
   check_launch("uncertainty kernel");
 }
 
 void cu_uwe(uintptr_t s_ptr, py::tuple s_shape, py::tuple s_stride, int s_code, uintptr_t f_ptr, py::tuple f_shape,
             py::tuple f_stride, int f_code, int kind, double tau, bool logits, uintptr_t out, int o_code, bool acc64,
-            uintptr_t stream, double lo, double span) {
-  check_kind(kind);
+            uintptr_t stream, double lo, double span, uintptr_t scratch) {
+  check_kind(kind, true, scratch);
   check_code(o_code);
   const DevBuf s = dev_buf(s_ptr, s_shape, s_stride, s_code);
   const DevBuf f = dev_buf(f_ptr, f_shape, f_stride, f_code);
@@ -331,11 +354,11 @@ void cu_uwe(uintptr_t s_ptr, py::tuple s_shape, py::tuple s_stride, int s_code, 
   if (tiles > 0x7fffffff) throw std::invalid_argument("uwe: too many rows for one launch");
   const unsigned g = static_cast<unsigned>(tiles);
   if (acc64)
-    uwe_kernel<double><<<g, kThreads, 0, as_stream(stream)>>>(s, f, kind, rule_of<double>(tau, lo, span), logits, o,
-                                                               o_code);
+    uwe_kernel<double><<<g, kThreads, 0, as_stream(stream)>>>(s, f, kind, rule_of<double>(tau, lo, span), logits,
+                                                               as_acc<double>(scratch), o, o_code);
   else
-    uwe_kernel<float><<<g, kThreads, 0, as_stream(stream)>>>(s, f, kind, rule_of<float>(tau, lo, span), logits, o,
-                                                              o_code);
+    uwe_kernel<float><<<g, kThreads, 0, as_stream(stream)>>>(s, f, kind, rule_of<float>(tau, lo, span), logits,
+                                                              as_acc<float>(scratch), o, o_code);
   check_launch("uwe kernel");
 }
 
@@ -469,14 +492,15 @@ void cu_detection(uintptr_t s_ptr, py::tuple s_shape, py::tuple s_stride, int s_
 void register_embed_cuda(py::module_& m) {
   m.def("uncertainty", &cu_uncertainty, py::arg("s_ptr"), py::arg("s_shape"), py::arg("s_stride"),
         py::arg("s_code"), py::arg("kind"), py::arg("logits"), py::arg("out"), py::arg("o_code"),
-        py::arg("acc64"), py::arg("stream"),
-        "Per-row uncertainty of device scores [n, K] into out [n].");
+        py::arg("acc64"), py::arg("stream"), py::arg("scratch") = 0,
+        "Per-row uncertainty of device scores [n, K] ([n, K, T] for kind bald, with an [n, 2T] accumulator "
+        "scratch) into out [n].");
   m.def("uwe", &cu_uwe, py::arg("s_ptr"), py::arg("s_shape"), py::arg("s_stride"), py::arg("s_code"),
         py::arg("f_ptr"), py::arg("f_shape"), py::arg("f_stride"), py::arg("f_code"), py::arg("kind"),
         py::arg("tau"), py::arg("logits"), py::arg("out"), py::arg("o_code"), py::arg("acc64"),
-        py::arg("stream"), py::arg("norm_lo") = 0.0, py::arg("norm_span") = -1.0,
+        py::arg("stream"), py::arg("norm_lo") = 0.0, py::arg("norm_span") = -1.0, py::arg("scratch") = 0,
         "Fused u ** tau * features into device out [n, d]; u min-max normalised by (norm_lo, norm_span) when "
-        "norm_span >= 0.");
+        "norm_span >= 0. Kind bald: scores [n, K, T] and an [n, 2T] accumulator scratch.");
   m.def("badge_weights", &cu_badge_weights, py::arg("s_ptr"), py::arg("s_shape"), py::arg("s_stride"),
         py::arg("s_code"), py::arg("logits"), py::arg("out"), py::arg("o_code"), py::arg("acc64"),
         py::arg("stream"),

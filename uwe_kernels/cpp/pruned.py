@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _abi, _lazy
-from .._pruning import looks_clustered
+from .._sketch import build_sketch, choose_bounds
 from .._spec import emb_spec
 from ..factored import FactoredArrays, FactoredEmbedding
 
@@ -53,13 +53,31 @@ def pruned_supported(emb: Any) -> list[str]:
     return reasons
 
 
-def choose_algorithm(emb: Any) -> str:
-    """'pruned' when a small sample looks clustered (uwe_kernels._pruning), else 'brute'. The
-    kernel itself still falls back to the plain pass when the fraction of rows it touches
-    stays high."""
+def sketch_supported(emb: Any) -> bool:
+    """Sketch bounds cover dense pools and factored UWE (weights [n]), not BADGE."""
+    fa = _factored(emb)
+    return fa is None or fa.weights.ndim == 1
+
+
+def choose_algorithm(emb: Any, centres: int | None = None) -> str:
+    """Group bounds when a small sample looks clustered (uwe_kernels._pruning), a sketch when
+    its measured traffic pays (uwe_kernels._sketch.choose_bounds), both, or 'brute'. The
+    kernel itself still falls back to the plain pass when group bounds stop paying.
+    centres: the selection's mean centre count (labelled rows plus half the budget)."""
     if pruned_supported(emb):
         return "brute"
-    return "pruned" if looks_clustered(emb) else "brute"
+    return choose_bounds(emb, centres, sketch_supported(emb))
+
+
+def _sketch_arg(emb: Any, sketch_width: int, directions: Any, double: bool) -> tuple[tuple[Any, ...] | None, float]:
+    """(the compiled engine's sketch (z, r, slack, scale, tau), built here, or None for width 0;
+    its build seconds)."""
+    if not sketch_width:
+        return None, 0.0
+    if not sketch_supported(emb):
+        raise ValueError("sketch bounds cover dense pools and factored UWE (weights [n]), not BADGE")
+    sk = build_sketch(emb, int(sketch_width), acc_dtype=np.float64 if double else np.float32, directions=directions)
+    return (sk.z, sk.r, sk.slack, sk.scale, sk.tau), sk.build_seconds
 
 
 def _check(emb: Any) -> None:
@@ -99,17 +117,22 @@ def kcenter_greedy_stats(
     mode: str = "adaptive",
     progress: Callable[[int], None] | None = None,
     accum_dtype: Any = None,
+    sketch_width: int = 0,
+    directions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """k-center greedy picks, distances at pick time and work statistics (rows_touched,
     values_read, centre_distances, switched_at, labelled_pairs (of rows_touched, the factored
     one-off labelled-set pass), ...). `mode`: 'adaptive' (pruned, plain pass
-    once pruning stops paying), 'pruned' (never falls back) or 'plain' (every row every pick)."""
+    once pruning stops paying), 'pruned' (never falls back) or 'plain' (every row every pick).
+    sketch_width > 0: sketch bounds of that width too (directions: (mu, P) to use instead of
+    the row sample's), built here, its time in the stats as sketch_build_seconds."""
     _check(emb)
     mask = np.asarray(labelled_mask, dtype=bool)
     double = _double(accum_dtype, *_arrays(emb))
+    sketch, build_s = _sketch_arg(emb, sketch_width, directions, double)
     picks, dists, stats = _ext().kcenter_greedy_pruned(
-        _spec(emb), mask, int(budget), _abi.first_code(first), double, MODES[mode], progress)
-    return picks, dists, dict(stats)
+        _spec(emb), mask, int(budget), _abi.first_code(first), double, MODES[mode], progress, sketch)
+    return picks, dists, {**stats, "sketch_width": int(sketch_width), "sketch_build_seconds": build_s}
 
 
 def kmeans_pp_stats(
@@ -122,14 +145,18 @@ def kmeans_pp_stats(
     mode: str = "adaptive",
     progress: Callable[[int], None] | None = None,
     accum_dtype: Any = None,
+    sketch_width: int = 0,
+    directions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """k-means++ picks and work statistics; `mode` as for kcenter_greedy_stats."""
+    """k-means++ picks and work statistics; `mode`, `sketch_width` and `directions` as for
+    kcenter_greedy_stats."""
     _check(emb)
     mask = np.asarray(labelled_mask, dtype=bool)
     double = _double(accum_dtype, *_arrays(emb))
+    sketch, build_s = _sketch_arg(emb, sketch_width, directions, double)
     picks, stats = _ext().kmeans_pp_pruned(
-        _spec(emb), mask, int(budget), int(seed), _abi.first_code(first), double, MODES[mode], progress)
-    return picks, dict(stats)
+        _spec(emb), mask, int(budget), int(seed), _abi.first_code(first), double, MODES[mode], progress, sketch)
+    return picks, {**stats, "sketch_width": int(sketch_width), "sketch_build_seconds": build_s}
 
 
 def kcenter_greedy_pruned(

@@ -3,7 +3,8 @@ on numpy arrays (any strides, float16/bfloat16/float32/float64, np.memmap stream
 dense or factored, computed by the compiled module with the GIL released.
 
 algorithm='brute' reads every row per pick; 'pruned' hands dense pools and factored UWE / BADGE
-embeddings to the exact pruned kernels in `pruned.py` (same picks); 'auto' lets
+embeddings to the exact pruned kernels in `pruned.py` (same picks) with group bounds,
+'sketch' with sketch bounds, 'pruned+sketch' with both (dense and factored UWE); 'auto' lets
 `pruned.choose_algorithm` look at the pool."""
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _abi, _lazy
+from .._sketch import engine_options
 from .._spec import emb_spec
 from . import pruned
 
-ALGORITHMS = ("brute", "pruned")
+ALGORITHMS = ("brute", "pruned", "sketch", "pruned+sketch")
 
 
 def _ext() -> Any:
@@ -42,8 +44,8 @@ def not_supported_reasons(op: str, call: Any) -> list[str]:
     return [f"algorithm={algorithm!r} is not implemented by cpp"]
 
 
-def choose_algorithm(emb: Any) -> str:
-    return pruned.choose_algorithm(emb)
+def choose_algorithm(emb: Any, centres: int | None = None) -> str:
+    return pruned.choose_algorithm(emb, centres)
 
 
 def kcenter_greedy(
@@ -57,9 +59,10 @@ def kcenter_greedy(
     accum_dtype: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     _check_algorithm(algorithm)
-    if algorithm == "pruned":
-        return pruned.kcenter_greedy_pruned(emb, labelled_mask, budget, first, progress=progress,
-                                            accum_dtype=accum_dtype)
+    if algorithm != "brute":
+        picks, dists, _ = pruned.kcenter_greedy_stats(emb, labelled_mask, budget, first, progress=progress,
+                                                      accum_dtype=accum_dtype, **engine_options(emb, algorithm))
+        return picks, dists
     return tuple(_ext().kcenter_greedy(
         emb_spec(emb), labelled_mask, int(budget), _abi.first_code(first),
         _double(accum_dtype), progress,
@@ -78,9 +81,10 @@ def kmeans_pp(
     accum_dtype: Any,
 ) -> np.ndarray:
     _check_algorithm(algorithm)
-    if algorithm == "pruned":
-        return pruned.kmeans_pp_pruned(emb, labelled_mask, budget, seed, first, progress=progress,
-                                       accum_dtype=accum_dtype)
+    if algorithm != "brute":
+        picks, _ = pruned.kmeans_pp_stats(emb, labelled_mask, budget, seed, first, progress=progress,
+                                          accum_dtype=accum_dtype, **engine_options(emb, algorithm))
+        return np.asarray(picks)
     return np.asarray(_ext().kmeans_pp(
         emb_spec(emb), labelled_mask, int(budget), int(seed), _abi.first_code(first), _double(accum_dtype), progress,
     ))

@@ -16,6 +16,7 @@ from .._abi import KIND_CODES, dtype_code
 from .._arrays import numpy_dtype, torch_dtype
 
 
+
 def _ext() -> Any:
     return _lazy.load("cuda")
 
@@ -55,11 +56,22 @@ def _empty(shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
     return _torch().empty(shape, dtype=torch_dtype(np.dtype(dtype)), device=like.device)
 
 
+def _scratch(scores: Any, kind: str, accum_dtype: Any) -> tuple[Any, int]:
+    """kind="bald": an [n, 2T] accumulator buffer (each row's pass maxima and log-sums; at most
+    the size of the scores, no [n, K] matrix) and its pointer; (None, 0) for the other kinds."""
+    if kind != "bald":
+        return None, 0
+    buf = _empty((scores.shape[0], 2 * scores.shape[2]), accum_dtype, scores)
+    return buf, buf.data_ptr()
+
+
 def uncertainty(scores: Any, kind: str, from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> Any:
     out = _empty((scores.shape[0],), out_dtype, scores)
+    scratch, scratch_ptr = _scratch(scores, kind, accum_dtype)
     with _OnDevice(scores) as stream:
         _ext().uncertainty(*_tensor(scores), KIND_CODES[kind], bool(from_logits), out.data_ptr(), _code_of(out),
-                           _acc64(accum_dtype), stream)
+                           _acc64(accum_dtype), stream, scratch_ptr)
+    del scratch  # freed after the launch on the tensor's stream (torch's caching allocator orders it)
     return out
 
 
@@ -71,9 +83,11 @@ def _norm_args(norm: tuple[float, float] | None) -> tuple[float, float]:
 def uwe(scores: Any, features: Any, kind: str, tau: float, from_logits: bool, *, out_dtype: Any,
         accum_dtype: Any, norm: tuple[float, float] | None = None) -> Any:
     out = _empty(tuple(features.shape), out_dtype, features)
+    scratch, scratch_ptr = _scratch(scores, kind, accum_dtype)
     with _OnDevice(features) as stream:
         _ext().uwe(*_tensor(scores), *_tensor(features), KIND_CODES[kind], float(tau), bool(from_logits),
-                   out.data_ptr(), _code_of(out), _acc64(accum_dtype), stream, *_norm_args(norm))
+                   out.data_ptr(), _code_of(out), _acc64(accum_dtype), stream, *_norm_args(norm), scratch_ptr)
+    del scratch
     return out
 
 

@@ -88,7 +88,7 @@ def not_supported_reasons(op: str, call: Any) -> list[str]:
     return []
 
 
-def choose_algorithm(emb: Any) -> str:
+def choose_algorithm(emb: Any, centres: int | None = None) -> str:
     return "brute"
 
 

@@ -12,9 +12,9 @@ selection order (then the other pool rows by index), and the scores are zero exc
 batch.
 
 Uncertainty ``kind="bald"`` is the mutual information between prediction and weights,
-``H(mean_t p_t) - mean_t H(p_t)`` (`mutual_information`), computed in float64 numpy and
-applied as the factored weights ``u ** tau`` of a `uwe_kernels.FactoredEmbedding`, so the
-selection itself runs on any uwe_kernels backend. The other kinds ("entropy", "bvsb",
+``H(mean_t p_t) - mean_t H(p_t)``: ``uwe_kernels.uncertainty(..., kind="bald")`` on the
+``[n, C, T]`` probabilities (`mutual_information` for any ``[n, C, ..., T]``), applied as the
+factored weights ``u ** tau`` of a `uwe_kernels.FactoredEmbedding`. The other kinds ("entropy", "bvsb",
 "margin", "least_confidence") are those of ``uwe_kernels.uncertainty`` on the mean over the T
 passes. Inputs that are not probabilities (logits) are softmaxed over axis 1, as baal's
 heuristics do.
@@ -73,21 +73,16 @@ def with_features(get_probabilities: Callable[..., Any], get_features: Callable[
     return outputs
 
 
-def mutual_information(probabilities: Any) -> np.ndarray:
+def mutual_information(probabilities: Any, backend: str = "auto") -> np.ndarray:
     """BALD: ``H(mean_t p_t) - mean_t H(p_t)`` over ``[n, C, ..., T]`` probabilities (natural
-    log, 0 log 0 = 0), float64 ``[n, ...]``, clipped at 0 against rounding."""
+    log, 0 log 0 = 0), float64 ``[n, ...]``: ``uwe_kernels.uncertainty(kind="bald")`` with the
+    extra axes (segmentation pixels) taken as rows."""
     p = np.asarray(to_numpy(probabilities), dtype=np.float64)
     if p.ndim < 3:
         raise ValueError(f"mutual information needs [n, C, ..., T] probabilities, got shape {p.shape}")
-    if not np.isfinite(p).all():
-        raise ValueError(f"probabilities hold non-finite values (first bad row {int(np.flatnonzero(~np.isfinite(p).reshape(len(p), -1).all(1))[0])})")
-
-    def entropy(q: np.ndarray) -> np.ndarray:
-        h: np.ndarray = -np.sum(np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0), axis=1)
-        return h
-
-    mi = entropy(p.mean(axis=-1)) - entropy(p).mean(axis=-1)
-    out: np.ndarray = np.maximum(mi, 0.0)
+    rows = p if p.ndim == 3 else np.moveaxis(p, 1, -2).reshape(-1, p.shape[1], p.shape[-1])
+    u = uk.uncertainty(rows, "bald", from_logits=False, backend=backend)
+    out: np.ndarray = np.asarray(u).reshape((p.shape[0],) + p.shape[2:-1])
     return out
 
 
@@ -145,12 +140,11 @@ def _uwe_rows(probs: np.ndarray, features: Any, kind: str, tau: float, backend: 
         if kind != "bald":
             return uk.uwe_segmentation(mean, features, kind=kind, tau=tau, from_logits=False, backend=backend)
         pooled = uk.uwe_segmentation(mean, features, tau=0.0, from_logits=False, backend=backend)
-        weights = mutual_information(probs).mean(axis=(1, 2)) ** tau
+        weights = mutual_information(probs, backend).mean(axis=(1, 2)) ** tau
         return uk.FactoredEmbedding(weights.astype(to_numpy(pooled).dtype), pooled)
     if kind != "bald":
         return uk.uwe_factored(probs.mean(axis=-1), features, kind, tau, from_logits=False, backend=backend)
-    weights = mutual_information(probs) ** tau
-    return uk.FactoredEmbedding(weights.astype(to_numpy(features).dtype), features)
+    return uk.uwe_factored(probs, features, "bald", tau, from_logits=False, backend=backend)
 
 
 def _stack(pool: Any, labelled: Any) -> Any:

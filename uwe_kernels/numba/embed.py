@@ -4,9 +4,11 @@ detection aggregation (docs/internals.md, "Embedding family").
 Algorithm: one pass over rows (prange over fixed blocks of ROWS rows), each row's
 uncertainty from a stable softmax (m = max z, s = sum exp(z - m), entropy = log s -
 sum exp(z - m) (z - m) / s) or from the probabilities as given, then the row is written
-scaled by u ** tau. No [n, K] probability matrix is built.
+scaled by u ** tau. No [n, K] probability matrix is built. kind="bald" reads a row's [K, T]
+passes twice: per pass its max and log-sum (kept in a [2, T] scratch per work item) and
+entropy, then per class the mean probability over the passes.
 Complexity: O(n K) for the uncertainty, O(n K d) for BADGE embeddings, O(n d) otherwise.
-Shapes: scores [n, K], features [n, d]; segmentation [N, K, H, W] / [N, C, h, w].
+Shapes: scores [n, K] ([n, K, T] for bald), features [n, d]; segmentation [N, K, H, W] / [N, C, h, w].
 Accumulator: float32, float64 when any input is float64 (the type of the `zero` argument).
 Ties: the top class (BADGE's yhat, the detection box class) is the lowest index among
 equal maxima; a detection "max" keeps the lowest box index among equal uncertainties.
@@ -82,6 +84,50 @@ def _row_uncertainty(s, code, kind, from_logits, zero):  # type: ignore[no-untyp
     if kind == 2:
         return one - (best - second)
     return one - best
+
+
+@njit(cache=True)
+def _row_bald(s, code, from_logits, scratch, zero):  # type: ignore[no-untyped-def]
+    """Mutual information H(mean_t p_t) - mean_t H(p_t) of one row's passes s [K, T] (any
+    strides), clamped at 0 against the rounding of the difference when the passes agree.
+    scratch [2, T]: each pass's max and log sum exp(z - max)."""
+    K, T = s.shape
+    h_passes = zero
+    for t in range(T):
+        if from_logits:
+            m = load(s, 0, t, code, zero)
+            for c in range(1, K):
+                v = load(s, c, t, code, zero)
+                if v > m:
+                    m = v
+            tot = zero
+            wsum = zero
+            for c in range(K):
+                e = load(s, c, t, code, zero) - m
+                ex = like(np.exp(e), zero)
+                tot += ex
+                wsum += ex * e
+            log_tot = like(np.log(tot), zero)
+            scratch[0, t] = m
+            scratch[1, t] = log_tot
+            h_passes += log_tot - wsum / tot
+        else:
+            for c in range(K):
+                p = load(s, c, t, code, zero)
+                if p > 0:
+                    h_passes -= p * like(np.log(p), zero)
+    inv_t = like(1.0 / T, zero)
+    h_mean = zero
+    for c in range(K):
+        pbar = zero
+        for t in range(T):
+            v = load(s, c, t, code, zero)
+            pbar += like(np.exp((v - scratch[0, t]) - scratch[1, t]), zero) if from_logits else v
+        pbar *= inv_t
+        if pbar > 0:
+            h_mean -= pbar * like(np.log(pbar), zero)
+    u = h_mean - h_passes * inv_t
+    return u if u > 0 else zero
 
 
 @njit(cache=True)
@@ -167,6 +213,28 @@ def _uwe_kernel(S, scode, F, fcode, out, ocode, u, w, cls, kind, rule, from_logi
     for b in prange((n + ROWS - 1) // ROWS):
         _uwe_rows(b * ROWS, min(n, (b + 1) * ROWS), S, scode, F, fcode, out, ocode, u, w, cls, kind, rule,
                   from_logits, zero, mode)
+
+
+@njit(cache=True)
+def _bald_rows(lo, hi, S, scode, F, fcode, out, ocode, scratch, rule, from_logits, zero, mode):  # type: ignore[no-untyped-def]
+    """kind="bald" over scores [n, K, T]. UNCERTAINTY: out[i, 0] = u_i. UWE: out[i, :] = w_i f_i."""
+    d = F.shape[1]
+    for i in range(lo, hi):
+        ui = _row_bald(S[i], scode, from_logits, scratch, zero)
+        if mode == UNCERTAINTY:
+            out[i, 0] = narrow(ui, out, ocode)
+            continue
+        wi = _weight(ui, rule, zero)
+        for j in range(d):
+            out[i, j] = narrow(wi * load(F, i, j, fcode, zero), out, ocode)
+
+
+@parallel_kernel(cache=False)
+def _bald_kernel(S, scode, F, fcode, out, ocode, scratch, rule, from_logits, zero, mode):  # type: ignore[no-untyped-def]
+    n = S.shape[0]
+    for b in prange((n + ROWS - 1) // ROWS):
+        _bald_rows(b * ROWS, min(n, (b + 1) * ROWS), S, scode, F, fcode, out, ocode, scratch[b], rule, from_logits,
+                   zero, mode)
 
 
 @njit(cache=True)
@@ -286,6 +354,11 @@ def _run_rows(scores: Any, features: Any, out_shape: tuple[int, ...], kind: str,
     zero = acc_zero(accum_dtype)
     out, view, ocode = _output(out_shape, out_dtype)
     none_f, none_i = np.zeros(0, dtype=zero.dtype), np.zeros(0, dtype=np.int64)
+    if kind == "bald":
+        scratch = np.empty(((S.shape[0] + ROWS - 1) // ROWS, 2, S.shape[2]), dtype=zero.dtype)
+        _bald_kernel(S, scode, F if F.ndim == 2 else F[:, :, 0], fcode, view[:, None] if view.ndim == 1 else view,
+                     ocode, scratch, _rule(float(tau), norm), bool(from_logits), zero, mode)
+        return out
     _uwe_kernel(S, scode, F, fcode, view[:, None] if view.ndim == 1 else view, ocode,
                 none_f if u is None else u, none_f if w is None else w, none_i if cls is None else cls,
                 KIND_CODES[kind], _rule(float(tau), norm), bool(from_logits), zero, mode)

@@ -6,6 +6,7 @@ docs/internals.md, "Pruned selection".
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -13,7 +14,9 @@ from numba import njit, prange
 
 from .. import _driver, _threads
 from .._pruning import DENSE_ONLY
+from .._sketch import Sketch, build_sketch
 from ..factored import FactoredArrays, FactoredEmbedding
+from . import sketched
 from ._runtime import BLOCK, acc_zero, load, parallel_kernel
 from .rows import REASSOC, Rows, dense_dist
 from .sweep import ARGMAX, NEAREST, NO_MASK, nearest_into, prefix_resume, prefix_search, sweep_rows
@@ -186,21 +189,30 @@ def _candidates(nt, tg, sb, taken, D, gstart, gcount, mem, cand, flag):  # type:
 
 
 @njit(cache=True)
-def _eval_rows(lo, hi, X, xcode, W, wcode, has_w, c, cand, G, D, A, zero):  # type: ignore[no-untyped-def]
-    """D = min(D, |x - c|^2) on rows cand[lo:hi] with the plain pass's arithmetic; rows that
-    get strictly closer join group G."""
+def _eval_rows(lo, hi, X, xcode, W, wcode, has_w, c, s, cand, G, D, A, zero, on, z, r, slack, scale, cs):  # type: ignore[no-untyped-def]
+    """D = min(D, |x - c|^2) on rows cand[lo:hi] with the plain pass's arithmetic, skipping
+    rows the sketch (when `on`) proves unchanged; rows that get strictly closer join group G.
+    Returns the number of full distances."""
+    evaluated = 0
     for k in range(lo, hi):
         i = cand[k]
+        if on and sketched.keeps(sketched.bound(z, r, i, s), D[i], scale, cs, slack[i]):
+            continue
+        evaluated += 1
         v = np.float64(dense_dist(X, xcode, W, wcode, has_w, i, c, zero))
         if v < D[i]:
             D[i] = v
             A[i] = G
+    return evaluated
 
 
 @parallel_kernel()
-def _eval_parallel(m, X, xcode, W, wcode, has_w, c, cand, G, D, A, zero):  # type: ignore[no-untyped-def]
-    for b in prange((m + EVAL_BLOCK - 1) // EVAL_BLOCK):
-        _eval_rows(b * EVAL_BLOCK, min(m, (b + 1) * EVAL_BLOCK), X, xcode, W, wcode, has_w, c, cand, G, D, A, zero)
+def _eval_parallel(m, X, xcode, W, wcode, has_w, c, s, cand, G, D, A, zero, on, z, r, slack, scale, cs, blk_n):  # type: ignore[no-untyped-def]
+    nb = (m + EVAL_BLOCK - 1) // EVAL_BLOCK
+    for b in prange(nb):
+        blk_n[b] = _eval_rows(b * EVAL_BLOCK, min(m, (b + 1) * EVAL_BLOCK), X, xcode, W, wcode, has_w, c, s, cand, G,
+                              D, A, zero, on, z, r, slack, scale, cs)
+    return blk_n[:nb].sum()
 
 
 @njit(cache=True)
@@ -267,7 +279,8 @@ def _groups_argmax(G, gcount, gbest_d, gbest_i):  # type: ignore[no-untyped-def]
 class _Engine:
     """D, groups and member lists for one selection: the _driver state of the pruned path."""
 
-    def __init__(self, emb: Any, labelled_mask: np.ndarray, accum_dtype: Any, mode: str) -> None:
+    def __init__(self, emb: Any, labelled_mask: np.ndarray, accum_dtype: Any, mode: str,
+                 sketch: Sketch | None = None) -> None:
         reasons = pruned_supported(emb)
         if reasons:
             raise ValueError("; ".join(reasons))
@@ -276,6 +289,12 @@ class _Engine:
         zero = acc_zero(accum_dtype)
         self.rows = r = Rows(emb, zero)
         n, d = r.X.shape
+        if sketch is not None:
+            reasons = sketched.sketch_supported(emb, accum_dtype)
+            if reasons or sketch.z.shape[0] != n or sketch.basis.shape[0] != d:
+                raise ValueError("; ".join(reasons) or f"the sketch is of a pool of {sketch.z.shape[0]} rows "
+                                 f"and {sketch.basis.shape[0]} columns, not [{n}, {d}]")
+        self.sk = sketched.SketchArgs(sketch)
         self.mode = mode
         self.tuner = _threads.TeamTuner(_threads.numba_threads())
         self.taken = np.array(labelled_mask, dtype=np.bool_, copy=True)
@@ -293,9 +312,15 @@ class _Engine:
         self.gbest_i = np.full(cap, -1, dtype=np.int64)
         self.sb = np.empty(cap)
         self.tg = np.empty(cap, dtype=np.int64)
-        if len(labelled):
+        labelled_pairs = 0
+        if len(labelled) and self.sk.on:
+            # min over the same computed distances as the plain pass (skipped ones are >= it)
+            labelled_pairs = sketched.seed(r, self.sk, labelled, self.D, self.A)
+        elif len(labelled):
             # The plain pass's own seeding: D equal bit for bit, A = position in `labelled`.
             nearest_into(r, r, labelled, self.D, self.A)
+            labelled_pairs = n * len(labelled)
+        if len(labelled):
             self.D[self.taken] = 0.0
             self.gcentre[: len(labelled)] = labelled
             self.G = len(labelled)
@@ -318,7 +343,13 @@ class _Engine:
         self.absf = 64.0 * (d + 1) * tiny
         self.first_changed = 0  # lowest row whose D changed since the last prefix pass
         self.stats = {"n": n, "centres": len(labelled), "rows_touched": 0, "centre_distances": 0, "groups_touched": 0,
-                      "switched_at": -1, "plain_centres": 0}
+                      "switched_at": -1, "plain_centres": 0, "labelled_pairs": labelled_pairs, "sketch_tests": 0,
+                      "sketch_width": sketch.k if sketch is not None else 0,
+                      "sketch_build_seconds": sketch.build_seconds if sketch is not None else 0.0}
+        self.next = -1  # the argmax found by the last sketch-filtered plain pass
+        self.last_full = n  # full distances of the last sketch-filtered plain pass
+        self.team = sketched.TeamChoice()
+        self.eval_n = np.zeros((n + EVAL_BLOCK - 1) // EVAL_BLOCK + 1, dtype=np.int64)
         self.plain = mode == "plain"
         self.average = 0.0
         self.probe_centres = 0
@@ -356,13 +387,25 @@ class _Engine:
             self.D[s] = 0.0
             self.gcentre[self.G] = s
             self.gcount[self.G] = 0
-            # the plain sweep, recording the new group in A
-            sweep_rows(r, c, ca, cn, self.G, self.D, self.A, NO_MASK, NEAREST, self.blk_val, self.blk_arg,
-                       self.tuner.threads())
-            self.tuner.pick_done(float(r.n))
+            if self.sk.on:  # the plain pass, a full distance only where the sketch test fails
+                # values it will read, guessed from the last pass
+                work = self.last_full * r.X.shape[1] + live_before * (self.sk.z.shape[1] + 3)
+                parallel = self.team.choose(work >= PARALLEL_MIN * r.X.shape[1])
+                start = time.perf_counter()
+                self.next, evaluated, first = sketched.update(r, self.sk, c[0], int(s), self.G, self.D, self.A,
+                                                              self.taken, self.blk_val, self.blk_arg, parallel)
+                self.team.record(parallel, (time.perf_counter() - start) / max(1, work))
+                self.last_full = evaluated
+                self.first_changed = min(self.first_changed, first, int(s))
+                self.stats["sketch_tests"] += live_before
+            else:  # the plain sweep, recording the new group in A
+                sweep_rows(r, c, ca, cn, self.G, self.D, self.A, NO_MASK, NEAREST, self.blk_val, self.blk_arg,
+                           self.tuner.threads())
+                self.tuner.pick_done(float(r.n))
+                self.first_changed = 0
+                evaluated = r.n
             self.G += 1
-            self.first_changed = 0
-            self.stats["rows_touched"] += r.n
+            self.stats["rows_touched"] += evaluated
             self.stats["plain_centres"] += 1
             if self.mode == "adaptive":
                 self.plain_left -= 1
@@ -374,11 +417,14 @@ class _Engine:
                                  self.gcount, self.grad, self.rel, self.absf, zero, self.sb, self.tg, self.counts))
         nc = int(_candidates(nt, self.tg, self.sb, self.taken, self.D, self.gstart, self.gcount, self.mem,
                              self.cand, self.flag))
+        sk = self.sk
+        sketch_args = (sk.on, sk.z, sk.r, sk.slack, sk.scale, sk.centre_slack(int(s)))
         if nc >= PARALLEL_MIN:
-            _eval_parallel.launch(self.tuner.threads(), nc, X, xcode, W, wcode, has_w, c[0], self.cand, self.G,
-                                  self.D, self.A, zero)
+            full = _eval_parallel.launch(self.tuner.threads(), nc, X, xcode, W, wcode, has_w, c[0], int(s), self.cand,
+                                         self.G, self.D, self.A, zero, *sketch_args, self.eval_n)
         else:  # waking the thread team costs more than a few thousand rows
-            _eval_rows(0, nc, X, xcode, W, wcode, has_w, c[0], self.cand, self.G, self.D, self.A, zero)
+            full = _eval_rows(0, nc, X, xcode, W, wcode, has_w, c[0], int(s), self.cand, self.G, self.D, self.A, zero,
+                              *sketch_args)
         m = int(_compact(nt, self.tg, self.G, self.A, self.taken, self.D, self.gcentre, self.gstart, self.gcount,
                          self.grad, self.gbest_d, self.gbest_i, self.mem, self.moved, self.counts))
         self.counts[0] = nc
@@ -391,7 +437,8 @@ class _Engine:
         evaluated, cdist, groups, first = (int(v) for v in self.counts)
         self.tuner.pick_done(float(evaluated + groups))
         self.first_changed = min(self.first_changed, first, int(s))
-        self.stats["rows_touched"] += evaluated
+        self.stats["rows_touched"] += int(full)
+        self.stats["sketch_tests"] += evaluated if sk.on else 0
         self.stats["centre_distances"] += cdist
         self.stats["groups_touched"] += groups
         if self.mode != "adaptive":
@@ -414,12 +461,15 @@ class _Engine:
 
     def _go_pruned(self) -> None:
         self.plain = False
+        self.next = -1
         self.probe_centres = 0
         self._lists()
 
     def argmax(self) -> tuple[int, float]:
         """Next k-center pick: argmax D over untaken rows, lowest index on ties, and its D."""
-        if self.plain:
+        if self.plain and self.next >= 0:
+            i, self.next = self.next, -1
+        elif self.plain:
             c = self.rows.gather(np.zeros(1, dtype=np.int64))
             i = sweep_rows(self.rows, *c, 0, self.D, self.A, self.taken, ARGMAX, self.blk_val, self.blk_arg,
                            self.tuner.threads())
@@ -448,10 +498,22 @@ class _Engine:
         return {**self.stats, "budget": budget, "plain_at_end": self.plain}
 
 
-def _accum(accum_dtype: Any, emb: Any) -> Any:
+def accum(accum_dtype: Any, emb: Any) -> Any:
     if accum_dtype is not None:
         return accum_dtype
     return np.float64 if np.dtype(emb.dtype) == np.float64 else np.float32
+
+
+def _engine(emb: Any, labelled_mask: np.ndarray, accum_dtype: Any, mode: str, sketch_width: int,
+            directions: tuple[np.ndarray, np.ndarray] | None) -> _Engine:
+    """The engine, with a sketch of width sketch_width built first (its cost in the stats)."""
+    acc = accum(accum_dtype, emb)
+    sketch = None
+    if sketch_width:
+        if pruned_supported(emb):
+            raise ValueError("; ".join(pruned_supported(emb)))
+        sketch = build_sketch(emb, int(sketch_width), acc_dtype=acc, directions=directions)
+    return _Engine(emb, labelled_mask, acc, mode, sketch)
 
 
 def _check_first(first: Any, n: int) -> None:
@@ -481,11 +543,16 @@ def kcenter_greedy_stats(
     mode: str = "adaptive",
     progress: Callable[[int], None] | None = None,
     accum_dtype: Any = None,
+    sketch_width: int = 0,
+    directions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """k-center greedy picks, distances at pick time and work statistics (rows_touched,
-    centre_distances, switched_at, ...). `mode`: 'adaptive' (pruned, plain pass once pruning
-    stops paying), 'pruned' (never falls back) or 'plain' (every row every pick)."""
-    eng = _Engine(emb, labelled_mask, _accum(accum_dtype, emb), mode)
+    """k-center greedy picks, distances at pick time and work statistics (rows_touched = full
+    distances, labelled_pairs = those of the labelled seeding, centre_distances, sketch_tests,
+    switched_at, ...). `mode`: 'adaptive' (pruned, plain pass once pruning stops paying),
+    'pruned' (never falls back) or 'plain' (every row every pick). sketch_width > 0 adds sketch
+    bounds of that width (directions: (mu, P) to use instead of the row sample's) to every
+    pass: plain passes then compute a full distance only where the sketch test fails."""
+    eng = _engine(emb, labelled_mask, accum_dtype, mode, sketch_width, directions)
     budget = _check_budget(budget, eng.untaken)
     _check_first(first, eng.rows.n)
     picks, dists = _driver.kcenter_greedy(eng, budget, first, progress)
@@ -502,10 +569,13 @@ def kmeans_pp_stats(
     mode: str = "adaptive",
     progress: Callable[[int], None] | None = None,
     accum_dtype: Any = None,
+    sketch_width: int = 0,
+    directions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """k-means++ picks and work statistics; `mode` as for kcenter_greedy_stats. Draws and the
-    draw -> row rule are those of the brute sweep (sweep.BruteState)."""
-    eng = _Engine(emb, labelled_mask, _accum(accum_dtype, emb), mode)
+    """k-means++ picks and work statistics; `mode`, `sketch_width` and `directions` as for
+    kcenter_greedy_stats. Draws and the draw -> row rule are those of the brute sweep
+    (sweep.BruteState)."""
+    eng = _engine(emb, labelled_mask, accum_dtype, mode, sketch_width, directions)
     budget = _check_budget(budget, eng.untaken)
     _check_first(first, eng.rows.n)
     return _driver.kmeans_pp(eng, budget, seed, first, progress), eng.report(budget)

@@ -4,7 +4,9 @@
 This module only chooses the algorithm: 'brute' runs sweep.BruteState (one fused parallel
 sweep per pick, O(n d) per pick, O(n (K + d)) for BADGE factors), 'pruned' (dense pools) runs
 the pruning engine of pruned.py (the same picks, reading only rows whose nearest-centre
-distance can change); 'auto' picks pruned when a row sample looks clustered. The pick loops
+distance can change) with group bounds; 'sketch' runs it with sketch (projection) bounds
+only, 'pruned+sketch' with both. 'auto' measures a row sample: group bounds when it looks
+clustered, a sketch when its predicted traffic is at most half of brute force's. The pick loops
 are _driver's; distances are rows.py's (float32 accumulator, float64 for float64 inputs; D
 and prefix sums float64). Ties: lowest index wins, independent of the thread count.
 """
@@ -15,21 +17,24 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _driver
-from .._pruning import DENSE_ONLY, looks_clustered
-from . import pruned
+from .._pruning import DENSE_ONLY
+from .._sketch import choose_bounds, engine_options
+from . import pruned, sketched
 from ._runtime import acc_zero
 from .rows import Rows
 from .sweep import BruteState, nearest_into
 
 CHECKS_FINITE = False
-ALGORITHMS = ("brute", "pruned")
+ALGORITHMS = ("brute", "pruned", "sketch", "pruned+sketch")
 
 
-def choose_algorithm(emb: Any) -> str:
-    """'pruned' for dense pools whose row sample looks clustered (the same test as cpp)."""
+def choose_algorithm(emb: Any, centres: int | None = None) -> str:
+    """Group bounds ('pruned') for dense pools whose row sample looks clustered (the same test
+    as cpp), a sketch when _sketch.choose_sketch says it pays, both when both; else 'brute'.
+    centres: the selection's mean centre count (labelled rows plus half the budget)."""
     if pruned.pruned_supported(emb):
         return "brute"
-    return "pruned" if looks_clustered(emb) else "brute"
+    return choose_bounds(emb, centres, not sketched.sketch_supported(emb, pruned.accum(None, emb)))
 
 
 def _check_algorithm(algorithm: str) -> None:
@@ -47,9 +52,10 @@ def kcenter_greedy(emb: Any, labelled_mask: np.ndarray, budget: int, first: int 
                    algorithm: str, progress: Callable[[int], None] | None, accum_dtype: Any
                    ) -> tuple[np.ndarray, np.ndarray]:
     _check_algorithm(algorithm)
-    if algorithm == "pruned":
-        return pruned.kcenter_greedy_pruned(emb, labelled_mask, budget, first, progress=progress,
-                                            accum_dtype=accum_dtype)
+    if algorithm != "brute":
+        picks, dists, _ = pruned.kcenter_greedy_stats(emb, labelled_mask, budget, first, progress=progress,
+                                                      accum_dtype=accum_dtype, **engine_options(emb, algorithm))
+        return picks, dists
     if int(budget) == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
     return _driver.kcenter_greedy(BruteState(emb, labelled_mask, accum_dtype), budget, first, progress)
@@ -58,9 +64,10 @@ def kcenter_greedy(emb: Any, labelled_mask: np.ndarray, budget: int, first: int 
 def kmeans_pp(emb: Any, labelled_mask: np.ndarray, budget: int, seed: int, first: Any, *,
               algorithm: str, progress: Callable[[int], None] | None, accum_dtype: Any) -> np.ndarray:
     _check_algorithm(algorithm)
-    if algorithm == "pruned":
-        return pruned.kmeans_pp_pruned(emb, labelled_mask, budget, seed, first, progress=progress,
-                                       accum_dtype=accum_dtype)
+    if algorithm != "brute":
+        picks, _ = pruned.kmeans_pp_stats(emb, labelled_mask, budget, seed, first, progress=progress,
+                                          accum_dtype=accum_dtype, **engine_options(emb, algorithm))
+        return picks
     if int(budget) == 0:
         return np.empty(0, dtype=np.int64)
     return _driver.kmeans_pp(BruteState(emb, labelled_mask, accum_dtype), budget, seed, first, progress)

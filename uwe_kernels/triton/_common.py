@@ -88,6 +88,35 @@ def row_uncertainty(z, cols, K, KIND: tl.constexpr, FROM_LOGITS: tl.constexpr):
 
 
 @triton.jit
+def passes_mutual_information(ptrs, sst, mask, cols, K, T, FROM_LOGITS: tl.constexpr,
+                              BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr):
+    """kind="bald" of BLOCK_N rows: pass t's scores are the tile at ptrs + t * sst ([rows,
+    BLOCK_K], classes >= K and rows outside the input masked). One read of each pass: its
+    entropy (log-sum-exp for logits) and its probabilities added to a register sum, whose
+    mean gives H(mean p). u = H(mean p) - mean H(p), clamped at 0 against rounding."""
+    km = (cols < K)[None, :]
+    pbar = tl.zeros([BLOCK_N, BLOCK_K], dtype=ACC)
+    h = tl.zeros([BLOCK_N], dtype=ACC)
+    for t in range(0, T):
+        z = tl.load(ptrs + t * sst, mask=mask, other=0.0).to(ACC)
+        if FROM_LOGITS:
+            mx = tl.max(tl.where(km, z, float("-inf")), axis=1)
+            e = tl.where(km, z - mx[:, None], 0.0)
+            ex = tl.where(km, tl.exp(e), 0.0)
+            tot = tl.sum(ex, axis=1)
+            h += tl.log(tot) - tl.sum(ex * e, axis=1) / tot
+            p = ex / tot[:, None]
+        else:
+            p = tl.where(km, z, 0.0)
+            h -= tl.sum(tl.where(p > 0, p * tl.log(tl.where(p > 0, p, 1.0)), 0.0), axis=1)
+        pbar += p
+    pbar = pbar / T  # divided in ACC: a float32 1 / T would round float64 sums
+    h_mean = -tl.sum(tl.where(pbar > 0, pbar * tl.log(tl.where(pbar > 0, pbar, 1.0)), 0.0), axis=1)
+    u = (h_mean - h / T).to(ACC)
+    return tl.where(u > 0, u, 0.0)
+
+
+@triton.jit
 def weight(u, tau, TAU_MODE: tl.constexpr):
     if TAU_MODE == 0:
         return u * 0.0 + 1.0

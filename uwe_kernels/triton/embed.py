@@ -9,6 +9,8 @@ Detection: per-box uncertainty and class in a kernel; the per-(image, class) agg
 with torch ops in chunks of boxes.
 Complexity: O(n K) for the uncertainty, O(n K d) for BADGE embeddings, O(n d) otherwise.
 Shapes: scores [n, K] (K <= MAX_CLASSES), features [n, d]; segmentation [N, K, H, W] / [N, C, h, w].
+kind="bald" takes scores [n, K, T]: the program reads the T pass tiles of its rows once,
+summing the probabilities in a [rows, BLOCK_K] register tile (passes_mutual_information).
 Accumulator: float32, float64 when any input is float64; half inputs load natively.
 Ties: top class = lowest index among equal maxima; detection "max" keeps the lowest box index.
 """
@@ -29,6 +31,7 @@ from ._common import (
     acc_tl,
     acc_torch,
     out_torch,
+    passes_mutual_information,
     pow2,
     row_uncertainty,
     tau_mode,
@@ -75,19 +78,24 @@ def _norm_args(norm: tuple[float, float] | None, accum_dtype: Any, device: Any) 
 
 
 @triton.jit
-def _rows_kernel(s_ptr, ssn, ssk, f_ptr, sfn, sfd, out_ptr, son, sod, u_ptr, cls_ptr, norm_ptr, n, K, d, tau,
+def _rows_kernel(s_ptr, ssn, ssk, sst, f_ptr, sfn, sfd, out_ptr, son, sod, u_ptr, cls_ptr, norm_ptr, n, K, T, d, tau,
                  KIND: tl.constexpr, FROM_LOGITS: tl.constexpr, TAU_MODE: tl.constexpr, MODE: tl.constexpr,
                  NORM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
                  ACC: tl.constexpr):
     """MODE 0: out[i] = u_i. MODE 1: out[i, :] = w_i * f[i, :]. MODE 2: u[i] = u_i, out = w_i,
-    cls[i] = top class (detection boxes)."""
+    cls[i] = top class (detection boxes). KIND 4 (bald): scores [n, K, T], pass stride sst."""
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     rmask = rows < n
     cols = tl.arange(0, BLOCK_K)
     m2 = rmask[:, None] & (cols < K)[None, :]
-    z = tl.load(s_ptr + rows[:, None] * ssn + cols[None, :] * ssk, mask=m2, other=0.0).to(ACC)
-    u, top = row_uncertainty(z, cols, K, KIND, FROM_LOGITS)
-    u = u.to(ACC)
+    if KIND == 4:
+        u = passes_mutual_information(s_ptr + rows[:, None] * ssn + cols[None, :] * ssk, sst, m2, cols, K, T,
+                                      FROM_LOGITS, BLOCK_N, BLOCK_K, ACC)
+        top = rows * 0
+    else:
+        z = tl.load(s_ptr + rows[:, None] * ssn + cols[None, :] * ssk, mask=m2, other=0.0).to(ACC)
+        u, top = row_uncertainty(z, cols, K, KIND, FROM_LOGITS)
+        u = u.to(ACC)
     if MODE == 0:
         tl.store(out_ptr + rows * son, cast_out(u, out_ptr), mask=rmask)
     elif MODE == 1:
@@ -184,7 +192,8 @@ def _launch_rows(scores: torch.Tensor, features: torch.Tensor | None, out: torch
                  kind: str, tau: float, from_logits: bool, accum_dtype: Any,
                  u: torch.Tensor | None = None, cls: torch.Tensor | None = None,
                  norm: tuple[float, float] | None = None) -> None:
-    n, K = scores.shape
+    n, K = scores.shape[:2]
+    T, sst = (scores.shape[2], scores.stride(2)) if scores.dim() == 3 else (1, 0)
     f = features if features is not None else scores
     d = f.shape[1] if features is not None else 0
     so = out.stride() if out.dim() == 2 else (out.stride(0), 0)
@@ -192,9 +201,9 @@ def _launch_rows(scores: torch.Tensor, features: torch.Tensor | None, out: torch
         return
     norm_t, norm_mode = _norm_args(norm, accum_dtype, scores.device)
     _rows_kernel[_grid(n)](
-        scores, scores.stride(0), scores.stride(1), f, f.stride(0), f.stride(1), out, so[0], so[1],
+        scores, scores.stride(0), scores.stride(1), sst, f, f.stride(0), f.stride(1), out, so[0], so[1],
         u if u is not None else out, cls if cls is not None else out, norm_t if norm_t is not None else out,
-        n, K, d, float(tau),
+        n, K, T, d, float(tau),
         KIND=KIND_CODES[kind], FROM_LOGITS=bool(from_logits), TAU_MODE=tau_mode(tau), MODE=mode, NORM=norm_mode,
         BLOCK_N=BLOCK_ROWS, BLOCK_K=pow2(K, 2), BLOCK_D=BLOCK_COLS, ACC=acc_tl(accum_dtype))
 

@@ -36,7 +36,7 @@ MAX_CLASSES = 4096
 PRUNED = "algorithm='pruned' is not implemented by triton yet; use algorithm='brute' (same picks)"
 
 
-def choose_algorithm(emb: Any) -> str:
+def choose_algorithm(emb: Any, centres: int | None = None) -> str:
     return "brute"
 
 

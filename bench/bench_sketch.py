@@ -1,0 +1,157 @@
+"""Sketch (projection) bounds on realistic embeddings: the numba pruning engine with a sketch vs
+its brute force, and what `algorithm="auto"` makes of each pool.
+
+Pools (bench/_realistic.py): power-law spectra (exponents 0.5, 1, 1.5) with 10 classes,
+ReLU-clipped; isotropic Gaussian noise (nothing pays there: auto must stay near brute force);
+the demo network's penultimate features on scikit-learn's digits. Per case, extra_info has the
+rows fully evaluated per pick (and its fraction of the live rows), the labelled pass's fraction,
+the sketch's width and build time, auto's choice, and the floor fraction (brute-force floor:
+budget x n x row bytes / read bandwidth, over the measured time). Picks are checked equal to
+brute force in every case.
+
+Quick sizes by default; UWE_BENCH_SIZE=smoke (implied by `--benchmark-disable`) shrinks the
+pools to a few thousand rows. `python -m bench.bench_sketch` runs the issue's goal measurement: alternating
+public calls (brute, auto) on the 50,000 x 512 exponent-1 pool, isotropic noise and exponent
+0.5, best of several, with the read bandwidth measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+import uwe_kernels as uk
+from bench import _realistic, _roofline
+from bench._data import pick
+
+pytest.importorskip("numba")
+
+from uwe_kernels.numba import pruned  # noqa: E402
+from uwe_kernels.numba import select as nsel  # noqa: E402
+
+# (name, n, d, exponent (0: isotropic noise), labelled, budget)
+QUICK = [
+    ("power-1.0", 50_000, 512, 1.0, 1_000, 1_000),
+    ("power-0.5", 50_000, 512, 0.5, 1_000, 300),
+    ("power-1.5", 50_000, 512, 1.5, 1_000, 300),
+    ("isotropic", 50_000, 512, 0.0, 1_000, 200),
+]
+SMOKE = [
+    ("power-1.0", 6_000, 64, 1.0, 100, 20),
+    ("isotropic", 6_000, 64, 0.0, 100, 20),
+]
+DIGITS_BUDGET = 100
+
+
+def realistic_pool(n: int, d: int, exponent: float) -> np.ndarray:
+    if exponent == 0.0:
+        return np.random.default_rng([5, n, d]).standard_normal((n, d), dtype=np.float32)
+    return _realistic.power_law_pool(n, d, exponent)
+
+
+def labelled_rows(n: int, count: int) -> np.ndarray:
+    return np.sort(np.random.default_rng([6, n]).choice(n, count, replace=False))
+
+
+def sketch_report(x: np.ndarray, labelled: np.ndarray, budget: int) -> dict[str, Any]:
+    """auto's choice, and the work of a sketch-bounded k-center selection (auto's width, or 16
+    when auto turns the sketch down), its picks checked against brute force."""
+    n = len(x)
+    mask = np.zeros(n, dtype=bool)
+    mask[labelled] = True
+    choice = nsel.choose_algorithm(x, centres=len(labelled) + budget // 2)
+    sketch = getattr(choice, "sketch", None)
+    width = sketch.width if sketch is not None else min(16, x.shape[1] // 4)
+    want = nsel.kcenter_greedy(x, mask, budget, None, algorithm="brute", progress=None, accum_dtype=np.float32)
+    picks, dists, stats = pruned.kcenter_greedy_stats(x, mask, budget, None, mode="plain", sketch_width=width)
+    np.testing.assert_array_equal(picks, want[0])
+    np.testing.assert_array_equal(dists, want[1])
+    live = n - len(labelled) - np.arange(1, budget)  # rows a pass looks at, pick by pick
+    return {"auto_choice": str(choice), "sketch_width": width,
+            "sketch_build_s": stats["sketch_build_seconds"],
+            "rows_evaluated_per_pick": stats["rows_touched"] / max(1, budget - 1),
+            "evaluated_fraction": stats["rows_touched"] / max(1, int(live.sum())),
+            "labelled_pass_fraction": stats["labelled_pairs"] / max(1, n * len(labelled)),
+            "predicted_traffic": sketch.traffic if sketch is not None else None}
+
+
+CASES = pick(QUICK, QUICK, smoke=SMOKE)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}x{c[2]}" for c in CASES])
+@pytest.mark.parametrize("algorithm", ["brute", "auto"])
+def test_realistic_pool(case: tuple[str, int, int, float, int, int], algorithm: str,
+                        measure: Callable[..., Any], benchmark: Any) -> None:
+    name, n, d, exponent, n_labelled, budget = case
+    benchmark.group = f"sketch-kcg:{name}"
+    x = realistic_pool(n, d, exponent)
+    labelled = labelled_rows(n, n_labelled)
+    info = sketch_report(x, labelled, budget) if algorithm == "auto" else {}
+    picks = measure(lambda: uk.kcenter_greedy(x, labelled, budget, algorithm=algorithm, backend="numba"),
+                    provider=f"numba-{algorithm}", shape=f"{name} {n}x{d} m={n_labelled} b={budget}",
+                    bytes_moved=budget * x.nbytes, **info)
+    np.testing.assert_array_equal(picks, uk.kcenter_greedy(x, labelled, budget, algorithm="brute",
+                                                           backend="numba"))
+
+
+@pytest.mark.parametrize("algorithm", ["brute", "auto"])
+def test_digits_features(algorithm: str, measure: Callable[..., Any], benchmark: Any) -> None:
+    benchmark.group = "sketch-kcg:digits"
+    x, labelled = _realistic.digits_features(epochs=pick(60, 60, smoke=5))
+    info = sketch_report(x, labelled, DIGITS_BUDGET) if algorithm == "auto" else {}
+    measure(lambda: uk.kcenter_greedy(x, labelled, DIGITS_BUDGET, algorithm=algorithm, backend="numba"),
+            provider=f"numba-{algorithm}", shape=f"digits {x.shape[0]}x{x.shape[1]} m={len(labelled)}",
+            bytes_moved=DIGITS_BUDGET * x.nbytes, **info)
+
+
+# ---------------------------------------------------------------- the goal measurement
+
+
+def _best(fn: Callable[[], Any], out: list[float]) -> Any:
+    t = time.perf_counter()
+    result = fn()
+    out.append(time.perf_counter() - t)
+    return result
+
+
+def goal(name: str, n: int, d: int, exponent: float, n_labelled: int, budget: int, rounds: int,
+         bandwidth: float) -> dict[str, Any]:
+    """brute and auto (public calls, numba) alternated `rounds` times; best of each."""
+    x = realistic_pool(n, d, exponent)
+    labelled = labelled_rows(n, n_labelled)
+    times: dict[str, list[float]] = {"brute": [], "auto": []}
+    picks: dict[str, np.ndarray] = {}
+    uk.kcenter_greedy(x[:8192], labelled[labelled < 8192], 4, algorithm="auto", backend="numba")  # compile
+    for _ in range(rounds):
+        for algorithm in ("brute", "auto"):
+            picks[algorithm] = _best(lambda: uk.kcenter_greedy(x, labelled, budget, algorithm=algorithm,
+                                                               backend="numba"), times[algorithm])
+    floor = budget * x.nbytes / bandwidth
+    best = {k: min(v) for k, v in times.items()}
+    return {"pool": name, "n": n, "d": d, "labelled": n_labelled, "budget": budget,
+            "same_picks": bool(np.array_equal(picks["brute"], picks["auto"])),
+            "brute_s": best["brute"], "auto_s": best["auto"], "floor_s": floor,
+            "auto_vs_brute": best["brute"] / best["auto"], "auto_below_floor": floor / best["auto"],
+            "times": times, **sketch_report(x, labelled, budget)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pools", nargs="*", default=[c[0] for c in QUICK])
+    args = parser.parse_args()
+    bandwidth = _roofline.cpu_read_bandwidth(repeats=5)
+    print(json.dumps({"read_bandwidth": bandwidth}), flush=True)
+    for name, n, d, exponent, _, budget in QUICK:
+        if name in args.pools:
+            row = goal(name, n, d, exponent, 1_000, 1_000 if name == "power-1.0" else budget, args.rounds,
+                       bandwidth["best"])
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

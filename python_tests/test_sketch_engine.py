@@ -1,0 +1,251 @@
+"""Sketch bounds inside the pruning engines (numba, cpp): the same picks (and, for k-center
+greedy, the same distances bit for bit) as the backend's brute force on the inputs that
+stress the test's margin, and `auto`'s choice among brute, group bounds and the sketch."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+import uwe_kernels as uk  # noqa: E402
+from uwe_kernels import _sketch  # noqa: E402
+from uwe_kernels._arrays import BFLOAT16  # noqa: E402
+from uwe_kernels.cpp import pruned as cpp_pruned  # noqa: E402
+from uwe_kernels.cpp import select as cpp_select  # noqa: E402
+from uwe_kernels.factored import FactoredArrays  # noqa: E402
+from uwe_kernels.numba import pruned, sketched  # noqa: E402
+from uwe_kernels.numba import select as nsel  # noqa: E402
+
+from helpers import gaussian_pool  # noqa: E402
+
+DTYPES = {"float16": np.dtype(np.float16), "bfloat16": BFLOAT16, "float32": np.dtype(np.float32),
+          "float64": np.dtype(np.float64)}
+# (mode, sketch width): sketch only, sketch with group bounds, group bounds that never fall back
+ENGINES = [("plain", 4), ("adaptive", 4), ("pruned", 8), ("plain", 1)]
+
+
+def acc(x: np.ndarray) -> type:
+    return np.float64 if getattr(x, "features", x).dtype == np.float64 else np.float32
+
+
+def low_rank(rng: np.random.Generator, n: int, d: int, rank: int, noise: float) -> np.ndarray:
+    basis = np.linalg.qr(rng.standard_normal((d, rank)))[0]
+    return rng.standard_normal((n, rank)) * np.linspace(4, 1, rank) @ basis.T + noise * rng.standard_normal((n, d))
+
+
+def near_ties(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """A low-rank pool, near copies (1e-4 apart) and exact copies of some of its rows."""
+    rows = low_rank(rng, n, d, 5, 0.2)
+    picks = rng.choice(n, n // 6, replace=False)
+    return np.concatenate([rows, rows[picks] + 1e-4 * rng.standard_normal((len(picks), d)), rows[picks[:20]]])
+
+
+def outside_twins(rng: np.random.Generator, n: int, d: int, k: int) -> np.ndarray:
+    """Rows of rank k, and twins that differ from them only outside those k directions."""
+    rows = low_rank(rng, n, d, k, 0.0)
+    basis = np.linalg.svd(rows - rows.mean(0), full_matrices=True)[2].T
+    twins = rows[: n // 4] + 1e-2 * rng.standard_normal((n // 4, d - k)) @ basis[:, k:].T
+    return np.concatenate([rows, twins])
+
+
+def zero_residuals(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """Exactly rank 3 (every residual is rounding) with duplicates."""
+    rows = low_rank(rng, n, d, 3, 0.0)
+    return np.concatenate([rows, rows[:40]])
+
+
+POOLS = {"near_ties": near_ties, "outside_twins": lambda rng, n, d: outside_twins(rng, n, d, 4),
+         "zero_residuals": zero_residuals}
+
+
+def mask_of(n: int, count: int, seed: int = 0) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng(seed).choice(n, count, replace=False)] = True
+    return mask
+
+
+# backend -> (op module with a brute force, engine module with *_stats)
+BACKENDS = {"numba": (nsel, pruned), "cpp": (cpp_select, cpp_pruned)}
+
+
+def cpp_available() -> bool:
+    return bool(uk.backends()["cpp"][0])
+
+
+@pytest.fixture(params=list(BACKENDS))
+def engine_name(request: pytest.FixtureRequest) -> str:
+    if request.param == "cpp" and not cpp_available():
+        pytest.skip("cpp: " + uk.backends()["cpp"][1])
+    return str(request.param)
+
+
+def check_kcg(x: np.ndarray, mask: np.ndarray, budget: int, first: int | None = None,
+              backend: str = "numba") -> list[dict]:
+    ops, engine = BACKENDS[backend]
+    want, want_d = ops.kcenter_greedy(x, mask, budget, first, algorithm="brute", progress=None, accum_dtype=acc(x))
+    out = []
+    for mode, width in ENGINES:
+        picks, dists, stats = engine.kcenter_greedy_stats(x, mask, budget, first, mode=mode, sketch_width=width,
+                                                          accum_dtype=acc(x))
+        np.testing.assert_array_equal(picks, want, err_msg=f"{mode} k={width}")
+        np.testing.assert_array_equal(dists, want_d, err_msg=f"{mode} k={width}")
+        out.append(stats)
+    return out
+
+
+def check_kmpp(x: np.ndarray, mask: np.ndarray, budget: int, seed: int, first: object,
+               backend: str = "numba") -> None:
+    ops, engine = BACKENDS[backend]
+    want = ops.kmeans_pp(x, mask, budget, seed, first, algorithm="brute", progress=None, accum_dtype=acc(x))
+    for mode, width in ENGINES:
+        picks, _ = engine.kmeans_pp_stats(x, mask, budget, seed, first, mode=mode, sketch_width=width,
+                                          accum_dtype=acc(x))
+        np.testing.assert_array_equal(picks, want, err_msg=f"{mode} k={width}")
+
+
+@pytest.mark.parametrize("labelled", [0, 9])
+@pytest.mark.parametrize("pool", list(POOLS))
+def test_kcenter_with_a_sketch_matches_brute(pool: str, labelled: int, engine_name: str) -> None:
+    x = POOLS[pool](np.random.default_rng(1), 360, 23).astype(np.float32)
+    for stats in check_kcg(x, mask_of(len(x), labelled), 60, backend=engine_name):
+        assert stats["sketch_width"] > 0 and stats["sketch_build_seconds"] > 0
+
+
+@pytest.mark.parametrize("pool", list(POOLS))
+def test_kmeans_with_a_sketch_matches_brute(pool: str, engine_name: str) -> None:
+    x = POOLS[pool](np.random.default_rng(2), 330, 21).astype(np.float32)
+    check_kmpp(x, np.zeros(len(x), bool), 50, 3, "max_norm", engine_name)
+    check_kmpp(x, mask_of(len(x), 6), 50, 8, "random", engine_name)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
+def test_every_pool_dtype(dtype: str, engine_name: str) -> None:
+    x = near_ties(np.random.default_rng(3), 300, 17).astype(DTYPES[dtype])
+    check_kcg(x, mask_of(len(x), 5), 45, backend=engine_name)
+    check_kmpp(x, mask_of(len(x), 5), 45, 2, "max_norm", engine_name)
+
+
+def test_memory_mapped_pool(tmp_path, engine_name: str) -> None:  # type: ignore[no-untyped-def]
+    rows = near_ties(np.random.default_rng(4), 300, 19).astype(np.float32)
+    mapped = np.memmap(tmp_path / "pool.bin", dtype=np.float32, mode="w+", shape=rows.shape)
+    mapped[:] = rows
+    mapped.flush()
+    pool = np.memmap(tmp_path / "pool.bin", dtype=np.float32, mode="r", shape=rows.shape)
+    check_kcg(pool, mask_of(len(rows), 4), 40, backend=engine_name)
+    check_kmpp(pool, np.zeros(len(rows), bool), 40, 5, "max_norm", engine_name)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
+def test_cpp_factored_uwe_with_a_sketch_matches_brute(dtype: str) -> None:
+    if not cpp_available():
+        pytest.skip("cpp: " + uk.backends()["cpp"][1])
+    rng = np.random.default_rng(9)
+    features = near_ties(rng, 300, 18).astype(DTYPES[dtype])
+    weights = rng.uniform(0.2, 1.5, len(features)).astype(DTYPES[dtype])
+    fa = FactoredArrays(weights, features)
+    mask = mask_of(len(features), 6)
+    check_kcg(fa, mask, 40, backend="cpp")  # type: ignore[arg-type]
+    check_kmpp(fa, mask, 40, 4, "max_norm", "cpp")  # type: ignore[arg-type]
+
+
+def test_cpp_badge_gets_no_sketch() -> None:
+    if not cpp_available():
+        pytest.skip("cpp: " + uk.backends()["cpp"][1])
+    rng = np.random.default_rng(10)
+    fa = FactoredArrays(rng.standard_normal((50, 3)).astype(np.float32), rng.standard_normal((50, 6)).astype(np.float32))
+    with pytest.raises(ValueError, match="not BADGE"):
+        cpp_pruned.kcenter_greedy_stats(fa, np.zeros(50, bool), 5, None, sketch_width=2)
+
+
+def test_the_sketch_skips_most_rows_of_a_low_rank_pool() -> None:
+    x = low_rank(np.random.default_rng(5), 3000, 64, 6, 0.01).astype(np.float32)
+    mask = mask_of(len(x), 50)
+    _, _, stats = pruned.kcenter_greedy_stats(x, mask, 100, None, mode="plain", sketch_width=8)
+    assert stats["rows_touched"] < 0.2 * 99 * (len(x) - 50)
+    assert stats["labelled_pairs"] < 0.2 * 50 * len(x)
+    assert stats["sketch_tests"] >= stats["rows_touched"]
+
+
+def test_serial_and_parallel_sketch_passes_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = near_ties(np.random.default_rng(6), 500, 16).astype(np.float32)
+    mask = mask_of(len(x), 7)
+    monkeypatch.setattr(pruned, "PARALLEL_MIN", 0)  # every pass on the thread team
+    parallel = pruned.kcenter_greedy_stats(x, mask, 60, None, mode="plain", sketch_width=4)
+    monkeypatch.setattr(pruned, "PARALLEL_MIN", 1 << 40)  # every pass on one thread
+    serial = pruned.kcenter_greedy_stats(x, mask, 60, None, mode="plain", sketch_width=4)
+    np.testing.assert_array_equal(parallel[0], serial[0])
+    np.testing.assert_array_equal(parallel[1], serial[1])
+    assert parallel[2]["rows_touched"] == serial[2]["rows_touched"]
+
+
+def test_given_directions_are_used() -> None:
+    x = near_ties(np.random.default_rng(7), 300, 12).astype(np.float32)
+    mu, basis, _ = _sketch.sample_directions(x, 3)
+    mask = mask_of(len(x), 3)
+    want = nsel.kcenter_greedy(x, mask, 30, None, algorithm="brute", progress=None, accum_dtype=np.float32)
+    picks, dists, _ = pruned.kcenter_greedy_stats(x, mask, 30, None, mode="plain", sketch_width=3,
+                                                  directions=(mu, basis))
+    np.testing.assert_array_equal(picks, want[0])
+    np.testing.assert_array_equal(dists, want[1])
+
+
+def test_a_float64_pool_summed_in_float32_gets_no_sketch() -> None:
+    x = gaussian_pool(200, 8, seed=1).astype(np.float64)
+    assert sketched.sketch_supported(x, np.float32)
+    assert not sketched.sketch_supported(x, np.float64)
+    with pytest.raises(ValueError, match="float64 pool summed in float32"):
+        pruned.kcenter_greedy_stats(x, np.zeros(200, bool), 5, None, sketch_width=2, accum_dtype=np.float32)
+
+
+def power_law(n: int, d: int, exponent: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    scales = np.arange(1, d + 1, dtype=np.float64) ** (-exponent / 2)
+    rotation = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    return ((rng.standard_normal((n, d)) * scales) @ rotation).astype(np.float32)
+
+
+def test_auto_chooses_a_sketch_on_a_decaying_spectrum_and_brute_force_on_noise() -> None:
+    decaying = power_law(6000, 64, 2.5)
+    choice = nsel.choose_algorithm(decaying, centres=400)
+    assert choice in ("sketch", "pruned+sketch")
+    assert isinstance(choice, _sketch.Algorithm) and choice.sketch.width in (8, 16)
+    assert choice.sketch.traffic <= _sketch.MAX_TRAFFIC
+    assert nsel.choose_algorithm(gaussian_pool(6000, 64, seed=2), centres=400) == "brute"
+    # too short a selection to repay the measurement, too small a pool, too narrow for k <= d / 4
+    assert _sketch.choose_sketch(decaying, centres=1).width == 0
+    assert _sketch.choose_sketch(decaying[:1000], centres=400).width == 0
+    assert _sketch.choose_sketch(decaying[:, :16], centres=400).width == 0
+
+
+def test_auto_with_a_sketch_gives_the_brute_picks() -> None:
+    x = power_law(6000, 64, 2.5, seed=3)
+    labelled = np.arange(0, 6000, 40)
+    for kw in ({}, {"return_distances": True}):
+        want = uk.kcenter_greedy(x, labelled, 120, algorithm="brute", backend="numba", **kw)
+        got = uk.kcenter_greedy(x, labelled, 120, algorithm="auto", backend="numba", **kw)
+        for a, b in zip(np.atleast_2d(want), np.atleast_2d(got)):
+            np.testing.assert_array_equal(a, b)
+    want = uk.kmeans_pp(x, 120, labelled_idx=labelled, seed=4, algorithm="brute", backend="numba")
+    np.testing.assert_array_equal(uk.kmeans_pp(x, 120, labelled_idx=labelled, seed=4, backend="numba"), want)
+
+
+def test_sketch_by_name_without_a_measurement_uses_the_default_width() -> None:
+    x = near_ties(np.random.default_rng(8), 300, 40).astype(np.float32)
+    mask = mask_of(len(x), 5)
+    want = nsel.kcenter_greedy(x, mask, 30, None, algorithm="brute", progress=None, accum_dtype=np.float32)
+    for name in ("sketch", "pruned+sketch"):
+        got = nsel.kcenter_greedy(x, mask, 30, None, algorithm=name, progress=None, accum_dtype=np.float32)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_team_choice_times_both_ways_then_runs_the_faster() -> None:
+    team = sketched.TeamChoice()
+    assert team.choose(False) is False  # small passes never wake the team
+    assert team.choose(True) is True  # the team, not timed yet
+    team.record(True, 5e-9)
+    assert team.choose(True) is False  # one thread not timed yet
+    team.record(False, 1e-9)
+    choices = [team.choose(True) for _ in range(2 * sketched.TeamChoice.REPROBE)]
+    assert choices.count(False) > choices.count(True) > 0  # mostly the faster, re-timing the other
