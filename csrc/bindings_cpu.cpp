@@ -7,6 +7,7 @@
 #endif
 
 #include "common/abi_export.h"
+#include "cpu/threads.h"
 
 namespace py = pybind11;
 
@@ -18,13 +19,7 @@ void register_pruned_cpu(py::module_& m);
 
 namespace {
 
-int max_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
+int max_threads() { return uwe::cpu::team_threads(); }
 
 py::dict build_info() {
   py::dict info;
@@ -54,11 +49,10 @@ PYBIND11_MODULE(_ext_cpu, m) {
       "set_num_threads",
       [](int n) {
         if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
-#ifdef _OPENMP
-        omp_set_num_threads(n);
-#endif
+        uwe::cpu::set_threads(n);
       },
-      py::arg("n"), "Threads for later calls (no effect without OpenMP).");
+      py::arg("n"), "At most n threads in later calls (no effect without OpenMP or in a forked child).");
+  uwe::cpu::install_fork_handler();
   m.attr("ABI") = uwe::abi_table();
   uwe::register_embed_cpu(m);
   uwe::register_select_cpu(m);

@@ -15,6 +15,7 @@ from .errors import BackendUnavailable, NonFiniteError
 from .factored import FactoredEmbedding
 from .registry import backends
 from .selection import kcenter_greedy, kmeans_pp, min_distances, select
+from ._threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
@@ -27,10 +28,12 @@ __all__ = [
     "badge_embedding",
     "badge_factored",
     "build_info",
+    "get_num_threads",
     "kcenter_greedy",
     "kmeans_pp",
     "min_distances",
     "select",
+    "set_num_threads",
     "uncertainty",
     "uwe",
     "uwe_detection",

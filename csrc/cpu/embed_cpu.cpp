@@ -29,6 +29,7 @@
 #include "common/uncertainty.h"
 #include "cpu/embed_simd.h"
 #include "cpu/embed_strided.h"
+#include "cpu/threads.h"
 
 namespace py = pybind11;
 
@@ -265,7 +266,7 @@ BadRows uncertainty_impl(const HostBuf& s, int kind, bool logits, char* out, int
   py::gil_scoped_release release;
   for (int64_t b0 = 0; b0 < blocks_of(n); b0 += kSliceBlocks) {
     const int64_t b1 = std::min(blocks_of(n), b0 + kSliceBlocks);
-#pragma omp parallel for schedule(static) reduction(min : nf, neg)
+#pragma omp parallel for num_threads(cpu::team_threads()) schedule(static) reduction(min : nf, neg)
     for (int64_t b = b0; b < b1; ++b) {
       A w[kBlock];
       const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
@@ -289,7 +290,7 @@ BadRows uwe_impl(const HostBuf& s, const HostBuf& f, int kind, WeightRule<A> rul
   py::gil_scoped_release release;
   for (int64_t b0 = 0; b0 < blocks_of(n); b0 += kSliceBlocks) {
     const int64_t b1 = std::min(blocks_of(n), b0 + kSliceBlocks);
-#pragma omp parallel for schedule(static) reduction(min : nf, neg, bf)
+#pragma omp parallel for num_threads(cpu::team_threads()) schedule(static) reduction(min : nf, neg, bf)
     for (int64_t b = b0; b < b1; ++b) {
       A w[kBlock];
       const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
@@ -311,7 +312,7 @@ BadRows badge_weights_impl(const HostBuf& s, bool logits, char* out, int o_code)
   py::gil_scoped_release release;
   for (int64_t b0 = 0; b0 < blocks_of(n); b0 += kSliceBlocks) {
     const int64_t b1 = std::min(blocks_of(n), b0 + kSliceBlocks);
-#pragma omp parallel reduction(min : nf, neg)
+#pragma omp parallel num_threads(cpu::team_threads()) reduction(min : nf, neg)
     {
       std::vector<A> w(kBlock * K);
 #pragma omp for schedule(static)
@@ -354,7 +355,7 @@ BadRows badge_embedding_impl(const HostBuf& s, const HostBuf& f, bool logits, ch
   const int64_t slice = std::max<int64_t>(1, kSliceBlocks / std::max<int64_t>(1, K));
   for (int64_t b0 = 0; b0 < blocks_of(n); b0 += slice) {
     const int64_t b1 = std::min(blocks_of(n), b0 + slice);
-#pragma omp parallel reduction(min : nf, neg, bf)
+#pragma omp parallel num_threads(cpu::team_threads()) reduction(min : nf, neg, bf)
     {
       std::vector<A> w(kBlock * K);
 #pragma omp for schedule(static)
@@ -432,7 +433,7 @@ BadRows segmentation_impl(const HostBuf& s, const HostBuf& f, int64_t rh, int64_
     const int64_t slice = std::max<int64_t>(1, (int64_t(1) << 22) / std::max<int64_t>(1, W * s.shape[1]));
     for (int64_t t0 = 0; t0 < N * H; t0 += slice) {
       const int64_t t1 = std::min(N * H, t0 + slice);
-#pragma omp parallel for schedule(static) reduction(min : nf, neg)
+#pragma omp parallel for num_threads(cpu::team_threads()) schedule(static) reduction(min : nf, neg)
       for (int64_t t = t0; t < t1; ++t)
         pixels(s, t / H, t % H, rw, kind, logits, row_sums.data() + t * nw, nf, neg);
       check();
@@ -449,7 +450,7 @@ BadRows segmentation_impl(const HostBuf& s, const HostBuf& f, int64_t rh, int64_
         }
 
     const double cells = static_cast<double>(ch * cw);
-#pragma omp parallel reduction(min : bf)
+#pragma omp parallel num_threads(cpu::team_threads()) reduction(min : bf)
     {
       std::vector<double> sums(static_cast<size_t>(R));
       std::vector<double> vals(static_cast<size_t>(R));
@@ -509,7 +510,7 @@ void detection_write(const HostBuf& f, const int64_t* ids, const A* u, const int
       int64_t& slot = best[ids[b] * K + cls[b]];
       if (slot < 0 || u[b] > u[slot]) slot = b;
     }
-#pragma omp parallel for schedule(static) reduction(min : bad)
+#pragma omp parallel for num_threads(cpu::team_threads()) schedule(static) reduction(min : bad)
     for (int64_t t = 0; t < M * K; ++t) {
       const int64_t b = best[t];
       O* row = dst + t * d;
@@ -521,7 +522,7 @@ void detection_write(const HostBuf& f, const int64_t* ids, const A* u, const int
       if (!(probe == A(0))) bad = std::min(bad, b);
     }
     // Boxes that lost their slot are still inputs: check them too.
-#pragma omp parallel for schedule(static) reduction(min : bad)
+#pragma omp parallel for num_threads(cpu::team_threads()) schedule(static) reduction(min : bad)
     for (int64_t b = 0; b < B; ++b)
       if (best[ids[b] * K + cls[b]] != b && !features_row_finite<F>(f, b)) bad = std::min(bad, b);
     bad_f = bad;
@@ -534,7 +535,7 @@ void detection_write(const HostBuf& f, const int64_t* ids, const A* u, const int
     std::vector<int64_t> fill(start.begin(), start.end() - 1);
     for (int64_t b = 0; b < B; ++b) order[fill[ids[b]]++] = b;
   }
-#pragma omp parallel reduction(min : bad)
+#pragma omp parallel num_threads(cpu::team_threads()) reduction(min : bad)
   {
     std::vector<A> acc(static_cast<size_t>(K * d));
     std::vector<int64_t> count(static_cast<size_t>(K));
@@ -579,7 +580,7 @@ BadRows detection_impl(const HostBuf& s, const HostBuf& f, const int64_t* ids, i
   std::vector<int64_t> cls(static_cast<size_t>(B));
   int64_t nf = kNone, neg = kNone, bf = kNone;
   py::gil_scoped_release release;
-#pragma omp parallel for schedule(static) reduction(min : nf, neg)
+#pragma omp parallel for num_threads(cpu::team_threads()) schedule(static) reduction(min : nf, neg)
   for (int64_t b = 0; b < blocks_of(B); ++b)
     boxes(s, b * kBlock, std::min(B, (b + 1) * kBlock), kind, logits, u.data(), cls.data(), nf, neg);
   write(f, ids, u.data(), cls.data(), M, K, rule, mean, out, bf);

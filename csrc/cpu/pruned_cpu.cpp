@@ -89,7 +89,7 @@ class PrunedState {
   void pick_max_norm(int64_t t) {  // norms as the brute-force first pick computes them
     const int64_t n = this->n();
     std::vector<Acc> norms(n);
-#pragma omp parallel for schedule(static, 4096) if (n >= 4096)
+#pragma omp parallel for num_threads(eng_.rows().workspace().threads) schedule(static, 4096) if (n >= 4096)
     for (int64_t i = 0; i < n; ++i) norms[i] = eng_.rows().norm(i);
     int64_t best = 0;
     for (int64_t i = 1; i < n; ++i)
@@ -106,6 +106,10 @@ class PrunedState {
   void record(int64_t t, int64_t i) {
     picks_[t] = i;
     if (dists_) dists_[t] = std::sqrt(static_cast<double>(eng_.D()[i]));
+    const pruned::Stats& st = eng_.stats();
+    const double work = static_cast<double>(st.values_read + st.rows_touched);
+    eng_.rows().workspace().pick_done(work - work_seen_);
+    work_seen_ = work;
   }
 
   Engine<Rows> eng_;
@@ -113,6 +117,7 @@ class PrunedState {
   int64_t* picks_;
   double* dists_;
   D2Sampler sample_;
+  double work_seen_ = 0.0;  // engine reads already reported to the workspace's team tuner
 };
 
 using F32 = py::array_t<float, py::array::c_style>;
@@ -162,7 +167,7 @@ py::tuple select_pruned(const py::tuple& emb_spec, const py::array_t<bool, py::a
   bool plain_at_end = false;
   auto run = [&](auto acc) {
     using Acc = decltype(acc);
-    cpu::Workspace<Acc> ws(cpu::thread_count(), e.width() + 1);
+    cpu::Workspace<Acc> ws(cpu::team_threads(), e.width() + 1);
     std::vector<Acc> p(e.kind == kBadge ? static_cast<size_t>(n) : 0);
     if (e.kind == kBadge) cpu::badge_norms<Acc>(e, p.data(), ws);
     cpu::with_row_distance<Acc>(e, p.data(), [&](const auto& dist) {

@@ -212,7 +212,7 @@ class Engine {
     for (int64_t g = 0; g < G; ++g) groups_[g].members.reserve(counts[g]);
     for (int64_t i = 0; i < n_; ++i)
       if (!taken_[i]) groups_[group_of_[i]].members.push_back(i);
-#pragma omp parallel for schedule(dynamic, 16) if (n_ >= kParallelMin)
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 16) if (n_ >= kParallelMin)
     for (int64_t g = 0; g < G; ++g) refresh(groups_[g]);
   }
 
@@ -234,7 +234,7 @@ class Engine {
     int64_t touched = 0, read = 0, tests = 0;
     // With a sketch most rows read k + 2 floats: a team pays only on large pools.
     const int64_t parallel_rows = sk_.z == nullptr ? kParallelMin : 16 * kParallelMin;
-#pragma omp parallel for schedule(static, 4096) reduction(+ : touched, read, tests) if (n_ >= parallel_rows)
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(static, 4096) reduction(+ : touched, read, tests) if (n_ >= parallel_rows)
     for (int64_t i = 0; i < n_; ++i) {
       if (taken_[i]) continue;
       if (sk_.z != nullptr) {
@@ -269,7 +269,7 @@ class Engine {
     std::vector<double> centre_d2(G, inf), centre_slack(G, 0.0);
     std::vector<uint8_t> touch(G, 0);
     int64_t read = 0, evaluated = 0;
-#pragma omp parallel for schedule(dynamic, 8) reduction(+ : read, evaluated) if (G * rows_.width() >= kParallelMin * 16)
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 8) reduction(+ : read, evaluated) if (G * rows_.width() >= kParallelMin * 16)
     for (int64_t g = 0; g < G; ++g) {
       const Group& grp = groups_[g];
       if (grp.members.empty()) continue;
@@ -310,7 +310,7 @@ class Engine {
     int64_t touched = 0, tests = 0;
     read = 0;
     const float cs = sketch_centre_slack(s);
-#pragma omp parallel for schedule(dynamic, 1) reduction(+ : touched, read, tests) if (candidates >= kParallelMin)
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) reduction(+ : touched, read, tests) if (candidates >= kParallelMin)
     for (int64_t t = 0; t < n_tasks; ++t) {
       const Group& grp = groups_[tasks[t].first];
       const bool no_centre = grp.centre < 0;
@@ -352,7 +352,7 @@ class Engine {
     // 3. Touched groups drop rows that left; the rows that moved form s's group.
     const int64_t n_touched = static_cast<int64_t>(touched_groups.size());
     std::vector<std::vector<int64_t>> moved(n_touched);
-#pragma omp parallel for schedule(dynamic, 1) if (candidates >= 16 * kParallelMin && n_touched > 1)
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) if (candidates >= 16 * kParallelMin && n_touched > 1)
     for (int64_t k = 0; k < n_touched; ++k) {
       const int64_t g = touched_groups[k];
       Group& grp = groups_[g];

@@ -25,20 +25,13 @@
 #include "common/distance.h"
 #include "common/dtype_convert.h"
 #include "cpu/select_simd.h"
+#include "cpu/threads.h"
 
 namespace uwe {
 namespace cpu {
 
 namespace py = pybind11;
 
-
-inline int thread_count() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
 
 inline int thread_id() {
 #ifdef _OPENMP
@@ -48,19 +41,13 @@ inline int thread_id() {
 #endif
 }
 
-inline int team_size() {
-#ifdef _OPENMP
-  return omp_get_num_threads();
-#else
-  return 1;
-#endif
-}
-
 template <class Acc>
 constexpr Acc kInf = std::numeric_limits<Acc>::infinity();
 
 // Below this many element reads a pass runs on one thread (a team costs more than it saves).
 constexpr int64_t kParallelMinWork = 1 << 15;
+// Element reads per dynamically scheduled work item of a per-pick pass.
+constexpr int64_t kChunkWork = 1 << 17;
 
 // ------------------------------------------------------------------ embeddings
 struct Emb {
@@ -124,20 +111,25 @@ struct Emb {
 };
 
 // ------------------------------------------------------------------ per-thread scratch
+// `threads` is the team of the current pick (cpu/threads.h's TeamTuner; at most the size the
+// workspace was made for); pick_done(work) after every pick lets the tuner change it.
 template <class Acc>
 struct Workspace {
   int threads;
   int64_t stride;  // Acc values per thread buffer, padded to a cache line
   std::vector<Acc> buffers;
-  std::vector<Acc> best_value;
+  std::vector<Acc> best_value;  // per work item of a pass (select_cpu.cpp's sweep)
   std::vector<int64_t> best_index;
-  int used = 1;
+  TeamTuner tuner;
 
-  Workspace(int t, int64_t width) : threads(t) {
+  void pick_done(double work) {
+    tuner.pick_done(work);
+    threads = tuner.threads();
+  }
+
+  Workspace(int t, int64_t width) : threads(t), tuner(t) {
     stride = (width + 2 * Simd<Acc>::L + 15) / 16 * 16;
     buffers.assign(static_cast<size_t>(stride) * threads, Acc(0));
-    best_value.assign(threads, Acc(0));
-    best_index.assign(threads, -1);
   }
   Acc* buffer(int tid) { return buffers.data() + static_cast<size_t>(stride) * tid; }
 };

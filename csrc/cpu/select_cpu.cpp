@@ -57,18 +57,24 @@ namespace {
 // ------------------------------------------------------------------ the per-pick pass
 // Update: D[i] = min(D[i], dist(i, centre)) over rows not taken (rows with D = 0 cannot
 // change). Argmax: returns the untaken row of largest D, lowest index on ties (-1 if none).
+// Rows go in chunks handed out dynamically (a thread that lost its core to another process
+// leaves its remaining chunks to the others); chunk maxima merge in chunk order, so the result
+// never depends on which thread ran which chunk.
 template <class Acc, bool Update, bool Argmax, class Dist>
 int64_t sweep(const Dist& dist, const Acc* centre, Acc* D, const uint8_t* taken, int64_t n, int64_t width,
               Workspace<Acc>& ws) {
-#pragma omp parallel num_threads(ws.threads) if (n * (Update ? width : 1) > kParallelMinWork)
-  {
-    const int tid = thread_id(), team = team_size();
-    if (tid == 0) ws.used = team;
-    const int64_t lo = n * tid / team, hi = n * (tid + 1) / team;
-    Acc* buf = ws.buffer(tid);
+  const int64_t rows = std::clamp<int64_t>(kChunkWork / std::max<int64_t>(Update ? width : 1, 1), 256, 1 << 16);
+  const int64_t chunks = (n + rows - 1) / rows;
+  if (static_cast<int64_t>(ws.best_value.size()) < chunks) {
+    ws.best_value.resize(static_cast<size_t>(chunks));
+    ws.best_index.resize(static_cast<size_t>(chunks));
+  }
+#pragma omp parallel for num_threads(ws.threads) schedule(dynamic, 1) if (n * (Update ? width : 1) > kParallelMinWork)
+  for (int64_t b = 0; b < chunks; ++b) {
+    Acc* buf = ws.buffer(thread_id());
     Acc best = Acc(-1);
     int64_t best_i = -1;
-    for (int64_t i = lo; i < hi; ++i) {
+    for (int64_t i = b * rows, hi = std::min(n, (b + 1) * rows); i < hi; ++i) {
       if (taken[i]) continue;
       Acc di = D[i];
       if (Update && di > Acc(0)) {
@@ -84,16 +90,16 @@ int64_t sweep(const Dist& dist, const Acc* centre, Acc* D, const uint8_t* taken,
         best_i = i;
       }
     }
-    ws.best_value[tid] = best;
-    ws.best_index[tid] = best_i;
+    ws.best_value[b] = best;
+    ws.best_index[b] = best_i;
   }
   if (!Argmax) return -1;
   Acc best = Acc(-1);
   int64_t best_i = -1;
-  for (int t = 0; t < ws.used; ++t) {  // thread ranges ascend: strict > keeps the lowest index
-    if (ws.best_index[t] >= 0 && ws.best_value[t] > best) {
-      best = ws.best_value[t];
-      best_i = ws.best_index[t];
+  for (int64_t b = 0; b < chunks; ++b) {  // chunks ascend: strict > keeps the lowest index
+    if (ws.best_index[b] >= 0 && ws.best_value[b] > best) {
+      best = ws.best_value[b];
+      best_i = ws.best_index[b];
     }
   }
   return best_i;
@@ -150,6 +156,7 @@ class BruteState {
     D_[i] = Acc(0);
     --untaken_;
     next_ = -1;
+    ws_.pick_done(static_cast<double>(untaken_) * static_cast<double>(width_));
   }
 
   const Emb& e_;
@@ -172,7 +179,7 @@ class BruteState {
 template <class Acc>
 void select_run(const Emb& e, std::vector<uint8_t>& taken, int64_t budget, uint64_t seed, int64_t first,
                 int64_t* picks, double* dists, Checkpoint& checkpoint) {
-  Workspace<Acc> ws(thread_count(), e.width() + 1);
+  Workspace<Acc> ws(team_threads(), e.width() + 1);
   std::vector<Acc> p(e.kind == kBadge ? static_cast<size_t>(e.n()) : 0);
   if (e.kind == kBadge) badge_norms<Acc>(e, p.data(), ws);
   with_row_distance<Acc>(e, p.data(), [&](const auto& dist) {
@@ -188,7 +195,7 @@ void select_run(const Emb& e, std::vector<uint8_t>& taken, int64_t budget, uint6
 template <class Acc>
 void min_distances_run(const Emb& rows, const Emb& cents, Acc* D, int64_t* A, Checkpoint& checkpoint) {
   const int64_t n = rows.n(), m = cents.n();
-  Workspace<Acc> ws(thread_count(), rows.width() + 1);
+  Workspace<Acc> ws(team_threads(), rows.width() + 1);
   std::fill(D, D + n, kInf<Acc>);
   std::fill(A, A + n, int64_t(-1));
   std::vector<Acc> rp, cp;

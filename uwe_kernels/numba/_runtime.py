@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import os
 import threading
+import types as pytypes
 from contextlib import nullcontext
-from typing import Any, ContextManager
+from typing import Any, Callable, ContextManager
 
 import numba
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from .. import _threads
 from .._arrays import BFLOAT16
 
 _NUMBA_CONFIG: Any = numba.config  # settings are plain module attributes, untyped
@@ -61,6 +63,46 @@ _serial_lock = threading.Lock() if THREADING_LAYER == "workqueue" else None
 def parallel_section() -> ContextManager[Any]:
     """Hold around parallel kernel calls: a lock only for the workqueue layer."""
     return _serial_lock if _serial_lock is not None else nullcontext()
+
+
+class ParallelKernel:
+    """A prange kernel launched with the package's thread count, or, in a process created by
+    fork(), its serial twin: numba's OpenMP layer ends a forked child that launches a parallel
+    kernel, and libgomp's pool would not survive the fork anyway. The twin is the same Python
+    function compiled without parallel=True (prange runs as range: the same blocks in the same
+    order, so the same results), under its own name so the two never share a cache entry."""
+
+    def __init__(self, fn: Callable[..., Any], cache: bool) -> None:
+        self._fn = fn
+        self._cache = cache
+        self.parallel = njit(parallel=True, cache=cache)(fn)
+        self._serial: Any = None
+
+    def serial(self) -> Any:
+        if self._serial is None:
+            fn = self._fn
+            twin = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__,
+                                        fn.__closure__)
+            twin.__qualname__ = fn.__qualname__ + "_serial"
+            twin.__doc__ = fn.__doc__
+            self._serial = njit(cache=self._cache)(twin)
+        return self._serial
+
+    def __call__(self, *args: Any) -> Any:
+        return self.launch(0, *args)
+
+    def launch(self, threads: int, *args: Any) -> Any:
+        """Run on `threads` threads (0: the package's thread count; one in a forked child)."""
+        if _threads.forked_child():
+            return self.serial()(*args)
+        numba.set_num_threads(threads if threads > 0 else _threads.numba_threads())
+        with parallel_section():
+            return self.parallel(*args)
+
+
+def parallel_kernel(cache: bool = True) -> Callable[[Callable[..., Any]], ParallelKernel]:
+    """Decorator for the prange launchers (instead of njit(parallel=True, ...))."""
+    return lambda fn: ParallelKernel(fn, cache)
 
 
 def storage(arr: Any, writable: bool = False) -> tuple[np.ndarray, int]:

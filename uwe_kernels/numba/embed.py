@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._abi import KIND_CODES
-from ._runtime import acc_zero, like, load, load1, narrow, parallel_section, storage
+from ._runtime import acc_zero, like, load, load1, narrow, parallel_kernel, storage
 
 CHECKS_FINITE = False
 ROWS = 1024  # rows per parallel work item
@@ -206,7 +206,7 @@ def _uwe_rows(lo, hi, S, scode, F, fcode, out, ocode, u, w, cls, kind, rule, fro
             out[i, j] = narrow(wi * load(F, i, j, fcode, zero), out, ocode)
 
 
-@njit(parallel=True)
+@parallel_kernel(cache=False)
 def _uwe_kernel(S, scode, F, fcode, out, ocode, u, w, cls, kind, rule, from_logits, zero, mode):  # type: ignore[no-untyped-def]
     """One launcher for the three row ops, so they share a compiled specialisation."""
     n = S.shape[0]
@@ -229,7 +229,7 @@ def _bald_rows(lo, hi, S, scode, F, fcode, out, ocode, scratch, rule, from_logit
             out[i, j] = narrow(wi * load(F, i, j, fcode, zero), out, ocode)
 
 
-@njit(parallel=True)
+@parallel_kernel(cache=False)
 def _bald_kernel(S, scode, F, fcode, out, ocode, scratch, rule, from_logits, zero, mode):  # type: ignore[no-untyped-def]
     n = S.shape[0]
     for b in prange((n + ROWS - 1) // ROWS):
@@ -255,7 +255,7 @@ def _badge_rows(lo, hi, S, scode, F, fcode, out, ocode, from_logits, zero, embed
                 out[i, c * d + j] = narrow(w * load(F, i, j, fcode, zero), out, ocode)
 
 
-@njit(parallel=True)
+@parallel_kernel(cache=False)
 def _badge_kernel(S, scode, F, fcode, out, ocode, from_logits, zero, embed):  # type: ignore[no-untyped-def]
     n = S.shape[0]
     for b in prange((n + ROWS - 1) // ROWS):
@@ -286,7 +286,7 @@ def _segmentation_sample(sample, S, scode, F, fcode, rh, rw, out, ocode, kind, r
         out[sample, c] = narrow(w * (fsum / like(ch * cw, zero)), out, ocode)
 
 
-@njit(parallel=True)
+@parallel_kernel(cache=False)
 def _segmentation_kernel(S, scode, F, fcode, rh, rw, out, ocode, kind, rule, from_logits, zero):  # type: ignore[no-untyped-def]
     for sample in prange(out.shape[0]):
         _segmentation_sample(sample, S, scode, F, fcode, rh, rw, out, ocode, kind, rule, from_logits, zero)
@@ -356,14 +356,12 @@ def _run_rows(scores: Any, features: Any, out_shape: tuple[int, ...], kind: str,
     none_f, none_i = np.zeros(0, dtype=zero.dtype), np.zeros(0, dtype=np.int64)
     if kind == "bald":
         scratch = np.empty(((S.shape[0] + ROWS - 1) // ROWS, 2, S.shape[2]), dtype=zero.dtype)
-        with parallel_section():
-            _bald_kernel(S, scode, F if F.ndim == 2 else F[:, :, 0], fcode, view[:, None] if view.ndim == 1 else view,
-                         ocode, scratch, _rule(float(tau), norm), bool(from_logits), zero, mode)
+        _bald_kernel(S, scode, F if F.ndim == 2 else F[:, :, 0], fcode, view[:, None] if view.ndim == 1 else view,
+                     ocode, scratch, _rule(float(tau), norm), bool(from_logits), zero, mode)
         return out
-    with parallel_section():
-        _uwe_kernel(S, scode, F, fcode, view[:, None] if view.ndim == 1 else view, ocode,
-                    none_f if u is None else u, none_f if w is None else w, none_i if cls is None else cls,
-                    KIND_CODES[kind], _rule(float(tau), norm), bool(from_logits), zero, mode)
+    _uwe_kernel(S, scode, F, fcode, view[:, None] if view.ndim == 1 else view, ocode,
+                none_f if u is None else u, none_f if w is None else w, none_i if cls is None else cls,
+                KIND_CODES[kind], _rule(float(tau), norm), bool(from_logits), zero, mode)
     return out
 
 
@@ -381,8 +379,7 @@ def uwe(scores: Any, features: Any, kind: str, tau: float, from_logits: bool, *,
 def badge_weights(scores: Any, from_logits: bool, *, out_dtype: Any, accum_dtype: Any) -> np.ndarray:
     S, scode = storage(scores)
     out, view, ocode = _output(S.shape, out_dtype)
-    with parallel_section():
-        _badge_kernel(S, scode, S, scode, view, ocode, bool(from_logits), acc_zero(accum_dtype), False)
+    _badge_kernel(S, scode, S, scode, view, ocode, bool(from_logits), acc_zero(accum_dtype), False)
     return out
 
 
@@ -391,8 +388,7 @@ def badge_embedding(scores: Any, features: Any, from_logits: bool, *, out_dtype:
     S, scode = storage(scores)
     F, fcode = storage(features)
     out, view, ocode = _output((F.shape[0], S.shape[1] * F.shape[1]), out_dtype)
-    with parallel_section():
-        _badge_kernel(S, scode, F, fcode, view, ocode, bool(from_logits), acc_zero(accum_dtype), True)
+    _badge_kernel(S, scode, F, fcode, view, ocode, bool(from_logits), acc_zero(accum_dtype), True)
     return out
 
 
@@ -404,9 +400,8 @@ def uwe_segmentation(scores: Any, features: Any, region: tuple[int, int], kind: 
     rh, rw = int(region[0]), int(region[1])
     N, _, H, W = S.shape
     out, view, ocode = _output((N * (H // rh) * (W // rw), F.shape[1]), out_dtype)
-    with parallel_section():
-        _segmentation_kernel(S, scode, F, fcode, rh, rw, view, ocode, KIND_CODES[kind], _rule(float(tau), norm),
-                             bool(from_logits), acc_zero(accum_dtype))
+    _segmentation_kernel(S, scode, F, fcode, rh, rw, view, ocode, KIND_CODES[kind], _rule(float(tau), norm),
+                         bool(from_logits), acc_zero(accum_dtype))
     return out
 
 

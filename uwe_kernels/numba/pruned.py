@@ -12,12 +12,12 @@ from typing import Any, Callable
 import numpy as np
 from numba import njit, prange
 
-from .. import _driver
+from .. import _driver, _threads
 from .._pruning import DENSE_ONLY
 from .._sketch import Sketch, build_sketch
 from ..factored import FactoredArrays, FactoredEmbedding
 from . import sketched
-from ._runtime import BLOCK, acc_zero, load, parallel_section
+from ._runtime import BLOCK, acc_zero, load, parallel_kernel
 from .rows import REASSOC, Rows, dense_dist
 from .sweep import ARGMAX, NEAREST, NO_MASK, nearest_into, prefix_resume, prefix_search, sweep_rows
 
@@ -206,7 +206,7 @@ def _eval_rows(lo, hi, X, xcode, W, wcode, has_w, c, s, cand, G, D, A, zero, on,
     return evaluated
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _eval_parallel(m, X, xcode, W, wcode, has_w, c, s, cand, G, D, A, zero, on, z, r, slack, scale, cs, blk_n):  # type: ignore[no-untyped-def]
     nb = (m + EVAL_BLOCK - 1) // EVAL_BLOCK
     for b in prange(nb):
@@ -296,6 +296,7 @@ class _Engine:
                                  f"and {sketch.basis.shape[0]} columns, not [{n}, {d}]")
         self.sk = sketched.SketchArgs(sketch)
         self.mode = mode
+        self.tuner = _threads.TeamTuner(_threads.numba_threads())
         self.taken = np.array(labelled_mask, dtype=np.bool_, copy=True)
         if self.taken.shape != (n,):
             raise ValueError(f"labelled_mask must have shape ({n},), got {self.taken.shape}")
@@ -398,7 +399,9 @@ class _Engine:
                 self.first_changed = min(self.first_changed, first, int(s))
                 self.stats["sketch_tests"] += live_before
             else:  # the plain sweep, recording the new group in A
-                sweep_rows(r, c, ca, cn, self.G, self.D, self.A, NO_MASK, NEAREST, self.blk_val, self.blk_arg)
+                sweep_rows(r, c, ca, cn, self.G, self.D, self.A, NO_MASK, NEAREST, self.blk_val, self.blk_arg,
+                           self.tuner.threads())
+                self.tuner.pick_done(float(r.n))
                 self.first_changed = 0
                 evaluated = r.n
             self.G += 1
@@ -417,9 +420,8 @@ class _Engine:
         sk = self.sk
         sketch_args = (sk.on, sk.z, sk.r, sk.slack, sk.scale, sk.centre_slack(int(s)))
         if nc >= PARALLEL_MIN:
-            with parallel_section():
-                full = _eval_parallel(nc, X, xcode, W, wcode, has_w, c[0], int(s), self.cand, self.G, self.D, self.A,
-                                      zero, *sketch_args, self.eval_n)
+            full = _eval_parallel.launch(self.tuner.threads(), nc, X, xcode, W, wcode, has_w, c[0], int(s), self.cand,
+                                         self.G, self.D, self.A, zero, *sketch_args, self.eval_n)
         else:  # waking the thread team costs more than a few thousand rows
             full = _eval_rows(0, nc, X, xcode, W, wcode, has_w, c[0], int(s), self.cand, self.G, self.D, self.A, zero,
                               *sketch_args)
@@ -433,6 +435,7 @@ class _Engine:
                                     self.gbest_i, self.mem, self.top))
         self.G += 1
         evaluated, cdist, groups, first = (int(v) for v in self.counts)
+        self.tuner.pick_done(float(evaluated + groups))
         self.first_changed = min(self.first_changed, first, int(s))
         self.stats["rows_touched"] += int(full)
         self.stats["sketch_tests"] += evaluated if sk.on else 0
@@ -468,7 +471,8 @@ class _Engine:
             i, self.next = self.next, -1
         elif self.plain:
             c = self.rows.gather(np.zeros(1, dtype=np.int64))
-            i = sweep_rows(self.rows, *c, 0, self.D, self.A, self.taken, ARGMAX, self.blk_val, self.blk_arg)
+            i = sweep_rows(self.rows, *c, 0, self.D, self.A, self.taken, ARGMAX, self.blk_val, self.blk_arg,
+                           self.tuner.threads())
         else:
             i = int(_groups_argmax(self.G, self.gcount, self.gbest_d, self.gbest_i))
         return i, float(self.D[i])

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from ._runtime import BLOCK, NATIVE, load, parallel_section, storage
+from ._runtime import BLOCK, NATIVE, load, parallel_kernel, storage
 
 # Reassociation lets LLVM vectorise the per-row sums; each row's order is still fixed by the
 # compiled code, so results do not depend on the thread count. No "contract": a fused
@@ -50,8 +50,7 @@ class Rows:
         self.n = self.X.shape[0]
         self.norms = np.empty(self.n, dtype=zero.dtype)
         if self.badge:
-            with parallel_section():
-                _norms(self.X, self.xcode, self.W, self.wcode, True, True, self.norms, zero)
+            _norms(self.X, self.xcode, self.W, self.wcode, True, True, self.norms, zero)
 
     def gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Centre block for rows idx: (c [m, d] rows or features, ca [m, K] BADGE weights,
@@ -69,8 +68,7 @@ class Rows:
         if self.badge:
             return self.norms.astype(np.float64)
         out = np.empty(self.n, dtype=self.zero.dtype)
-        with parallel_section():
-            _norms(self.X, self.xcode, self.W, self.wcode, self.has_w, False, out, self.zero)
+        _norms(self.X, self.xcode, self.W, self.wcode, self.has_w, False, out, self.zero)
         return out.astype(np.float64)
 
 
@@ -152,7 +150,7 @@ def _norms_rows(lo, hi, X, xcode, W, wcode, has_w, badge, out, zero):  # type: i
         out[i] = sf
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _norms(X, xcode, W, wcode, has_w, badge, out, zero):  # type: ignore[no-untyped-def]
     n = X.shape[0]
     for b in prange((n + BLOCK - 1) // BLOCK):

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._sketch import Sketch
-from ._runtime import BLOCK, parallel_section
+from ._runtime import BLOCK, parallel_kernel
 from .rows import REASSOC, Rows, dense_dist
 
 FLT_MAX = np.float32(np.finfo(np.float32).max)
@@ -89,7 +89,7 @@ def _update_rows(lo, hi, X, xcode, W, wcode, has_w, c, s, z, r, slack, scale, cs
     return best, arg, evaluated, first
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _update(X, xcode, W, wcode, has_w, c, s, z, r, slack, scale, cs, G, D, A, taken, zero, blk_val, blk_arg, blk_n, blk_first):  # type: ignore[no-untyped-def]
     n = D.shape[0]
     nb = (n + BLOCK - 1) // BLOCK
@@ -154,10 +154,9 @@ def update(rows: Rows, sk: SketchArgs, c: np.ndarray, s: int, G: int, D: np.ndar
         return int(arg), int(evaluated), int(first)
     nb = len(blk_val)
     blk_n, blk_first = np.empty(nb, dtype=np.int64), np.empty(nb, dtype=np.int64)
-    with parallel_section():
-        arg, evaluated, first = _update(rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, c, s, sk.z, sk.r,
-                                        sk.slack, sk.scale, sk.centre_slack(s), G, D, A, taken, rows.zero,
-                                        blk_val, blk_arg, blk_n, blk_first)
+    arg, evaluated, first = _update(rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, c, s, sk.z, sk.r,
+                                    sk.slack, sk.scale, sk.centre_slack(s), G, D, A, taken, rows.zero,
+                                    blk_val, blk_arg, blk_n, blk_first)
     return int(arg), int(evaluated), int(first)
 
 
@@ -200,7 +199,7 @@ def _seed_rows(lo, hi, X, xcode, W, wcode, has_w, C, idx, offset, z, r, slack, s
     return evaluated
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _seed(X, xcode, W, wcode, has_w, C, idx, offset, z, r, slack, scale, tau, D, A, zero, blk_n):  # type: ignore[no-untyped-def]
     n = D.shape[0]
     for b in prange(blk_n.shape[0]):
@@ -218,9 +217,8 @@ def seed(rows: Rows, sk: SketchArgs, labelled: np.ndarray, D: np.ndarray, A: np.
     for s in range(0, len(labelled), SEED_CENTRES):
         idx = np.ascontiguousarray(labelled[s : s + SEED_CENTRES], dtype=np.int64)
         C = rows.gather(idx)[0]
-        with parallel_section():
-            evaluated += int(_seed(rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, C, idx, s, sk.z, sk.r,
-                                   sk.slack, sk.scale, sk.tau, D, A, rows.zero, blk_n))
+        evaluated += int(_seed(rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, C, idx, s, sk.z, sk.r,
+                               sk.slack, sk.scale, sk.tau, D, A, rows.zero, blk_n))
     return evaluated
 
 

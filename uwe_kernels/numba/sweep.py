@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
+from .. import _threads
 from .._driver import nth_free
-from ._runtime import BLOCK, acc_zero, parallel_section
+from ._runtime import BLOCK, acc_zero, parallel_kernel
 from .rows import Rows, row_dist
 
 CENTRES = 256  # labelled rows / centres per block when seeding D
@@ -56,7 +57,7 @@ def _sweep_rows(lo, hi, X, xcode, W, wcode, has_w, badge, norms, c, ca, cn, offs
     return best, arg
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def sweep(X, xcode, W, wcode, has_w, badge, norms, c, ca, cn, offset, D, A, taken, mode, zero, blk_val, blk_arg):  # type: ignore[no-untyped-def]
     """Blocks of rows in parallel, then their partial maxima in index order (strict >)."""
     n = D.shape[0]
@@ -113,11 +114,12 @@ def prefix_search(D, ck, total, target):  # type: ignore[no-untyped-def]
 
 
 def sweep_rows(rows: Rows, c: np.ndarray, ca: np.ndarray, cn: np.ndarray, offset: int, D: np.ndarray,
-               A: np.ndarray, taken: np.ndarray, mode: int, blk_val: np.ndarray, blk_arg: np.ndarray) -> int:
-    """`sweep` over `rows` with centres (c, ca, cn) from Rows.gather."""
-    with parallel_section():
-        return int(sweep(rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, rows.badge, rows.norms, c, ca, cn,
-                         offset, D, A, taken, mode, rows.zero, blk_val, blk_arg))
+               A: np.ndarray, taken: np.ndarray, mode: int, blk_val: np.ndarray, blk_arg: np.ndarray,
+               threads: int = 0) -> int:
+    """`sweep` over `rows` with centres (c, ca, cn) from Rows.gather, on `threads` threads (0: the
+    package's count)."""
+    return int(sweep.launch(threads, rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, rows.badge, rows.norms,
+                            c, ca, cn, offset, D, A, taken, mode, rows.zero, blk_val, blk_arg))
 
 
 def nearest_into(rows: Rows, centres: Rows, idx: np.ndarray | None, D: np.ndarray, A: np.ndarray) -> None:
@@ -146,6 +148,7 @@ class BruteState:
         self.ck = np.zeros(nb + 1, dtype=np.float64)
         self.no_arg = np.zeros(0, dtype=np.int64)
         self.next = -1  # the argmax found by the last add_centre's sweep
+        self.tuner = _threads.TeamTuner(_threads.numba_threads())
         if self.taken.any():
             nearest_into(self.rows, self.rows, np.flatnonzero(self.taken), self.D, np.zeros(n, dtype=np.int64))
             self.D[self.taken] = 0.0
@@ -157,12 +160,14 @@ class BruteState:
         return int(np.argmax(self.rows.sqnorms()))
 
     def _sweep(self, c: tuple[np.ndarray, np.ndarray, np.ndarray], mode: int) -> int:
-        return sweep_rows(self.rows, *c, 0, self.D, self.no_arg, self.taken, mode, self.blk_val, self.blk_arg)
+        return sweep_rows(self.rows, *c, 0, self.D, self.no_arg, self.taken, mode, self.blk_val, self.blk_arg,
+                          self.tuner.threads())
 
     def add_centre(self, i: int) -> None:
         self.taken[i] = True
         self.D[i] = 0.0
         self.next = self._sweep(self.rows.gather(np.array([i], dtype=np.int64)), UPDATE)
+        self.tuner.pick_done(float(self.rows.n))
 
     def argmax(self) -> tuple[int, float]:
         if self.next < 0:

@@ -1,0 +1,122 @@
+"""Thread count of the CPU backends: uwe_kernels.set_num_threads / get_num_threads, OpenMP
+limits set through threadpoolctl, and results that never depend on the thread count."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import uwe_kernels as uk
+from uwe_kernels import registry
+
+from helpers import clustered_pool
+
+CPP = pytest.mark.skipif(not registry.BACKENDS["cpp"].availability()[0], reason="cpp is not built")
+
+
+@pytest.fixture
+def restore_threads():  # type: ignore[no-untyped-def]
+    before = uk.get_num_threads()
+    yield
+    uk.set_num_threads(before)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_set_num_threads_rejects_bad_counts(bad: object) -> None:
+    with pytest.raises(ValueError, match="set_num_threads"):
+        uk.set_num_threads(bad)  # type: ignore[arg-type]
+
+
+@CPP
+def test_set_num_threads_caps_get_num_threads(restore_threads: None) -> None:
+    uk.set_num_threads(1)
+    assert uk.get_num_threads() == 1
+    uk.set_num_threads(2)
+    assert uk.get_num_threads() == 2
+
+
+@CPP
+def test_threadpoolctl_finds_and_limits_our_openmp(restore_threads: None) -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    uk.kcenter_greedy(clustered_pool(2000, 16), None, 3, backend="cpp")  # the module is loaded
+    uk.set_num_threads(2)
+    libs = threadpoolctl.threadpool_info()
+    assert any(lib["user_api"] == "openmp" for lib in libs), libs
+    with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+        assert uk.get_num_threads() == 1
+    assert uk.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("backend", ["cpp", "numba"])
+@pytest.mark.parametrize("algorithm", ["brute", "pruned"])
+def test_picks_do_not_depend_on_the_thread_count(backend: str, algorithm: str, restore_threads: None) -> None:
+    if not registry.BACKENDS[backend].availability()[0]:
+        pytest.skip(f"{backend} is not available")
+    x = clustered_pool(20000, 24, clusters=12, seed=5)
+    labelled = [3, 77, 4000]
+    runs = []
+    for threads in (1, 2):
+        uk.set_num_threads(threads)
+        picks, dists = uk.kcenter_greedy(x, labelled, 120, backend=backend, algorithm=algorithm,
+                                         return_distances=True)
+        kpp = uk.kmeans_pp(x, 60, labelled_idx=labelled, seed=9, backend=backend, algorithm=algorithm)
+        runs.append((np.asarray(picks).tolist(), np.asarray(dists).tolist(), np.asarray(kpp).tolist()))
+    assert runs[0] == runs[1]
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("faster", ["full", "one"])
+def test_team_tuner_spends_most_picks_on_the_faster_size(faster: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from uwe_kernels import _threads
+
+    clock = _FakeClock()
+    monkeypatch.setattr(_threads.time, "perf_counter", clock)
+    monkeypatch.setattr(_threads.TeamTuner, "_verdicts", {})
+    tuner = _threads.TeamTuner(2)
+    cost = {2: 0.002, 1: 0.004} if faster == "full" else {2: 0.008, 1: 0.004}  # seconds per pick
+    used = {1: 0, 2: 0}
+    for _ in range(3000):
+        team = tuner.threads()
+        used[team] += 1
+        clock.now += cost[team]
+        tuner.pick_done(1000.0)
+    best = 2 if faster == "full" else 1
+    assert used[best] > 0.9 * sum(used.values()), used
+
+
+def test_team_tuner_follows_a_change_of_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uwe_kernels import _threads
+
+    clock = _FakeClock()
+    monkeypatch.setattr(_threads.time, "perf_counter", clock)
+    monkeypatch.setattr(_threads.TeamTuner, "_verdicts", {})
+    tuner = _threads.TeamTuner(2)
+    for busy in (False, True, False):
+        cost = {2: 0.008, 1: 0.004} if busy else {2: 0.002, 1: 0.004}
+        late = {1: 0, 2: 0}  # team sizes of the phase's second half
+        for k in range(4000):
+            team = tuner.threads()
+            late[team] += k >= 2000
+            clock.now += cost[team]
+            tuner.pick_done(1000.0)
+        assert late[1 if busy else 2] > 0.9 * 2000, (busy, late)
+
+
+def test_team_tuner_starts_from_the_last_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uwe_kernels import _threads
+
+    clock = _FakeClock()
+    monkeypatch.setattr(_threads.time, "perf_counter", clock)
+    monkeypatch.setattr(_threads.TeamTuner, "_verdicts", {})
+    first = _threads.TeamTuner(2)
+    for _ in range(500):  # one thread is faster
+        clock.now += {2: 0.008, 1: 0.004}[first.threads()]
+        first.pick_done(1000.0)
+    assert _threads.TeamTuner(2).threads() == 1
+    assert _threads.TeamTuner(3).threads() == 3  # another team size starts afresh
