@@ -26,10 +26,12 @@ from bench import _data
 from bench._data import pick
 from bench.conftest import optional_peer
 
-N, D, K = pick(10_000, 50_000), 256, 10
-LABELLED, BATCH = pick(200, 1_000), 100
+N, D, K = pick(10_000, 50_000, smoke=2_000), 256, 10
+LABELLED, BATCH = pick(200, 1_000, smoke=50), pick(100, 100, smoke=20)
 T_PASSES = 10
-BATCHBALD_ROWS = 5_000
+# baal's BatchBALD grows fast with rows x batch: 5,000 rows take minutes; the smoke run only
+# checks that both sides run.
+BATCHBALD_ROWS = pick(5_000, 5_000, smoke=300)
 SHAPE = f"{N}x{D}, K={K}, {LABELLED} labelled, batch {BATCH}"
 
 
