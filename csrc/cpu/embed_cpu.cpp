@@ -7,8 +7,8 @@
 // blocks statically; every output element depends on one thread's work only, so results
 // do not depend on the thread count.
 // Complexity: O(n (K + d)) time, O(kBlock) extra memory per thread (O(kBlock K) for BADGE).
-// Shapes: scores [n, K] ([n, K, T] for kind bald: row_bald reads each row's [K, T] block
-// twice, with a [2T] scratch per block), features [n, d], out [n, d] (or [n, K*d], [n, K], [n]).
+// Shapes: scores [n, K] ([n, K, T] for kind bald: each row's [K, T] block goes through a
+// BaldTile, bald_tile.h), features [n, d], out [n, d] (or [n, K*d], [n, K], [n]).
 // Memory: contiguous float16 rows go through F16C tiles (embed_simd.h); float32 UWE outputs
 // of kStreamBytes or more are written with streaming stores (no read of the destination).
 // Precision: loads convert float16 / bfloat16 in registers; accumulation in A = float, or
@@ -29,6 +29,7 @@
 
 #include "common/dtype.h"
 #include "common/uncertainty.h"
+#include "cpu/bald_tile.h"
 #include "cpu/embed_simd.h"
 #include "cpu/embed_strided.h"
 #include "cpu/threads.h"
@@ -75,17 +76,22 @@ void uncertainty_rows(const HostBuf& s, int64_t r0, int64_t r1, int kind, bool l
   }
 }
 
-// As uncertainty_rows for kind "bald": scores [n, K, T], one [K, T] block per row (any strides).
+// As uncertainty_rows for kind "bald": scores [n, K, T], each row's [K, T] block through a
+// BaldTile (bald_tile.h): read straight through when C-contiguous, element by element otherwise.
 template <typename S, typename A>
 void bald_rows(const HostBuf& s, int64_t r0, int64_t r1, int /*kind*/, bool logits, bool power,
                WeightRule<A> rule, A* w, int64_t& bad_nf, int64_t& bad_neg) {
   const int K = static_cast<int>(s.shape[1]), T = static_cast<int>(s.shape[2]);
-  std::vector<A> scratch(2 * static_cast<size_t>(T));
+  const bool contig = s.stride[2] == static_cast<int64_t>(sizeof(S)) && s.stride[1] == T * s.stride[2];
+  BaldTile<A> tile(K, T);
   for (int64_t i = r0; i < r1; ++i) {
     const char* row = s.ptr + i * s.stride[0];
-    const auto pass_at = [&](int t) { return RowReader<S, A, false>{row + t * s.stride[2], s.stride[1]}; };
+    if (contig)
+      tile.template fill<S, true>(row, s.stride[1], s.stride[2]);
+    else
+      tile.template fill<S, false>(row, s.stride[1], s.stride[2]);
     RowSummary<A> r;
-    const A u = row_bald<A>(pass_at, K, T, logits, scratch.data(), r);
+    const A u = tile.bald(logits, r);
     note_score_checks(r, logits, i, bad_nf, bad_neg);
     w[i - r0] = power ? weight_by<A>(rule, u) : u;
   }
