@@ -152,3 +152,21 @@ def test_cpp_uwe_reports_overflow_without_reading_its_output(backend, monkeypatc
     with np.errstate(over="ignore"):
         wide = uk.uwe(scores, features, "entropy", 1.0, out_dtype=np.float32, backend=backend)
     assert np.isinf(wide[69_998, 63]) and np.isfinite(np.delete(wide, 69_998, axis=0)).all()
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**64 - 1])
+@pytest.mark.parametrize("form", ["dense", "uwe", "badge"])
+def test_kmeans_pp_on_float32_accumulated_in_float64_matches_reference(backend, device, form, seed):
+    """float32 rows near 1e19 go through the float64 accumulator (no copy): the same draws and
+    picks as the reference on fixed seeds, with and without labelled rows, dense and factored."""
+    rng = np.random.default_rng(seed % 1000)
+    feats = (rng.standard_normal((601, 23)) * 1e19).astype(np.float32)
+    scores = rng.standard_normal((601, 5)).astype(np.float32)
+    pool = {"dense": lambda: feats,
+            "uwe": lambda: uk.uwe_factored(scores, feats, tau=0.5, backend="reference"),
+            "badge": lambda: uk.badge_factored(scores, feats, backend="reference")}[form]()
+    for labelled in (None, np.arange(3, 601, 41)):
+        want = uk.kmeans_pp(pool, 17, labelled_idx=labelled, seed=seed, backend="reference")
+        dev = to_device(pool, device) if form == "dense" else pool
+        got = uk.kmeans_pp(dev, 17, labelled_idx=labelled, seed=seed, backend=backend, algorithm="brute")
+        np.testing.assert_array_equal(as_float64(got), want)
