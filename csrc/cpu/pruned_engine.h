@@ -61,6 +61,7 @@ constexpr int64_t kParallelMin = 4096;
 // The sketch scan's task (blocks of kLanes rows) and the pool size from which it uses a team.
 constexpr int64_t kScanBlocks = 256;
 constexpr int64_t kParallelScanRows = 4 * kParallelMin;
+constexpr int64_t kScanPrefetchBytes = 2048;
 // The sketched labelled pass: rows of its first unit (the probe) and of later units, and the
 // fraction of (row, centre) pairs above which the probe hands over to the tile pass (a pair
 // evaluated alone costs about three of the tile pass's register-blocked ones).
@@ -396,9 +397,10 @@ class Engine {
         }
       }
       if (wide_.z != nullptr) m = wide_filter(listed, m, s);
-      for (int64_t k = 0; k < std::min<int64_t>(m, kPrefetchRows); ++k) rows_.prefetch(listed[k]);
+      // Listed rows are mostly read whole (the bound already failed): fetch whole rows ahead.
+      for (int64_t k = 0; k < std::min<int64_t>(m, kPrefetchRows); ++k) rows_.prefetch(listed[k], kScanPrefetchBytes);
       for (int64_t k = 0; k < m; ++k) {
-        if (k + kPrefetchRows < m) rows_.prefetch(listed[k + kPrefetchRows]);
+        if (k + kPrefetchRows < m) rows_.prefetch(listed[k + kPrefetchRows], kScanPrefetchBytes);
         const int64_t i = listed[k];
         const Acc v = rows_.dist(i, c, D_[i], t_read);
         ++t_touched;

@@ -125,6 +125,9 @@ class BlockedSketch {
 // scale * D of rows [first, first + kLanes) as floats (rows >= n get +inf: never kept).
 template <class Acc>
 inline FV scaled_lanes(const Acc* D, int64_t first, int64_t n, float scale) {
+  if constexpr (sizeof(Acc) == sizeof(float)) {
+    if (first + kLanes <= n) return cpu::vload<FV>(D + first) * scale;
+  }
   FV out;
   for (int l = 0; l < kLanes; ++l)
     out[l] = first + l < n ? scale * static_cast<float>(D[first + l]) : std::numeric_limits<float>::infinity();
