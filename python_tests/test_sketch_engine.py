@@ -297,12 +297,18 @@ def test_sketch_by_name_without_a_measurement_uses_the_default_width() -> None:
         np.testing.assert_array_equal(got[1], want[1])
 
 
-def test_team_choice_times_both_ways_then_runs_the_faster() -> None:
-    team = sketched.TeamChoice()
-    assert team.choose(False) is False  # small passes never wake the team
-    assert team.choose(True) is True  # the team, not timed yet
-    team.record(True, 5e-9)
-    assert team.choose(True) is False  # one thread not timed yet
-    team.record(False, 1e-9)
-    choices = [team.choose(True) for _ in range(2 * sketched.TeamChoice.REPROBE)]
-    assert choices.count(False) > choices.count(True) > 0  # mostly the faster, re-timing the other
+def test_numba_sketch_passes_take_their_team_from_the_one_tuner(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uwe_kernels import _threads
+
+    x = low_rank(np.random.default_rng(14), 5000, 32, 6, 0.05).astype(np.float32)
+    mask = mask_of(len(x), 20)
+    monkeypatch.setattr(pruned, "PARALLEL_MIN", 0)  # every sketch pass asks the tuner
+    reported: list[float] = []
+    runs = []
+    for team in (1, 2):
+        monkeypatch.setattr(_threads.TeamTuner, "threads", lambda self, team=team: team)
+        monkeypatch.setattr(_threads.TeamTuner, "pick_done", lambda self, work: reported.append(work))
+        runs.append(pruned.kcenter_greedy_stats(x, mask, 40, None, mode="plain", sketch_width=4))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    assert len(reported) >= 2 * 39 and all(w > 0 for w in reported)
