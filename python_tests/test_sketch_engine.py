@@ -179,7 +179,8 @@ def test_cpp_sketched_labelled_pass_matches_brute(dtype: str) -> None:
     require_cpp()
     rng = np.random.default_rng(11)
     rows = low_rank(rng, 2600, 24, 4, 0.02)
-    x = np.concatenate([rows, rows[:60] + 1e-5 * rng.standard_normal((60, 24)), rows[:30]]).astype(DTYPES[dtype])
+    copies = [rows[:60] + 1e-5 * rng.standard_normal((60, 24)), rows[:30]]
+    x = np.concatenate([rows, *copies]).astype(DTYPES[dtype])
     for labelled in (40, 400):
         mask = mask_of(len(x), labelled, seed=labelled)
         mask[:30] = True  # rows with exact copies among the unlabelled ones: D = 0 there
