@@ -117,6 +117,7 @@ class Engine {
     const int64_t live_before = untaken_;
     const int64_t touched_before = stats_.rows_touched;
     rows_.load_centre(s, centre_.data());
+    scan_argmax_ = -2;
     if (!taken_[s]) --untaken_;
     taken_[s] = 1;
     D_[s] = 0;
@@ -144,6 +145,7 @@ class Engine {
   void add_centres(const std::vector<int64_t>& centres, const std::vector<Acc>& D, const std::vector<int64_t>& A,
                    int64_t pairs) {
     const int32_t first_id = static_cast<int32_t>(groups_.size());
+    scan_argmax_ = -2;
     for (const int64_t c : centres) {
       if (!taken_[c]) --untaken_;
       taken_[c] = 1;
@@ -304,6 +306,7 @@ class Engine {
     Acc best_d = -1;
     int64_t best_i = -1;
     if (plain_) {
+      if (scan_argmax_ != -2) return scan_argmax_;  // found by the sketch scan that just ran
       for (int64_t i = 0; i < n_; ++i)
         if (!taken_[i] && (D_[i] > best_d)) best_d = D_[i], best_i = i;
       return best_i;
@@ -402,6 +405,9 @@ class Engine {
     const int64_t blocks = blocked_.blocks();
     const int64_t n_tasks = (blocks + kScanBlocks - 1) / kScanBlocks;
     int64_t t_touched = 0, t_read = 0;
+    // Each task's argmax of D over untaken rows (as argmax() finds it), while its rows are in cache.
+    std::vector<Acc> task_best(static_cast<size_t>(n_tasks));
+    std::vector<int64_t> task_arg(static_cast<size_t>(n_tasks));
 #pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) reduction(+ : t_touched, t_read) if (n_ >= kParallelScanRows)
     for (int64_t task = 0; task < n_tasks; ++task) {
       int64_t listed[kScanBlocks * kLanes];
@@ -429,10 +435,20 @@ class Engine {
           group_of_[i] = new_id;
         }
       }
+      Acc best = -1;
+      int64_t arg = -1;
+      for (int64_t i = task * kScanBlocks * kLanes, end = std::min(n_, b_end * kLanes); i < end; ++i)
+        if (!taken_[i] && D_[i] > best) best = D_[i], arg = i;
+      task_best[task] = best;
+      task_arg[task] = arg;
     }
     touched += t_touched;
     read += t_read;
     tests += untaken_;
+    Acc best = -1;
+    scan_argmax_ = -1;
+    for (int64_t task = 0; task < n_tasks; ++task)
+      if (task_arg[task] >= 0 && task_best[task] > best) best = task_best[task], scan_argmax_ = task_arg[task];
   }
 
   // The listed rows the wide tier does not settle against centre s, in order (their sketch
@@ -605,6 +621,7 @@ class Engine {
   std::vector<Acc> centre_;
   double rel_, abs_;
   bool plain_ = false;
+  int64_t scan_argmax_ = -2;  // the argmax the last sketch scan found (-2: none since D changed)
   int64_t untaken_ = n_;
   double touched_average_ = 0;
   int64_t probe_centres_ = 0;
