@@ -23,6 +23,11 @@
 // above kSwitchFraction, the member lists are dropped and the next centres run the plain pass
 // (which still records each row's nearest centre); after that stretch the lists are rebuilt in
 // O(n) and pruning is probed again, each failed probe doubling the next plain stretch.
+// Sketch bounds (cpu/sketch_scan.h, common/sketch_bound.h): with a sketch, a row gets a full
+// distance only when its projection bound (a first tier of k1 floats, then an optional wider
+// tier) fails too; plain passes scan the blocked first tier, the labelled rows become centres
+// from a sketch-filtered pass (add_labelled_sketched). Skipped rows' distances are provably
+// >= D, so D stays bit-identical to the plain pass's.
 // Complexity per centre: O(G d) for centre-centre distances (early exit) plus O(m d) for the m
 // rows touched, plus O(members) of the touched groups; memory O(n) plus O(G).
 // Shapes: D [n] in Acc (float for float16/bfloat16/float32 pools, double for float64).
