@@ -94,10 +94,12 @@ def sketch_report(x: np.ndarray, labelled: np.ndarray, budget: int, backend: str
         want_picks = want[0]
     np.testing.assert_array_equal(picks, want_picks)
     live = n - len(labelled) - np.arange(1, budget)  # rows a pass looks at, pick by pick
+    # cpp counts the labelled pass's pairs in rows_touched too, numba apart
+    per_pick = stats["rows_touched"] - (stats["labelled_pairs"] if backend == "cpp" else 0)
     return {"auto_choice": str(choice), "sketch_width": width, "first_tier": stats.get("first_tier", 0),
             "sketch_build_s": stats["sketch_build_seconds"],
-            "rows_evaluated_per_pick": (stats["rows_touched"] - stats["labelled_pairs"]) / max(1, budget - 1),
-            "evaluated_fraction": (stats["rows_touched"] - stats["labelled_pairs"]) / max(1, int(live.sum())),
+            "rows_evaluated_per_pick": per_pick / max(1, budget - 1),
+            "evaluated_fraction": per_pick / max(1, int(live.sum())),
             "labelled_pass_fraction": stats["labelled_pairs"] / max(1, n * len(labelled)),
             "predicted_traffic": sketch.traffic if sketch is not None else None}
 

@@ -282,28 +282,8 @@ class Engine {
         pairs += (nr - done) * m;
         break;
       }
-      if (done == unit && done < nr) order_by_nearest_bound(rows, done, cs, bounds.data(), threads);
     }
     add_centres(centres, D, A, pairs);
-  }
-
-  // rows[from, end) reordered by the centre of smallest first-tier bound (stable): rows that
-  // share it share most of the centres they need a full distance to, which then stay in cache
-  // between consecutive rows (the packed centres are m x d, often more than a core's L2).
-  void order_by_nearest_bound(std::vector<int64_t>& rows, int64_t from, const CentreSketch& cs, float* bounds,
-                              int threads) const {
-    const int64_t count = static_cast<int64_t>(rows.size()) - from, mp = cs.padded();
-    std::vector<int32_t> nearest(static_cast<size_t>(count));
-#pragma omp parallel for num_threads(threads) schedule(static) if (count * mp >= kParallelMin)
-    for (int64_t r = 0; r < count; ++r) {
-      const int64_t i = rows[from + r];
-      nearest[r] = static_cast<int32_t>(cs.bounds(sk_.z + i * sk_.k, sk_.r[i], bounds + mp * cpu::thread_id()));
-    }
-    std::vector<int64_t> start(static_cast<size_t>(mp + 1), 0), sorted(static_cast<size_t>(count));
-    for (int64_t r = 0; r < count; ++r) ++start[nearest[r] + 1];
-    for (int64_t j = 0; j < mp; ++j) start[j + 1] += start[j];
-    for (int64_t r = 0; r < count; ++r) sorted[start[nearest[r]]++] = rows[from + r];
-    std::copy(sorted.begin(), sorted.end(), rows.begin() + from);
   }
 
   // Next k-center pick: argmax D over untaken rows (lowest index on ties); -1 when none.
