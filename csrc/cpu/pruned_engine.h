@@ -437,12 +437,14 @@ class Engine {
   }
 
   // The listed rows the wide tier does not settle against centre s, in order (their sketch
-  // rows fetched a few ahead: they are scattered); returns their count.
+  // rows, r and slack fetched a few ahead: they are scattered); returns their count.
   int64_t wide_filter(int64_t* listed, int64_t m, int64_t s) const {
     const int64_t k = wide_.k;
     auto fetch = [&](int64_t i) {
       const char* p = reinterpret_cast<const char*>(wide_.z + i * k);
       for (int64_t b = 0; b < k * static_cast<int64_t>(sizeof(float)); b += 64) __builtin_prefetch(p + b, 0, 1);
+      __builtin_prefetch(wide_.r + i, 0, 1);
+      __builtin_prefetch(wide_.slack + i, 0, 1);
     };
     for (int64_t j = 0; j < std::min<int64_t>(m, kPrefetchRows); ++j) fetch(listed[j]);
     int64_t kept = 0;
