@@ -59,14 +59,17 @@ def min_distances(emb: _EmbSpec, centres: _EmbSpec,
     """(squared distance to the nearest centre, its index, lowest on ties)."""
 
 def kcenter_greedy_pruned(emb: _EmbSpec, labelled_mask: npt.NDArray[np.bool_], budget: int, first: int,
-                          double_acc: bool, mode: int, progress: _Progress, sketch: _Sketch | None = None
+                          double_acc: bool, mode: int, progress: _Progress, sketch: _Sketch | None = None,
+                          sketch2: _Sketch | None = None
                           ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], dict[str, Any]]:
     """Pruned k-center greedy: (picks, distances, work statistics); mode 0 plain / 1 pruned / 2 adaptive;
-    sketch: (z [n, k], r [n], slack [n] float32, scale, tau) of uwe_kernels._sketch, or None."""
+    sketch: (z [n, k], r [n], slack [n] float32, scale, tau) of uwe_kernels._sketch, or None;
+    sketch2: a wider second tier of the same pool (read only where the first does not settle a row)."""
 
 def kmeans_pp_pruned(emb: _EmbSpec, labelled_mask: npt.NDArray[np.bool_], budget: int, seed: int, first: int,
                      double_acc: bool, mode: int, progress: _Progress,
-                     sketch: _Sketch | None = None) -> tuple[npt.NDArray[np.int64], dict[str, Any]]:
+                     sketch: _Sketch | None = None,
+                     sketch2: _Sketch | None = None) -> tuple[npt.NDArray[np.int64], dict[str, Any]]:
     """Pruned k-means++ seeding: (picks, work statistics)."""
 
 def splitmix64_uniforms(seed: int, start: int, count: int) -> npt.NDArray[np.float64]:

@@ -61,7 +61,7 @@ def kcenter_greedy(
     _check_algorithm(algorithm)
     if algorithm != "brute":
         picks, dists, _ = pruned.kcenter_greedy_stats(emb, labelled_mask, budget, first, progress=progress,
-                                                      accum_dtype=accum_dtype, **engine_options(emb, algorithm))
+                                                      accum_dtype=accum_dtype, **engine_options(emb, algorithm, two_tier=True))
         return picks, dists
     return tuple(_ext().kcenter_greedy(
         emb_spec(emb), labelled_mask, int(budget), _abi.first_code(first),
@@ -83,7 +83,7 @@ def kmeans_pp(
     _check_algorithm(algorithm)
     if algorithm != "brute":
         picks, _ = pruned.kmeans_pp_stats(emb, labelled_mask, budget, seed, first, progress=progress,
-                                          accum_dtype=accum_dtype, **engine_options(emb, algorithm))
+                                          accum_dtype=accum_dtype, **engine_options(emb, algorithm, two_tier=True))
         return np.asarray(picks)
     return np.asarray(_ext().kmeans_pp(
         emb_spec(emb), labelled_mask, int(budget), int(seed), _abi.first_code(first), _double(accum_dtype), progress,
