@@ -181,6 +181,60 @@ inline typename Src::A row_sum(const typename Src::T* x, const typename Src::A* 
   return s;
 }
 
+// Row x against two centres at once: out[h] is bit for bit row_sum<Src, true>(x, c_h, d, bound)
+// (each centre's four accumulators get the same terms in the same order, and the same checks:
+// a centre whose partial reaches `bound` stops there), with twice the independent FMA chains.
+template <class Src>
+inline void row_sum_pair(const typename Src::T* x, const typename Src::A* c0, const typename Src::A* c1, int64_t d,
+                         typename Src::A bound, int64_t& read, typename Src::A out[2]) {
+  using Acc = typename Src::A;
+  using V = typename Simd<Acc>::V;
+  constexpr int64_t L = Simd<Acc>::L;
+  V a[2][4] = {};
+  const Acc* c[2] = {c0, c1};
+  bool live[2] = {true, true};
+  const int64_t full = d / (4 * L) * (4 * L);
+  int64_t k = 0;
+  while (k < full) {
+    const int64_t end = std::min(full, k + kCheckEvery);
+    if (live[0] && live[1]) {
+      for (; k < end; k += 4 * L) {
+        for (int q = 0; q < 4; ++q) {
+          const V xv = Src::vec(x + k + q * L);
+          a[0][q] = add_term<true>(a[0][q], xv, vload<V>(c0 + k + q * L));
+          a[1][q] = add_term<true>(a[1][q], xv, vload<V>(c1 + k + q * L));
+        }
+      }
+    } else {
+      const int h = live[0] ? 0 : 1;
+      for (; k < end; k += 4 * L)
+        for (int q = 0; q < 4; ++q) a[h][q] = add_term<true>(a[h][q], Src::vec(x + k + q * L), vload<V>(c[h] + k + q * L));
+    }
+    if (k < d) {
+      for (int h = 0; h < 2; ++h) {
+        if (!live[h]) continue;
+        const Acc partial = hsum<Acc>((a[h][0] + a[h][1]) + (a[h][2] + a[h][3]));
+        if (partial >= bound) {
+          read += k;
+          out[h] = partial;
+          live[h] = false;
+        }
+      }
+      if (!live[0] && !live[1]) return;
+    }
+  }
+  for (int h = 0; h < 2; ++h) {
+    if (!live[h]) continue;
+    int64_t t = k;
+    V a0 = a[h][0];
+    for (; t + L <= d; t += L) a0 = add_term<true>(a0, Src::vec(x + t), vload<V>(c[h] + t));
+    Acc s = hsum<Acc>((a0 + a[h][1]) + (a[h][2] + a[h][3]));
+    for (; t < d; ++t) s = add_term<true>(s, Src::one(x + t), c[h][t]);
+    read += d;
+    out[h] = s;
+  }
+}
+
 // |x - c|^2 and x . c over contiguous Acc rows, full values.
 template <class Acc>
 inline Acc sq_dist(const Acc* x, const Acc* c, int64_t d) {
