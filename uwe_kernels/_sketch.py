@@ -13,13 +13,16 @@ Pure numpy, like `_pruning`: every backend with a sketch engine builds the same 
 from __future__ import annotations
 
 import math
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from . import _threads
 from ._pruning import looks_clustered
 from .factored import FactoredArrays, FactoredEmbedding
 
@@ -34,7 +37,7 @@ ETA = 2.0**-12
 TAU = 2.0**-100
 U_BUILD = 2.0**-53  # the build runs in float64
 U_STORE = 2.0**-24  # z, r, slack and the test are float32 (the test may run wider)
-BUILD_CHUNK_BYTES = 1 << 24
+BUILD_CHUNK_BYTES = 1 << 22  # float64 rows per chunk: cache-sized, reused per thread
 
 
 def _gamma(count: int, unit: float) -> float:
@@ -169,8 +172,8 @@ def build_sketch(emb: Any, k: int, *, acc_dtype: Any = np.float32, sample_rows: 
     acc_dtype: the brute-force distance's accumulator (float32, or float64 for float64
     pools), which the test's margin covers. directions: (mu [d], P [d, k]) to use instead of
     the row sample's (the spectrum is then left empty and energy reported as nan). The build
-    runs in float64 on one BLAS thread (a threaded BLAS's spinning workers would slow the
-    selection that follows)."""
+    runs in float64, chunks side by side on the backends' thread count (`_threads`), each on
+    one BLAS thread (a threaded BLAS's spinning workers would slow the selection that follows)."""
     return build_sketches(emb, (k,), acc_dtype=acc_dtype, sample_rows=sample_rows, directions=directions)[0]
 
 
@@ -210,19 +213,27 @@ def build_sketches(emb: Any, widths: tuple[int, ...], *, acc_dtype: Any = np.flo
         slack = [np.empty(n, dtype=np.float32) for _ in widths]
         mu_sq, mu_proj = float(mu @ mu), mu @ basis
         mu_norm = math.sqrt(mu_sq)
-        step = max(1, BUILD_CHUNK_BYTES // (8 * d))
-        for s in range(0, n, step):
+        step = max(1, min(BUILD_CHUNK_BYTES // (8 * d), -(-n // 8)))
+        local = threading.local()
+
+        def chunk(s: int) -> None:
             e = min(n, s + step)
+            if not hasattr(local, "v"):  # per thread, reused: fresh temporaries would be page-faulted in
+                local.v, local.z = np.empty((step, d)), np.empty((step, kmax))
+            v, zz = local.v[: e - s], local.z[: e - s]
             if factored:
                 w = np.asarray(emb.weights[s:e], dtype=np.float64)
-                f = np.asarray(emb.features[s:e], dtype=np.float64)
-                zz = w[:, None] * (f @ basis) - mu_proj
-                ff = np.einsum("ij,ij->i", f, f)
-                vv = w * w * ff - 2.0 * w * (f @ mu) + mu_sq
+                np.copyto(v, emb.features[s:e], casting="unsafe")
+                np.matmul(v, basis, out=zz)
+                zz *= w[:, None]
+                zz -= mu_proj
+                ff = np.einsum("ij,ij->i", v, v)
+                vv = w * w * ff - 2.0 * w * (v @ mu) + mu_sq
                 size = np.abs(w) * np.sqrt(ff) * (1 + acc_unit) + mu_norm
             else:
-                v = np.asarray(emb[s:e], dtype=np.float64) - mu
-                zz = v @ basis
+                np.copyto(v, emb[s:e], casting="unsafe")
+                v -= mu
+                np.matmul(v, basis, out=zz)
                 vv = np.einsum("ij,ij->i", v, v)
                 size = np.sqrt(vv)
             for t, k in enumerate(widths):
@@ -231,6 +242,15 @@ def build_sketches(emb: Any, widths: tuple[int, ...], *, acc_dtype: Any = np.flo
                 r[t][s:e] = np.sqrt(np.maximum(vv - np.einsum("ij,ij->i", zk, zk), 0.0))
                 err = parts[t][2] * size * growth
                 slack[t][s:e] = _round_up_f32(parts[t][4] * err * err)
+
+        starts = range(0, n, step)
+        workers = min(len(starts), _threads.get_num_threads())
+        if workers > 1:  # numpy's products and copies release the GIL: chunks run side by side
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(chunk, starts))
+        else:
+            for s in starts:
+                chunk(s)
     seconds = time.perf_counter() - start
     return tuple(Sketch(mu, parts[t][0], z[t], r[t], slack[t], parts[t][3], TAU, parts[t][1],
                         energy_captured(spectrum, k) if len(spectrum) else math.nan, spectrum, seconds)
