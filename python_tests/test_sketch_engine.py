@@ -191,10 +191,10 @@ def test_cpp_sketched_labelled_pass_matches_brute(dtype: str) -> None:
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
-def test_cpp_labelled_pass_evaluating_centres_in_pairs_matches_brute(dtype: str) -> None:
+def test_cpp_labelled_pass_with_many_centres_per_row_matches_brute(dtype: str) -> None:
     """Rows wide enough for whole SIMD blocks, early-exit checks, leftover blocks and a scalar
-    tail (d = 301), several centres per row left to a full distance (evaluated two at a time,
-    one of a pair often stopping early): D, picks and distances stay the brute force's."""
+    tail (d = 301), several centres per row left to a full distance (many stopping early):
+    D, picks and distances stay the brute force's."""
     require_cpp()
     rng = np.random.default_rng(21)
     rows = low_rank(rng, 2400, 301, 6, 0.05)

@@ -260,34 +260,15 @@ class Engine {
         std::sort(cand, cand + nc);
         const SketchView& tier = wide_.z != nullptr ? wide_ : sk_;
         const float* tier_slack = wide_.z != nullptr ? wide_slack.data() : centre_slack.data();
-        // Two centres at a time (dist_pair), both tested against the same D: the second may
-        // be evaluated where one at a time would have skipped it after the first lowered D,
-        // but its computed value is the same, so D (the minimum) is too.
-        auto next = [&](int64_t q) {
-          while (q < nc && sketch_keeps(cand[q].first, best, tier.scale, tier.slack[i], tier_slack[cand[q].second])) ++q;
-          return q;
-        };
-        for (int64_t q = next(0); q < nc;) {
-          const int64_t q2 = next(q + 1);
+        for (int64_t q = 0; q < nc; ++q) {
           const int64_t j = cand[q].second;
-          Acc v[2];
-          if (q2 < nc) {
-            rows_.dist_pair(i, packed.data() + j * cw, packed.data() + cand[q2].second * cw, best, read, v);
-            unit_pairs += 2;
-          } else {
-            v[0] = rows_.dist(i, packed.data() + j * cw, best, read);
-            ++unit_pairs;
-          }
-          if (v[0] < best) {
-            best = v[0];
+          if (sketch_keeps(cand[q].first, best, tier.scale, tier.slack[i], tier_slack[j])) continue;
+          const Acc v = rows_.dist(i, packed.data() + j * cw, best, read);
+          ++unit_pairs;
+          if (v < best) {
+            best = v;
             best_j = j;
           }
-          if (q2 >= nc) break;
-          if (v[1] < best) {
-            best = v[1];
-            best_j = cand[q2].second;
-          }
-          q = next(q2 + 1);
         }
         D[i] = best;
         A[i] = best_j;

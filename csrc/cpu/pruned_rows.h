@@ -15,7 +15,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
-#include <type_traits>
 #include <vector>
 
 #include "cpu/select_core.h"
@@ -31,11 +30,6 @@ template <class Acc>
 inline double abs_error_floor(int64_t d) {
   return 64.0 * static_cast<double>(d + 1) * static_cast<double>(std::numeric_limits<Acc>::min());
 }
-
-template <class Dist, class = void>
-constexpr bool kHasPair = false;
-template <class Dist>
-constexpr bool kHasPair<Dist, std::void_t<decltype(&Dist::pair)>> = true;
 
 template <class AccT, class Dist>
 class EmbRows {
@@ -65,16 +59,6 @@ class EmbRows {
   // calling OpenMP thread's.
   Acc dist(int64_t i, const Acc* c, Acc bound, int64_t& read) const {
     return dist_(i, c, ws_.buffer(cpu::thread_id()), bound, read);
-  }
-  // dist to two centres at once (the same two values, more independent work per step) where the
-  // row distance has a paired form; two calls otherwise.
-  void dist_pair(int64_t i, const Acc* c0, const Acc* c1, Acc bound, int64_t& read, Acc out[2]) const {
-    if constexpr (kHasPair<Dist>) {
-      dist_.pair(i, c0, c1, ws_.buffer(cpu::thread_id()), bound, read, out);
-    } else {
-      out[0] = dist(i, c0, bound, read);
-      out[1] = dist(i, c1, bound, read);
-    }
   }
   // Distance to the zero centre: what the brute-force first pick maximises.
   Acc norm(int64_t i) const {

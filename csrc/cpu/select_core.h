@@ -144,9 +144,6 @@ struct DirectDistance {  // dense rows read in place (float accumulation)
   float operator()(int64_t i, const float* c, float*, float bound, int64_t& read) const {
     return row_sum<Src, true>(reinterpret_cast<const typename Src::T*>(x.row(i)), c, x.cols, bound, read);
   }
-  void pair(int64_t i, const float* c0, const float* c1, float*, float bound, int64_t& read, float out[2]) const {
-    row_sum_pair<Src>(reinterpret_cast<const typename Src::T*>(x.row(i)), c0, c1, x.cols, bound, read, out);
-  }
 };
 
 template <class Acc>
@@ -154,9 +151,6 @@ struct RowDistance {  // dense rows converted, or UWE rows u_i * f_i
   const Emb* e;
   Acc operator()(int64_t i, const Acc* c, Acc* buf, Acc bound, int64_t& read) const {
     return row_sum<AccSrc<Acc>, true>(e->dense_row(i, buf), c, e->d(), bound, read);
-  }
-  void pair(int64_t i, const Acc* c0, const Acc* c1, Acc* buf, Acc bound, int64_t& read, Acc out[2]) const {
-    row_sum_pair<AccSrc<Acc>>(e->dense_row(i, buf), c0, c1, e->d(), bound, read, out);
   }
 };
 

@@ -67,26 +67,6 @@ inline Acc hsum(typename Simd<Acc>::V v) {
   return s;
 }
 
-// A lower bound of hsum(v) for lanes >= 0 (or NaN), in log2(L) steps instead of L - 1 serial
-// adds: the early-exit checks' test. The tree sum is within (1 + u)^3 above the exact lane sum,
-// hsum within (1 - u)^7 below it (additions of non-negative values; subnormal sums are exact),
-// so the tree sum scaled by 1 - 1024 eps (and rounded once more) never exceeds hsum. +inf and
-// NaN pass through, so a caller confirms an exit with hsum itself.
-template <class Acc>
-inline Acc hsum_below(typename Simd<Acc>::V v) {
-  typedef Acc H __attribute__((vector_size(sizeof(v) / 2)));
-  H lo, hi;
-  std::memcpy(&lo, &v, sizeof lo);
-  std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof lo, sizeof hi);
-  const H h = lo + hi;
-  Acc s;
-  if constexpr (Simd<Acc>::L == 8)
-    s = (h[0] + h[2]) + (h[1] + h[3]);
-  else
-    s = h[0] + h[1];
-  return s * (Acc(1) - Acc(1024) * std::numeric_limits<Acc>::epsilon());
-}
-
 // ------------------------------------------------------------------ element sources
 // A source reads L elements of one element type as an Acc vector (vec) or one element (one).
 // AccSrc reads Acc rows; F16Src and BF16Src read float16/bfloat16 rows in place (float Acc).
@@ -167,9 +147,8 @@ constexpr int64_t kCheckEvery = 128;
 
 // sum over k < d of the terms of row x (read through Src) and centre c. Diff sums are
 // monotone in their terms (round-to-nearest never decreases a sum of non-negative terms), so
-// a partial sum reaching `bound` (tested first by the cheaper hsum_below) is returned at once:
-// a lower bound of the full value, and "not below bound" is all a caller comparing with
-// `bound` needs. `read` counts elements read.
+// a partial sum reaching `bound` is returned at once: a lower bound of the full value, and
+// "not below bound" is all a caller comparing with `bound` needs. `read` counts elements read.
 template <class Src, bool Diff>
 inline typename Src::A row_sum(const typename Src::T* x, const typename Src::A* c, int64_t d,
                                typename Src::A bound, int64_t& read) {
@@ -187,7 +166,7 @@ inline typename Src::A row_sum(const typename Src::T* x, const typename Src::A* 
       a2 = add_term<Diff>(a2, Src::vec(x + k + 2 * L), vload<V>(c + k + 2 * L));
       a3 = add_term<Diff>(a3, Src::vec(x + k + 3 * L), vload<V>(c + k + 3 * L));
     }
-    if (Diff && k < d && hsum_below<Acc>((a0 + a1) + (a2 + a3)) >= bound) {
+    if (Diff && k < d) {
       const Acc partial = hsum<Acc>((a0 + a1) + (a2 + a3));
       if (partial >= bound) {
         read += k;
@@ -200,60 +179,6 @@ inline typename Src::A row_sum(const typename Src::T* x, const typename Src::A* 
   for (; k < d; ++k) s = add_term<Diff>(s, Src::one(x + k), c[k]);
   read += d;
   return s;
-}
-
-// Row x against two centres at once: out[h] is bit for bit row_sum<Src, true>(x, c_h, d, bound)
-// (each centre's four accumulators get the same terms in the same order, and the same checks:
-// a centre whose partial reaches `bound` stops there), with twice the independent FMA chains.
-template <class Src>
-inline void row_sum_pair(const typename Src::T* x, const typename Src::A* c0, const typename Src::A* c1, int64_t d,
-                         typename Src::A bound, int64_t& read, typename Src::A out[2]) {
-  using Acc = typename Src::A;
-  using V = typename Simd<Acc>::V;
-  constexpr int64_t L = Simd<Acc>::L;
-  V a[2][4] = {};
-  const Acc* c[2] = {c0, c1};
-  bool live[2] = {true, true};
-  const int64_t full = d / (4 * L) * (4 * L);
-  int64_t k = 0;
-  while (k < full) {
-    const int64_t end = std::min(full, k + kCheckEvery);
-    if (live[0] && live[1]) {
-      for (; k < end; k += 4 * L) {
-        for (int q = 0; q < 4; ++q) {
-          const V xv = Src::vec(x + k + q * L);
-          a[0][q] = add_term<true>(a[0][q], xv, vload<V>(c0 + k + q * L));
-          a[1][q] = add_term<true>(a[1][q], xv, vload<V>(c1 + k + q * L));
-        }
-      }
-    } else {
-      const int h = live[0] ? 0 : 1;
-      for (; k < end; k += 4 * L)
-        for (int q = 0; q < 4; ++q) a[h][q] = add_term<true>(a[h][q], Src::vec(x + k + q * L), vload<V>(c[h] + k + q * L));
-    }
-    if (k < d) {
-      for (int h = 0; h < 2; ++h) {
-        if (!live[h] || !(hsum_below<Acc>((a[h][0] + a[h][1]) + (a[h][2] + a[h][3])) >= bound)) continue;
-        const Acc partial = hsum<Acc>((a[h][0] + a[h][1]) + (a[h][2] + a[h][3]));
-        if (partial >= bound) {
-          read += k;
-          out[h] = partial;
-          live[h] = false;
-        }
-      }
-      if (!live[0] && !live[1]) return;
-    }
-  }
-  for (int h = 0; h < 2; ++h) {
-    if (!live[h]) continue;
-    int64_t t = k;
-    V a0 = a[h][0];
-    for (; t + L <= d; t += L) a0 = add_term<true>(a0, Src::vec(x + t), vload<V>(c[h] + t));
-    Acc s = hsum<Acc>((a0 + a[h][1]) + (a[h][2] + a[h][3]));
-    for (; t < d; ++t) s = add_term<true>(s, Src::one(x + t), c[h][t]);
-    read += d;
-    out[h] = s;
-  }
 }
 
 // |x - c|^2 and x . c over contiguous Acc rows, full values.
