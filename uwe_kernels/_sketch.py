@@ -138,7 +138,13 @@ def principal_directions(sample: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
     """(mu [d], P [d, k], eigenvalues [d] descending) of a float64 row sample."""
     mu = sample.mean(axis=0)
     centred = sample - mu
-    cov = centred.T @ centred / max(1, len(sample))
+    # The product in float32 (half the float64 one's time), scaled into range first: only the
+    # directions' quality depends on it; the basis is eigh's of a float64 matrix, orthonormal
+    # to float64 precision, and the bound's proof uses only that (`orthonormality_bound`).
+    top = float(np.max(np.abs(centred))) if centred.size else 0.0
+    scaled = (centred / top if top > 0 and math.isfinite(top) else centred).astype(np.float32)
+    cov = (scaled.T @ scaled).astype(np.float64) * ((top * top if top > 0 and math.isfinite(top) else 1.0)
+                                                     / max(1, len(sample)))
     values, vectors = np.linalg.eigh(cov)
     order = np.argsort(values)[::-1]
     values, vectors = np.maximum(values[order], 0.0), vectors[:, order]
@@ -302,30 +308,37 @@ def sketch_keeps_all(sketch: Sketch, centre: int, D: np.ndarray, rows: Any = sli
 # ----------------------------------------------------------------- what a sketch would save
 
 
-def sample_directions(emb: Any, k: int, sample_rows: int = SAMPLE_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mu, P [d, k], spectrum) of the row sample, for `predicted_fractions` and then
-    `build_sketch(directions=(mu, P[:, :k]))`, so that the eigenproblem is solved once."""
+def row_sample(emb: Any, sample_rows: int = SAMPLE_ROWS) -> np.ndarray:
+    """The float64 row sample every measurement here reads (evenly spaced rows)."""
     emb = _as_backend(emb)
     n = emb.features.shape[0] if isinstance(emb, FactoredArrays) else emb.shape[0]
+    return _rows64(emb, _sample_indices(n, sample_rows))
+
+
+def sample_directions(emb: Any, k: int, sample_rows: int = SAMPLE_ROWS,
+                      sample: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mu, P [d, k], spectrum) of the row sample, for `predicted_fractions` and then
+    `build_sketch(directions=(mu, P[:, :k]))`, so that the eigenproblem is solved once."""
     with threadpool_limits(limits=1, user_api="blas"):
-        return principal_directions(_rows64(emb, _sample_indices(n, sample_rows)), k)
+        return principal_directions(row_sample(emb, sample_rows) if sample is None else sample, k)
 
 
 def predicted_fractions(emb: Any, centres: int, widths: tuple[int, ...] = SKETCH_WIDTHS,
                         sample_rows: int = SAMPLE_ROWS, query_rows: int = 64,
-                        directions: tuple[np.ndarray, np.ndarray] | None = None) -> dict[int, float]:
+                        directions: tuple[np.ndarray, np.ndarray] | None = None,
+                        sample: np.ndarray | None = None) -> dict[int, float]:
     """For each sketch width k, the fraction of rows a sketch-bounded pick would still
     evaluate, estimated on a row sample: query rows get D from their nearest of `centres`
     sampled rows (the selection's centre count: labelled plus about half the budget), and
     every other sampled row plays the new centre. Costs a d x d eigenproblem (unless
     `directions` = (mu, P) with at least max(widths) columns are given) and
-    sample_rows x d x max(k) multiply-adds."""
+    sample_rows x d x max(k) multiply-adds. sample: the float64 row sample, when already read."""
     emb = _as_backend(emb)
     n, d = emb.features.shape if isinstance(emb, FactoredArrays) else emb.shape
     widths = tuple(k for k in widths if k <= d)
     reference = _sample_indices(n, sample_rows)
     with threadpool_limits(limits=1, user_api="blas"):
-        sample = _rows64(emb, reference)
+        sample = _rows64(emb, reference) if sample is None else sample
         mu, basis = directions if directions is not None else principal_directions(sample, max(widths))[:2]
         v = sample - mu
         z = v @ basis
@@ -413,8 +426,9 @@ def choose_sketch(emb: Any, centres: int | None = None) -> SketchChoice:
         return NO_SKETCH
     if centres is not None and (centres < MIN_CENTRES or float(n) * d * centres < MEASURE_SHARE * float(rows) * d * d):
         return NO_SKETCH
-    mu, basis, _ = sample_directions(emb, max(widths))
-    fractions = predicted_fractions(emb, max(1, centres or 64), widths, directions=(mu, basis))
+    sample = row_sample(emb)  # read once: the directions and the predicted fractions
+    mu, basis, _ = sample_directions(emb, max(widths), sample=sample)
+    fractions = predicted_fractions(emb, max(1, centres or 64), widths, directions=(mu, basis), sample=sample)
     k, traffic = best_width(fractions, d)
     if traffic > MAX_TRAFFIC:
         return SketchChoice(0, traffic, fractions, None, time.perf_counter() - start)
