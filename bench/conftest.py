@@ -15,6 +15,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -106,10 +107,19 @@ def _resident_bytes() -> int | None:
         return None
 
 
-# A case that ends in an exception (pytest.skip included) leaves its frame, and every pool
-# its locals hold, in a reference cycle that only the cyclic collector frees; it runs rarely
-# (large arrays are few objects), so skipped cases stacked up gigabytes. Collect when the
-# resident size has grown by this much since the last collection.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A skipped case's traceback outlives it (pytest keeps its exception info), and with it the
+    case's frame and every pool its locals hold: skipped device cases stacked up gigabytes. Once
+    the report is made, the frames' locals are dropped."""
+    yield
+    if call.excinfo is not None and call.excinfo.errisinstance(pytest.skip.Exception):
+        traceback.clear_frames(call.excinfo.tb)
+
+
+# A case can also leave pools in reference cycles that only the cyclic collector frees; it runs
+# rarely (large arrays are few objects). Collect when the resident size has grown by this much
+# since the last collection.
 COLLECT_AFTER_GROWTH = 256 * 2**20
 _resident_after_collect = [0]
 
