@@ -329,10 +329,13 @@ def goal_skactiveml(rounds: int, native_rounds: int) -> list[dict[str, Any]]:
 
         rows.append(_pair(f"skactiveml CoreSet{' return_utilities' if utilities else ''}", query(CoreSet),
                           query(NativeCoreSet), rounds, native_rounds, same))
-    rows.append(_pair("skactiveml Badge",
-                      lambda: Badge(random_state=0).query(X, y, clf, fit_clf=False, batch_size=GOAL_BATCH),
-                      lambda: NativeBadge(random_state=0).query(X, y, clf, fit_clf=False, batch_size=GOAL_BATCH),
-                      rounds, native_rounds))
+    for utilities in (False, True):
+        def badge(cls: Any, utilities: bool = utilities) -> Callable[[], Any]:
+            return lambda: cls(random_state=0).query(X, y, clf, fit_clf=False, batch_size=GOAL_BATCH,
+                                                     return_utilities=utilities)
+
+        rows.append(_pair(f"skactiveml Badge{' return_utilities' if utilities else ''}", badge(Badge),
+                          badge(NativeBadge), rounds, native_rounds))
     return rows
 
 
