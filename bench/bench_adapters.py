@@ -162,7 +162,7 @@ def bench_small_text_coreset(measure, benchmark, side):
     benchmark.extra_info["picks"] = [int(i) for i in picks[:10]]
 
 
-def _small_text_query(qs: Any, n: int, n_labelled: int, budget: int) -> Any:
+def _small_text_query(qs: Any, n: int, n_labelled: int, budget: int) -> Callable[[], Any]:
     """small-text's query call on precomputed embeddings (unlabelled rows first, as its
     dataset order would be): a call returning the picks."""
     X, _, labelled = _pool(n, n_labelled)
@@ -270,7 +270,7 @@ def _fitted(group: str, ours: Callable[[int, int], Callable[[], Any]],
     for _ in range(rounds):
         _timed(ours(GOAL_N, GOAL_BATCH), full)
     native(*points[0])()
-    measured = []
+    measured: list[dict[str, Any]] = []
     for n, budget in points:
         t_ours: list[float] = []
         t_native: list[float] = []
@@ -404,7 +404,7 @@ def main() -> None:
         "skactiveml": lambda: goal_skactiveml(args.rounds, args.native_rounds),
         "modal": lambda: goal_modal(args.rounds, args.native_rounds),
         "baal": lambda: goal_baal(args.rounds, args.native_rounds,
-                                  [tuple(int(v) for v in p.split("x")) for p in args.batchbald_points]),
+                                  [(int(r), int(b)) for r, b in (p.split("x") for p in args.batchbald_points)]),
         "small-text": lambda: goal_small_text(args.rounds, tuple(args.small_text_budgets)),
     }
     for name in args.frameworks:
