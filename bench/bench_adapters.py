@@ -12,6 +12,15 @@ record `same_picks`; timing asserts nothing.
   embeddings.
 - baal: `UWE(kind="bald")` vs `BALD` (top-k) and, on a 5,000-row slice (its joint-entropy
   draws grow with n x num_draw), `BatchBALD`.
+
+`python -m bench.bench_adapters` runs the goal measurement: every pair at 50,000 x 256, 1,000
+labelled, batch 100, alternated in one process (ours best of --rounds after an untimed call,
+natives --native-rounds), one JSON line per pair with the load average before and after.
+small-text's `GreedyCoreset` (about 20 s per pick there: every pick re-measures all labelled
+rows) and baal's `BatchBALD` (a [rows, 5,000, K] float64 array per pick: 20 GB at 50,000 rows)
+cannot run the goal case here: they are timed at the cases given (`--small-text-budgets` on the
+goal pool; `--batchbald-points` ROWSxBUDGET), fitted linearly in their cost model and
+extrapolated; the row reports the fit, its residual and the ratio measured at each case.
 """
 from __future__ import annotations
 
