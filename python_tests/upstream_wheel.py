@@ -4,7 +4,8 @@ Some frameworks' own test modules are the best check that our strategies behave 
 but we neither copy their code into this repository nor install the old release they came
 with. The wheel is fetched with pip (``pip download``, so the usual index settings apply),
 checked against its pinned sha256, cached per hash, and only the named members are extracted.
-Offline, the fetch skips the calling test module with pip's reason.
+Offline, the fetch skips the calling test module with pip's reason (fails instead under
+UWE_KERNELS_REQUIRE_UPSTREAM_TESTS=1).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -26,6 +28,14 @@ def cache_root() -> Path:
     if explicit:
         return Path(explicit)
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uwe_kernels-tests"
+
+
+def _unavailable(reason: str) -> NoReturn:
+    """Skip the calling module, or fail where UWE_KERNELS_REQUIRE_UPSTREAM_TESTS=1 (CI, which
+    reaches PyPI: a skip there would hide the upstream tests)."""
+    if os.environ.get("UWE_KERNELS_REQUIRE_UPSTREAM_TESTS") == "1":
+        raise RuntimeError(reason)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def _sha256(path: Path) -> str:
@@ -44,12 +54,11 @@ def _download(requirement: str, filename: str, sha256: str, into: Path) -> Path:
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            pytest.skip(f"cannot fetch {requirement} from the package index: {exc}", allow_module_level=True)
+            _unavailable(f"cannot fetch {requirement} from the package index: {exc}")
         fetched = Path(scratch) / filename
         if done.returncode != 0 or not fetched.is_file():
             why = (done.stderr.strip().splitlines() or ["pip gave no reason"])[-1]
-            pytest.skip(f"cannot fetch {requirement} from the package index (offline?): {why}",
-                        allow_module_level=True)
+            _unavailable(f"cannot fetch {requirement} from the package index (offline?): {why}")
         got = _sha256(fetched)
         if got != sha256:
             raise RuntimeError(f"{filename} from the package index has sha256 {got}, pinned {sha256}")
