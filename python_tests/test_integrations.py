@@ -361,6 +361,24 @@ def test_skactiveml_coreset_utilities_restart_as_native_on_every_backend(skal: A
     assert not np.nansum(kernel[1][0]) and np.nansum(kernel[1][2]) > 0
 
 
+@pytest.mark.parametrize("scale", [1e200, 1e-200])
+def test_skactiveml_utilities_on_pools_the_public_call_rescales_or_refuses(skal: Any, scale: float) -> None:
+    """Squared distances beyond float64 (overflow or underflow): the utilities take the public
+    call's way, so picks and errors are those without return_utilities."""
+    X = np.random.default_rng(1).random((20, 3)) * scale
+    y = np.full(20, np.nan)
+    y[:2] = 0.0
+    for backend in ("cpp", "reference"):
+        qs = skal.CoreSet(backend=backend)
+        try:
+            want = qs.query(X, y, batch_size=3)
+        except ValueError as exc:
+            with pytest.raises(ValueError, match=str(exc)[:20]):
+                qs.query(X, y, batch_size=3, return_utilities=True)
+        else:
+            np.testing.assert_array_equal(qs.query(X, y, batch_size=3, return_utilities=True)[0], want)
+
+
 def test_skactiveml_integer_x_is_its_float64_values(skal: Any, digits: Any, split: Any) -> None:
     X, y = digits
     labelled, _ = split

@@ -36,6 +36,7 @@ import numpy as np
 
 import uwe_kernels as uk
 
+from .. import _scale
 from ._common import as_float_rows, check_features, draw_seed, require, to_numpy
 
 require("skactiveml", "scikit-activeml", "skactiveml")
@@ -151,9 +152,15 @@ def _kcenter_utilities(emb: Any, pool: _Pool, picks: np.ndarray, backend: str) -
 
 
 def _selection_keeps_distances(emb: Any, backend: str) -> bool:
-    """Whether the cpp kernel can run the selection and hand back D before each pick."""
-    return (backend in ("auto", "cpp") and isinstance(emb, np.ndarray) and emb.ndim == 2
-            and emb.dtype in (np.float32, np.float64) and uk.backends()["cpp"][0])
+    """Whether the cpp kernel can run the selection and hand back D before each pick: a finite
+    float pool whose squared distances fit float64 as they stand (the public call rescales or
+    refuses the others, so they go that way)."""
+    if not (backend in ("auto", "cpp") and isinstance(emb, np.ndarray) and emb.ndim == 2 and emb.size
+            and emb.dtype in (np.float32, np.float64) and uk.backends()["cpp"][0]):
+        return False
+    peak = float(np.abs(emb).max())
+    return np.isfinite(peak) and all(f.problem(np.dtype(np.float64), 1) is None
+                                     for f in _scale.dense("emb", peak, emb.shape[1]))
 
 
 def _kcenter_query(emb: Any, pool: _Pool, batch_size: int, first: int | None, backend: str,
