@@ -19,8 +19,9 @@ natives --native-rounds), one JSON line per pair with the load average before an
 small-text's `GreedyCoreset` (about 20 s per pick there: every pick re-measures all labelled
 rows) and baal's `BatchBALD` (a [rows, 5,000, K] float64 array per pick: 20 GB at 50,000 rows)
 cannot run the goal case here: they are timed at the cases given (`--small-text-budgets` on the
-goal pool; `--batchbald-points` ROWSxBUDGET), fitted linearly in their cost model and
-extrapolated; the row reports the fit, its residual and the ratio measured at each case.
+goal pool; `--batchbald-points` ROWSxBUDGET), fitted by least squares in their cost model's
+terms and extrapolated; the row reports the coefficients, the largest residual and the ratio
+measured at each case.
 """
 from __future__ import annotations
 
@@ -266,13 +267,13 @@ def _pair(group: str, ours: Callable[[], Any], native: Callable[[], Any], rounds
 
 def _fitted(group: str, ours: Callable[[int, int], Callable[[], Any]],
             native: Callable[[int, int], Callable[[], Any]], points: list[tuple[int, int]], rounds: int,
-            cost: Callable[[int, int], float], same: Callable[[Any, Any], bool] | None = None,
+            native_rounds: int, terms: Callable[[int, int], list[float]], same: Callable[[Any, Any], bool] | None = None,
             **info: Any) -> dict[str, Any]:
-    """A native that cannot run the goal case here (too slow, or too much memory): timed once
-    at each (rows, budget) in `points` after one untimed warm-up call, fitted as
-    native_s = a + b * cost(rows, budget) (least squares) and extrapolated to the goal case.
-    Ours runs the goal case itself (best of `rounds`) and each point, so the ratio measured at
-    equal sizes is reported beside the extrapolated one."""
+    """A native that cannot run the goal case here (too slow, or too much memory): timed at
+    each (rows, budget) in `points` (best of `native_rounds`, after one untimed warm-up call),
+    fitted by least squares as native_s = sum_i c_i * terms(rows, budget)_i and extrapolated to
+    the goal case. Ours runs the goal case itself (best of `rounds`) and each point, so the
+    ratio measured at equal sizes is reported beside the extrapolated one."""
     load_before = _load()
     ours(GOAL_N, GOAL_BATCH)()
     full: list[float] = []
@@ -283,22 +284,22 @@ def _fitted(group: str, ours: Callable[[int, int], Callable[[], Any]],
     for n, budget in points:
         t_ours: list[float] = []
         t_native: list[float] = []
-        picks_ours = _timed(ours(n, budget), t_ours)
-        picks_native = _timed(native(n, budget), t_native)
-        point = {"rows": n, "budget": budget, "ours_s": t_ours[0], "native_s": t_native[0],
-                 "ratio": t_native[0] / t_ours[0]}
+        for _ in range(native_rounds):
+            picks_ours = _timed(ours(n, budget), t_ours)
+            picks_native = _timed(native(n, budget), t_native)
+        point = {"rows": n, "budget": budget, "ours_s": min(t_ours), "native_s": min(t_native),
+                 "ratio": min(t_native) / min(t_ours)}
         if same is not None:
             point["same_picks"] = bool(same(picks_ours, picks_native))
         measured.append(point)
-    x = np.array([cost(p["rows"], p["budget"]) for p in measured])
+    A = np.array([terms(p["rows"], p["budget"]) for p in measured])
     y = np.array([p["native_s"] for p in measured])
-    slope, intercept = np.polyfit(x, y, 1)
-    predicted = float(intercept + slope * cost(GOAL_N, GOAL_BATCH))
-    residual = float(np.max(np.abs(intercept + slope * x - y) / y))
+    coef = np.linalg.lstsq(A, y, rcond=None)[0]
+    predicted = float(np.dot(coef, terms(GOAL_N, GOAL_BATCH)))
+    residual = float(np.max(np.abs(A @ coef - y) / y))
     return {"group": group, "ours_s": min(full), "native_s": predicted, "speedup": predicted / min(full),
             "native_measured_at": f"(rows, budget) {points}, extrapolated to ({GOAL_N}, {GOAL_BATCH})",
-            "fit": {"a_s": float(intercept), "b_s_per_cost": float(slope), "max_rel_residual": residual,
-                    "cost_at_goal": cost(GOAL_N, GOAL_BATCH), "largest_cost_measured": float(x.max())},
+            "fit": {"coefficients": [float(c) for c in coef], "max_rel_residual": residual},
             "points": measured, "times": {"ours": full}, "load_before": load_before, "load_after": _load(), **info}
 
 
@@ -348,7 +349,7 @@ def goal_skactiveml(rounds: int, native_rounds: int) -> list[dict[str, Any]]:
     return rows
 
 
-def goal_small_text(rounds: int, budgets: tuple[int, ...]) -> list[dict[str, Any]]:
+def goal_small_text(rounds: int, native_rounds: int, budgets: tuple[int, ...]) -> list[dict[str, Any]]:
     from small_text.query_strategies import GreedyCoreset
 
     from uwe_kernels.integrations.small_text import Coreset
@@ -364,11 +365,11 @@ def goal_small_text(rounds: int, budgets: tuple[int, ...]) -> list[dict[str, Any
         # GreedyCoreset's pick t measures every unlabelled row against all labelled rows and
         # the t earlier picks
         return [_fitted("small-text Coreset vs GreedyCoreset", ours, native, [(GOAL_N, b) for b in budgets], rounds,
-                        lambda n, b: (n - GOAL_LABELLED) * (b * GOAL_LABELLED + b * (b - 1) / 2), _same_prefix,
-                        cost_model="unlabelled rows x sum over picks t < b of (labelled + t)")]
+                        native_rounds, lambda n, b: [1.0, (n - GOAL_LABELLED) * (b * GOAL_LABELLED + b * (b - 1) / 2)],
+                        _same_prefix, cost_model="a + c * unlabelled rows x sum over picks t < b of (labelled + t)")]
 
 
-def goal_baal(rounds: int, native_rounds: int, points: list[tuple[int, int]]) -> list[dict[str, Any]]:
+def goal_baal(rounds: int, native_rounds: int, fit_rounds: int, points: list[tuple[int, int]]) -> list[dict[str, Any]]:
     from baal.active.heuristics import BALD, BatchBALD
 
     from uwe_kernels.integrations.baal import UWE, PoolOutputs
@@ -389,8 +390,10 @@ def goal_baal(rounds: int, native_rounds: int, points: list[tuple[int, int]]) ->
               lambda: BALD().get_ranks(probs), rounds, native_rounds),
         # Every BatchBALD step scores each row against num_draw * T sampled joint configurations
         # ([rows, 5000, K] float64: 20 GB at the goal size), so a step costs rows x constant.
-        _fitted("baal UWE(kind='bald') vs BatchBALD", ours, native, points, rounds, lambda n, b: float(n * b),
-                cost_model="rows x picks (one joint-entropy pass over every row per pick)"),
+        _fitted("baal UWE(kind='bald') vs BatchBALD", ours, native, points, rounds, fit_rounds,
+                lambda n, b: [1.0, float(n), float(n * b)],
+                cost_model="a + b * rows (scores before the first pick) + c * rows x picks (a joint-entropy pass "
+                           "over every row per pick)"),
     ]
 
 
@@ -400,9 +403,11 @@ def main() -> None:
                                                  f"{GOAL_N:,} x {D}, {GOAL_LABELLED:,} labelled, batch {GOAL_BATCH}")
     parser.add_argument("--rounds", type=int, default=3, help="timed calls of ours (best is kept)")
     parser.add_argument("--native-rounds", type=int, default=1, help="timed calls of a native strategy")
+    parser.add_argument("--fit-rounds", type=int, default=2,
+                        help="timed calls of each side at each point an extrapolated native is fitted to")
     parser.add_argument("--frameworks", nargs="*", default=["skactiveml", "modal", "baal", "small-text"])
-    parser.add_argument("--small-text-budgets", type=int, nargs="*", default=[1, 2, 3])
-    parser.add_argument("--batchbald-points", nargs="*", default=["1000x4", "2000x4", "4000x2", "4000x4"],
+    parser.add_argument("--small-text-budgets", type=int, nargs="*", default=[1, 2, 3, 4])
+    parser.add_argument("--batchbald-points", nargs="*", default=["1000x1", "1000x4", "2000x1", "2000x4", "4000x1", "4000x4"],
                         help="ROWSxBUDGET cases BatchBALD is timed at")
     parser.add_argument("--n", type=int, default=GOAL_N, help="pool rows (a smaller pool checks the script)")
     args = parser.parse_args()
@@ -412,9 +417,9 @@ def main() -> None:
     runs = {
         "skactiveml": lambda: goal_skactiveml(args.rounds, args.native_rounds),
         "modal": lambda: goal_modal(args.rounds, args.native_rounds),
-        "baal": lambda: goal_baal(args.rounds, args.native_rounds,
+        "baal": lambda: goal_baal(args.rounds, args.native_rounds, args.fit_rounds,
                                   [(int(r), int(b)) for r, b in (p.split("x") for p in args.batchbald_points)]),
-        "small-text": lambda: goal_small_text(args.rounds, tuple(args.small_text_budgets)),
+        "small-text": lambda: goal_small_text(args.rounds, args.fit_rounds, tuple(args.small_text_budgets)),
     }
     for name in args.frameworks:
         for row in runs[name]():
