@@ -32,7 +32,8 @@ def uncertainty(scores: np.ndarray, s_code: int, kind: int, from_logits: bool, o
                 acc64: bool) -> _RowFlags: ...
 def uwe(scores: np.ndarray, s_code: int, features: np.ndarray, f_code: int, kind: int, tau: float,
         from_logits: bool, out: np.ndarray, o_code: int, acc64: bool, norm_lo: float = 0.0,
-        norm_span: float = -1.0) -> _RowFlags: ...
+        norm_span: float = -1.0) -> tuple[int, int, int, bool]:
+    """_RowFlags, then whether an output rounded to inf (or is NaN)."""
 def badge_weights(scores: np.ndarray, s_code: int, from_logits: bool, out: np.ndarray, o_code: int,
                   acc64: bool) -> _RowFlags: ...
 def badge_embedding(scores: np.ndarray, s_code: int, features: np.ndarray, f_code: int, from_logits: bool,
