@@ -11,14 +11,18 @@ brute force in every case.
 
 Quick sizes by default (200 labelled, budgets 100-200); UWE_BENCH_SIZE=full runs the goal
 sizes (1,000 labelled, budgets 200-1,000); UWE_BENCH_SIZE=smoke (implied by `--benchmark-disable`)
-shrinks the pools to a few thousand rows. `python -m bench.bench_sketch` runs the issue's goal measurement: alternating
-public calls (brute, auto) on the 50,000 x 512 exponent-1 pool, isotropic noise and exponent
-0.5, best of several, with the read bandwidth measured in the same run.
+shrinks the pools to a few thousand rows. `python -m bench.bench_sketch [--backend cpp|numba]` runs the
+issue's goal measurement: alternating public calls (brute, auto) on the 50,000 x 512
+exponent-1 pool, isotropic noise and exponent 0.5, best of several, with the read bandwidth
+measured in the same run (cpp, the default CPU backend, unless told). `--large`: auto (cpp) on
+the 1,000,000 x 512 memory-mapped exponent-1 pool, budget 10,000, against the bandwidth floor
+(brute force would take hours: its first picks are checked instead).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from typing import Any, Callable
 
@@ -33,6 +37,7 @@ pytest.importorskip("numba")
 
 from uwe_kernels.numba import pruned  # noqa: E402
 from uwe_kernels.numba import select as nsel  # noqa: E402
+from uwe_kernels._sketch import engine_options  # noqa: E402
 
 # (name, n, d, exponent (0: isotropic noise), labelled, budget)
 GOAL = [
@@ -66,24 +71,44 @@ def labelled_rows(n: int, count: int) -> np.ndarray:
     return np.sort(np.random.default_rng([6, n]).choice(n, count, replace=False))
 
 
-def sketch_report(x: np.ndarray, labelled: np.ndarray, budget: int) -> dict[str, Any]:
-    """auto's choice, and the work of a sketch-bounded k-center selection (auto's width, or 16
-    when auto turns the sketch down), its picks checked against brute force."""
+def _engine(backend: str) -> tuple[Any, Any, bool]:
+    """(op module, engine module with *_stats, whether the engine reads two sketch tiers)."""
+    if backend == "cpp":
+        from uwe_kernels.cpp import pruned as cpp_pruned
+        from uwe_kernels.cpp import select as cpp_select
+        return cpp_select, cpp_pruned, True
+    return nsel, pruned, False
+
+
+def sketch_report(x: np.ndarray, labelled: np.ndarray, budget: int, backend: str = "numba",
+                  want_picks: np.ndarray | None = None) -> dict[str, Any]:
+    """auto's choice, and the work of a sketch-bounded k-center selection (auto's widths, or 16
+    when auto turns the sketch down), its picks (and distances) checked against brute force
+    (`want_picks`: brute force's picks when already known; distances are then not checked)."""
     n = len(x)
     mask = np.zeros(n, dtype=bool)
     mask[labelled] = True
-    choice = nsel.choose_algorithm(x, centres=len(labelled) + budget // 2)
+    ops, engine, two_tier = _engine(backend)
+    choice = ops.choose_algorithm(x, centres=len(labelled) + budget // 2)
     sketch = getattr(choice, "sketch", None)
-    width = sketch.width if sketch is not None else min(16, x.shape[1] // 4)
-    want = nsel.kcenter_greedy(x, mask, budget, None, algorithm="brute", progress=None, accum_dtype=np.float32)
-    picks, dists, stats = pruned.kcenter_greedy_stats(x, mask, budget, None, mode="plain", sketch_width=width)
-    np.testing.assert_array_equal(picks, want[0])
-    np.testing.assert_array_equal(dists, want[1])
+    options = {"sketch_width": min(16, x.shape[1] // 4), "mode": "plain"}
+    if sketch is not None:
+        options = {k: v for k, v in engine_options(x, choice, two_tier=two_tier).items() if k != "mode"}
+        options["mode"] = "plain"
+    width = options["sketch_width"]
+    picks, dists, stats = engine.kcenter_greedy_stats(x, mask, budget, None, **options)
+    if want_picks is None:
+        want = ops.kcenter_greedy(x, mask, budget, None, algorithm="brute", progress=None, accum_dtype=np.float32)
+        np.testing.assert_array_equal(dists, want[1])
+        want_picks = want[0]
+    np.testing.assert_array_equal(picks, want_picks)
     live = n - len(labelled) - np.arange(1, budget)  # rows a pass looks at, pick by pick
-    return {"auto_choice": str(choice), "sketch_width": width,
+    # cpp counts the labelled pass's pairs in rows_touched too, numba apart
+    per_pick = stats["rows_touched"] - (stats["labelled_pairs"] if backend == "cpp" else 0)
+    return {"auto_choice": str(choice), "sketch_width": width, "first_tier": stats.get("first_tier", 0),
             "sketch_build_s": stats["sketch_build_seconds"],
-            "rows_evaluated_per_pick": stats["rows_touched"] / max(1, budget - 1),
-            "evaluated_fraction": stats["rows_touched"] / max(1, int(live.sum())),
+            "rows_evaluated_per_pick": per_pick / max(1, budget - 1),
+            "evaluated_fraction": per_pick / max(1, int(live.sum())),
             "labelled_pass_fraction": stats["labelled_pairs"] / max(1, n * len(labelled)),
             "predicted_traffic": sketch.traffic if sketch is not None else None}
 
@@ -128,37 +153,84 @@ def _best(fn: Callable[[], Any], out: list[float]) -> Any:
 
 
 def goal(name: str, n: int, d: int, exponent: float, n_labelled: int, budget: int, rounds: int,
-         bandwidth: float) -> dict[str, Any]:
-    """brute and auto (public calls, numba) alternated `rounds` times; best of each."""
+         bandwidth: float, backend: str = "numba") -> dict[str, Any]:
+    """brute and auto (public calls) alternated `rounds` times; best of each."""
     x = realistic_pool(n, d, exponent)
     labelled = labelled_rows(n, n_labelled)
     times: dict[str, list[float]] = {"brute": [], "auto": []}
     picks: dict[str, np.ndarray] = {}
-    uk.kcenter_greedy(x[:8192], labelled[labelled < 8192], 4, algorithm="auto", backend="numba")  # compile
+    uk.kcenter_greedy(x[:8192], labelled[labelled < 8192], 4, algorithm="auto", backend=backend)  # compile
     for _ in range(rounds):
         for algorithm in ("brute", "auto"):
             picks[algorithm] = _best(lambda: uk.kcenter_greedy(x, labelled, budget, algorithm=algorithm,
-                                                               backend="numba"), times[algorithm])
+                                                               backend=backend, return_distances=True),
+                                     times[algorithm])
     floor = budget * x.nbytes / bandwidth
     best = {k: min(v) for k, v in times.items()}
-    return {"pool": name, "n": n, "d": d, "labelled": n_labelled, "budget": budget,
-            "same_picks": bool(np.array_equal(picks["brute"], picks["auto"])),
+    return {"pool": name, "backend": backend, "n": n, "d": d, "labelled": n_labelled, "budget": budget,
+            "load_average": os.getloadavg()[0],
+            "same_picks": bool(np.array_equal(picks["brute"][0], picks["auto"][0])
+                               and np.array_equal(picks["brute"][1], picks["auto"][1])),
             "brute_s": best["brute"], "auto_s": best["auto"], "floor_s": floor,
             "auto_vs_brute": best["brute"] / best["auto"], "auto_below_floor": floor / best["auto"],
-            "times": times, **sketch_report(x, labelled, budget)}
+            "times": times, **sketch_report(x, labelled, budget, backend, picks["brute"][0])}
+
+
+def goal_large(n: int, d: int, n_labelled: int, budget: int, bandwidth: float, check: int) -> dict[str, Any]:
+    """The large goal: auto (its choice, then the cpp engine with that choice, as the public
+    call runs them) on a memory-mapped exponent-1 pool; brute force is not run in full (hours):
+    the floor comes from the measured bandwidth, and the first `check` picks are compared with
+    a brute-force run of that budget (k-center greedy's picks are a prefix of a longer run's)."""
+    from uwe_kernels.cpp import pruned as cpp_pruned
+    from uwe_kernels.cpp import select as cpp_select
+
+    start = time.perf_counter()
+    x = _realistic.power_law_memmap(n, d, 1.0)
+    made = time.perf_counter() - start
+    labelled = labelled_rows(n, n_labelled)
+    mask = np.zeros(n, dtype=bool)
+    mask[labelled] = True
+    start = time.perf_counter()
+    choice = cpp_select.choose_algorithm(x, centres=n_labelled + budget // 2)
+    if "sketch" in choice:
+        options = engine_options(x, choice, two_tier=True)
+    else:  # the plain pass without a sketch reads every row, as brute force does
+        options = {"mode": "plain" if choice == "brute" else "adaptive"}
+    choose_s = time.perf_counter() - start
+    picks, _, stats = cpp_pruned.kcenter_greedy_stats(x, mask, budget, None, **options)
+    auto_s = time.perf_counter() - start
+    start = time.perf_counter()
+    want = uk.kcenter_greedy(x, labelled, check, algorithm="brute", backend="cpp")
+    brute_prefix_s = time.perf_counter() - start
+    floor = budget * x.nbytes / bandwidth
+    return {"pool": "power-1.0 memmap", "backend": "cpp", "n": n, "d": d, "labelled": n_labelled, "budget": budget,
+            "load_average": os.getloadavg()[0], "pool_seconds": made, "auto_choice": str(choice),
+            "sketch_width": stats.get("sketch_width"), "first_tier": stats.get("first_tier"),
+            "choose_s": choose_s, "sketch_build_s": stats.get("sketch_build_seconds"), "auto_s": auto_s,
+            "floor_s": floor, "auto_below_floor": floor / auto_s,
+            "rows_evaluated_per_pick": (stats["rows_touched"] - stats["labelled_pairs"]) / max(1, budget - 1),
+            "labelled_pass_fraction": stats["labelled_pairs"] / max(1, (n - n_labelled) * n_labelled),
+            f"first_{check}_picks_equal_brute": bool(np.array_equal(picks[:check], want)),
+            "brute_prefix_s": brute_prefix_s}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pools", nargs="*", default=[c[0] for c in GOAL])
+    parser.add_argument("--backend", default="cpp", choices=("cpp", "numba"))
+    parser.add_argument("--large", action="store_true",
+                        help="the 1,000,000 x 512 memory-mapped pool, budget 10,000 (cpp auto only)")
     args = parser.parse_args()
     bandwidth = _roofline.cpu_read_bandwidth(repeats=5)
     print(json.dumps({"read_bandwidth": bandwidth}), flush=True)
+    if args.large:
+        print(json.dumps(goal_large(1_000_000, 512, 1_000, 10_000, bandwidth["best"], check=20)), flush=True)
+        return
     for name, n, d, exponent, _, budget in GOAL:
         if name in args.pools:
             row = goal(name, n, d, exponent, 1_000, 1_000 if name == "power-1.0" else budget, args.rounds,
-                       bandwidth["best"])
+                       bandwidth["best"], args.backend)
             print(json.dumps(row), flush=True)
 
 

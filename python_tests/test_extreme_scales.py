@@ -7,7 +7,7 @@ import pytest
 
 import uwe_kernels as uk
 from uwe_kernels._arrays import BFLOAT16
-from helpers import as_float64, gaussian_pool, to_device
+from helpers import as_float64, gaussian_pool, rtol, to_device
 
 # The registry ops these backend-parametrised tests call.
 pytestmark = pytest.mark.ops("kcenter_greedy", "kmeans_pp", "min_distances", "uwe")
@@ -99,3 +99,74 @@ def test_uwe_beyond_its_output_dtype_raises_not_inf(backend, device):
     with pytest.raises(ValueError, match="float32's range"):
         uk.uwe(scores, huge_tau, "entropy", 1000.0, backend=backend)
     np.testing.assert_allclose(as_float64(uk.uwe(scores, huge_tau, "bvsb", 1000.0, backend=backend)), 1.0)
+
+
+def _one_row_at(value: float, dtype, layout: str) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, features): 1003 x 37 (odd), every u = log 5 (zero logits), feature row 611 at
+    `value` and the rest unit-scale noise; 'strided' features are a column-strided view."""
+    rng = np.random.default_rng(9)
+    f = rng.uniform(-1.0, 1.0, (1003, 37))
+    f[611, 5] = value
+    f[611, 30] = -value
+    features = f.astype(dtype)
+    if layout == "strided":
+        features = np.repeat(features, 2, axis=1)[:, ::2]
+    return np.zeros((1003, 5), dtype=dtype), features
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_uwe_overflow_of_one_row_raises_on_every_dtype(backend, device, dtype, layout):
+    """Only row 611 reaches beyond the output dtype (u = log 5 times a feature just below the
+    dtype's largest value): the call raises; 1% lower it returns the reference's rows."""
+    if layout == "strided" and device != "cpu":
+        pytest.skip("strided views are built on host arrays")
+    top = float(np.finfo(np.float32).max if dtype == BFLOAT16 else np.finfo(dtype).max)
+    edge = top / np.log(5)
+    scores, over = _one_row_at(edge * 1.01, dtype, layout)
+    with pytest.raises(ValueError, match=f"exceeds {np.dtype(dtype).name}'s range"):
+        uk.uwe(to_device(scores, device), to_device(over, device), "entropy", 1.0, backend=backend)
+    scores, under = _one_row_at(edge * 0.99, dtype, layout)
+    got = as_float64(uk.uwe(to_device(scores, device), to_device(under, device), "entropy", 1.0, backend=backend))
+    want = np.log(5) * under.astype(np.float64)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, rtol=rtol(dtype))
+
+
+@pytest.mark.parametrize("backend", ["cpp"])
+def test_cpp_uwe_reports_overflow_without_reading_its_output(backend, monkeypatch):
+    """The kernel knows each row's largest output as it writes it: no second pass over the
+    result, for entropy (u up to log K > 1) on a pool large enough for streaming stores."""
+    from uwe_kernels import _scale
+
+    def no_second_pass(x):
+        raise AssertionError("uwe re-read its output")
+
+    monkeypatch.setattr(_scale, "has_inf", no_second_pass)
+    scores = np.zeros((70_000, 10), dtype=np.float32)
+    features = np.ones((70_000, 64), dtype=np.float32)  # 17.9 MB of output: streamed
+    np.testing.assert_allclose(uk.uwe(scores, features, "entropy", 1.0, backend=backend)[::997], np.log(10),
+                               rtol=1e-6)
+    features[69_998, 63] = 3e38
+    with pytest.raises(ValueError, match="exceeds float32's range"):
+        uk.uwe(scores, features, "entropy", 1.0, backend=backend)
+    with np.errstate(over="ignore"):
+        wide = uk.uwe(scores, features, "entropy", 1.0, out_dtype=np.float32, backend=backend)
+    assert np.isinf(wide[69_998, 63]) and np.isfinite(np.delete(wide, 69_998, axis=0)).all()
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**64 - 1])
+@pytest.mark.parametrize("form", ["dense", "uwe", "badge"])
+def test_kmeans_pp_on_float32_accumulated_in_float64_matches_reference(backend, device, form, seed):
+    """float32 rows near 1e19 go through the float64 accumulator (no copy): the same draws and
+    picks as the reference on fixed seeds, with and without labelled rows, dense and factored."""
+    rng = np.random.default_rng(seed % 1000)
+    feats = (rng.standard_normal((601, 23)) * 1e19).astype(np.float32)
+    scores = rng.standard_normal((601, 5)).astype(np.float32)
+    pool = {"dense": lambda: feats,
+            "uwe": lambda: uk.uwe_factored(scores, feats, tau=0.5, backend="reference"),
+            "badge": lambda: uk.badge_factored(scores, feats, backend="reference")}[form]()
+    for labelled in (None, np.arange(3, 601, 41)):
+        want = uk.kmeans_pp(pool, 17, labelled_idx=labelled, seed=seed, backend="reference")
+        dev = to_device(pool, device) if form == "dense" else pool
+        got = uk.kmeans_pp(dev, 17, labelled_idx=labelled, seed=seed, backend=backend, algorithm="brute")
+        np.testing.assert_array_equal(as_float64(got), want)

@@ -23,6 +23,9 @@ DTYPES = {"float16": np.dtype(np.float16), "bfloat16": BFLOAT16, "float32": np.d
           "float64": np.dtype(np.float64)}
 # (mode, sketch width): sketch only, sketch with group bounds, group bounds that never fall back
 ENGINES = [("plain", 4), ("adaptive", 4), ("pruned", 8), ("plain", 1)]
+# cpp also reads two tiers: (mode, wide tier, first tier) -- the first for every row, the wide
+# one only where the first does not settle the row (labelled pass included)
+TIERS = [("plain", 8, 2), ("adaptive", 6, 1), ("pruned", 8, 4)]
 
 
 def acc(x: np.ndarray) -> type:
@@ -80,16 +83,23 @@ def engine_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def engine_runs(backend: str) -> list[dict]:
+    """The engine settings a backend is checked with: one tier, and two tiers on cpp."""
+    runs = [{"mode": mode, "sketch_width": width} for mode, width in ENGINES]
+    if backend == "cpp":
+        runs += [{"mode": mode, "sketch_width": wide, "first_tier": tier} for mode, wide, tier in TIERS]
+    return runs
+
+
 def check_kcg(x: np.ndarray, mask: np.ndarray, budget: int, first: int | None = None,
               backend: str = "numba") -> list[dict]:
     ops, engine = BACKENDS[backend]
     want, want_d = ops.kcenter_greedy(x, mask, budget, first, algorithm="brute", progress=None, accum_dtype=acc(x))
     out = []
-    for mode, width in ENGINES:
-        picks, dists, stats = engine.kcenter_greedy_stats(x, mask, budget, first, mode=mode, sketch_width=width,
-                                                          accum_dtype=acc(x))
-        np.testing.assert_array_equal(picks, want, err_msg=f"{mode} k={width}")
-        np.testing.assert_array_equal(dists, want_d, err_msg=f"{mode} k={width}")
+    for run in engine_runs(backend):
+        picks, dists, stats = engine.kcenter_greedy_stats(x, mask, budget, first, accum_dtype=acc(x), **run)
+        np.testing.assert_array_equal(picks, want, err_msg=str(run))
+        np.testing.assert_array_equal(dists, want_d, err_msg=str(run))
         out.append(stats)
     return out
 
@@ -98,10 +108,9 @@ def check_kmpp(x: np.ndarray, mask: np.ndarray, budget: int, seed: int, first: o
                backend: str = "numba") -> None:
     ops, engine = BACKENDS[backend]
     want = ops.kmeans_pp(x, mask, budget, seed, first, algorithm="brute", progress=None, accum_dtype=acc(x))
-    for mode, width in ENGINES:
-        picks, _ = engine.kmeans_pp_stats(x, mask, budget, seed, first, mode=mode, sketch_width=width,
-                                          accum_dtype=acc(x))
-        np.testing.assert_array_equal(picks, want, err_msg=f"{mode} k={width}")
+    for run in engine_runs(backend):
+        picks, _ = engine.kmeans_pp_stats(x, mask, budget, seed, first, accum_dtype=acc(x), **run)
+        np.testing.assert_array_equal(picks, want, err_msg=str(run))
 
 
 @pytest.mark.parametrize("labelled", [0, 9])
@@ -156,6 +165,55 @@ def test_cpp_badge_gets_no_sketch() -> None:
     fa = FactoredArrays(rng.standard_normal((50, 3)).astype(np.float32), rng.standard_normal((50, 6)).astype(np.float32))
     with pytest.raises(ValueError, match="not BADGE"):
         cpp_pruned.kcenter_greedy_stats(fa, np.zeros(50, bool), 5, None, sketch_width=2)
+
+
+def require_cpp() -> None:
+    if not cpp_available():
+        pytest.skip("cpp: " + uk.backends()["cpp"][1])
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
+def test_cpp_sketched_labelled_pass_matches_brute(dtype: str) -> None:
+    """Enough rows for the labelled pass's probe and later units, on a pool the sketch settles
+    (low rank, with near and exact copies of labelled rows), then many labelled rows."""
+    require_cpp()
+    rng = np.random.default_rng(11)
+    rows = low_rank(rng, 2600, 24, 4, 0.02)
+    copies = [rows[:60] + 1e-5 * rng.standard_normal((60, 24)), rows[:30]]
+    x = np.concatenate([rows, *copies]).astype(DTYPES[dtype])
+    for labelled in (40, 400):
+        mask = mask_of(len(x), labelled, seed=labelled)
+        mask[:30] = True  # rows with exact copies among the unlabelled ones: D = 0 there
+        stats = check_kcg(x, mask, 25, backend="cpp")
+        check_kmpp(x, mask, 25, 6, "max_norm", "cpp")
+        m = int(mask.sum())
+        assert all(st["labelled_pairs"] < 0.3 * m * (len(x) - m) for st in stats)
+
+
+def test_cpp_labelled_pass_hands_over_to_the_tile_pass_where_the_sketch_does_not_pay() -> None:
+    require_cpp()
+    x = gaussian_pool(3000, 32, seed=12)  # isotropic: a 2-wide sketch settles few pairs
+    mask = mask_of(len(x), 50)
+    for stats in check_kcg(x, mask, 20, backend="cpp"):
+        if stats["sketch_width"] <= 2 and not stats.get("first_tier"):
+            # the probe's pairs, then every pair of the rows left
+            assert 0.9 * 50 * (len(x) - 50) < stats["labelled_pairs"] <= 50 * (len(x) - 50)
+
+
+def test_cpp_two_tiers_read_the_wide_tier_only_for_rows_the_first_leaves() -> None:
+    require_cpp()
+    x = low_rank(np.random.default_rng(13), 4000, 48, 12, 0.01).astype(np.float32)
+    mask = mask_of(len(x), 30)
+    one = cpp_pruned.kcenter_greedy_stats(x, mask, 80, None, mode="plain", sketch_width=2)
+    two = cpp_pruned.kcenter_greedy_stats(x, mask, 80, None, mode="plain", sketch_width=16, first_tier=2)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
+    assert two[2]["first_tier"] == 2 and two[2]["sketch_width"] == 16
+    assert two[2]["rows_touched"] < 0.5 * one[2]["rows_touched"]
+    with pytest.raises(ValueError, match="wider second tier"):
+        cpp_pruned._ext().kcenter_greedy_pruned(cpp_pruned._spec(x), mask, 3, -1, False, 0, None,
+                                                cpp_pruned._sketch_args(x, 4, 0, None, False)[0],
+                                                cpp_pruned._sketch_args(x, 2, 0, None, False)[0])
 
 
 def test_the_sketch_skips_most_rows_of_a_low_rank_pool() -> None:
@@ -240,12 +298,18 @@ def test_sketch_by_name_without_a_measurement_uses_the_default_width() -> None:
         np.testing.assert_array_equal(got[1], want[1])
 
 
-def test_team_choice_times_both_ways_then_runs_the_faster() -> None:
-    team = sketched.TeamChoice()
-    assert team.choose(False) is False  # small passes never wake the team
-    assert team.choose(True) is True  # the team, not timed yet
-    team.record(True, 5e-9)
-    assert team.choose(True) is False  # one thread not timed yet
-    team.record(False, 1e-9)
-    choices = [team.choose(True) for _ in range(2 * sketched.TeamChoice.REPROBE)]
-    assert choices.count(False) > choices.count(True) > 0  # mostly the faster, re-timing the other
+def test_numba_sketch_passes_take_their_team_from_the_one_tuner(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uwe_kernels import _threads
+
+    x = low_rank(np.random.default_rng(14), 5000, 32, 6, 0.05).astype(np.float32)
+    mask = mask_of(len(x), 20)
+    monkeypatch.setattr(pruned, "PARALLEL_MIN", 0)  # every sketch pass asks the tuner
+    reported: list[float] = []
+    runs = []
+    for team in (1, 2):
+        monkeypatch.setattr(_threads.TeamTuner, "threads", lambda self, team=team: team)
+        monkeypatch.setattr(_threads.TeamTuner, "pick_done", lambda self, work: reported.append(work))
+        runs.append(pruned.kcenter_greedy_stats(x, mask, 40, None, mode="plain", sketch_width=4))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    assert len(reported) >= 2 * 39 and all(w > 0 for w in reported)

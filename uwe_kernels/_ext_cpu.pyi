@@ -32,7 +32,8 @@ def uncertainty(scores: np.ndarray, s_code: int, kind: int, from_logits: bool, o
                 acc64: bool) -> _RowFlags: ...
 def uwe(scores: np.ndarray, s_code: int, features: np.ndarray, f_code: int, kind: int, tau: float,
         from_logits: bool, out: np.ndarray, o_code: int, acc64: bool, norm_lo: float = 0.0,
-        norm_span: float = -1.0) -> _RowFlags: ...
+        norm_span: float = -1.0) -> tuple[int, int, int, bool]:
+    """_RowFlags, then whether an output rounded to inf (or is NaN)."""
 def badge_weights(scores: np.ndarray, s_code: int, from_logits: bool, out: np.ndarray, o_code: int,
                   acc64: bool) -> _RowFlags: ...
 def badge_embedding(scores: np.ndarray, s_code: int, features: np.ndarray, f_code: int, from_logits: bool,
@@ -49,6 +50,11 @@ def kcenter_greedy(emb: _EmbSpec, labelled: npt.NDArray[np.bool_], budget: int, 
                    progress: _Progress) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """(picks, Euclidean distance at pick time); first: an index or FIRST_MAX_NORM."""
 
+def kcenter_greedy_history(emb: _EmbSpec, labelled: npt.NDArray[np.bool_], budget: int, first: int,
+                           double_acc: bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64],
+                                                      npt.NDArray[np.float64]]:
+    """Brute force: (picks, distance at pick time, [budget, n] squared distance to the nearest centre before each pick)."""
+
 def kmeans_pp(emb: _EmbSpec, labelled: npt.NDArray[np.bool_], budget: int, seed: int, first: int,
               double_acc: bool, progress: _Progress) -> npt.NDArray[np.int64]:
     """Picks with SplitMix64 draws; first: an index, FIRST_MAX_NORM or FIRST_RANDOM."""
@@ -58,14 +64,17 @@ def min_distances(emb: _EmbSpec, centres: _EmbSpec,
     """(squared distance to the nearest centre, its index, lowest on ties)."""
 
 def kcenter_greedy_pruned(emb: _EmbSpec, labelled_mask: npt.NDArray[np.bool_], budget: int, first: int,
-                          double_acc: bool, mode: int, progress: _Progress, sketch: _Sketch | None = None
+                          double_acc: bool, mode: int, progress: _Progress, sketch: _Sketch | None = None,
+                          sketch2: _Sketch | None = None
                           ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], dict[str, Any]]:
     """Pruned k-center greedy: (picks, distances, work statistics); mode 0 plain / 1 pruned / 2 adaptive;
-    sketch: (z [n, k], r [n], slack [n] float32, scale, tau) of uwe_kernels._sketch, or None."""
+    sketch: (z [n, k], r [n], slack [n] float32, scale, tau) of uwe_kernels._sketch, or None;
+    sketch2: a wider second tier of the same pool (read only where the first does not settle a row)."""
 
 def kmeans_pp_pruned(emb: _EmbSpec, labelled_mask: npt.NDArray[np.bool_], budget: int, seed: int, first: int,
                      double_acc: bool, mode: int, progress: _Progress,
-                     sketch: _Sketch | None = None) -> tuple[npt.NDArray[np.int64], dict[str, Any]]:
+                     sketch: _Sketch | None = None,
+                     sketch2: _Sketch | None = None) -> tuple[npt.NDArray[np.int64], dict[str, Any]]:
     """Pruned k-means++ seeding: (picks, work statistics)."""
 
 def splitmix64_uniforms(seed: int, start: int, count: int) -> npt.NDArray[np.float64]:

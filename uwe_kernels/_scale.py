@@ -82,6 +82,16 @@ def weighted_rows_may_overflow(kind: str, classes: int, tau: float, features: fl
     return tau * log_u + float(np.log(features)) > float(np.log(np.finfo(out).max))
 
 
+class RowsOverflowed(Exception):
+    """Raised by an op module that sets REPORTS_OVERFLOW (its kernel knows, as it writes, whether
+    an output of u ** tau * features rounded to inf) when one did; `result` is the op's output,
+    the answer when the caller chose the output dtype."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__("an output rounded to inf")
+        self.result = result
+
+
 def has_inf(x: Any) -> bool:
     """Whether an op's result holds an inf (numpy read in row chunks, or a torch tensor)."""
     if _arrays.is_torch(x):

@@ -171,30 +171,43 @@ def build_sketch(emb: Any, k: int, *, acc_dtype: Any = np.float32, sample_rows: 
     the row sample's (the spectrum is then left empty and energy reported as nan). The build
     runs in float64 on one BLAS thread (a threaded BLAS's spinning workers would slow the
     selection that follows)."""
+    return build_sketches(emb, (k,), acc_dtype=acc_dtype, sample_rows=sample_rows, directions=directions)[0]
+
+
+def build_sketches(emb: Any, widths: tuple[int, ...], *, acc_dtype: Any = np.float32, sample_rows: int = SAMPLE_ROWS,
+                   directions: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Sketch, ...]:
+    """Sketches of several widths (the leading columns of one basis) from one pass over the
+    pool, as build_sketch builds each: z of width k is the first k columns of the widest
+    product (each entry is the same length-d dot product, so the same error bound holds), r
+    from |x - mu|^2 - |z|^2 at that width. directions: (mu, P [d, max(widths)])."""
     start = time.perf_counter()
     emb = _as_backend(emb)
     factored = isinstance(emb, FactoredArrays)
     n, d = emb.features.shape if factored else emb.shape
-    if not 1 <= k <= d:
-        raise ValueError(f"sketch width k must be in [1, {d}], got {k}")
+    widths = tuple(int(k) for k in widths)
+    if not widths or not all(1 <= k <= d for k in widths):
+        raise ValueError(f"sketch width k must be in [1, {d}], got {widths}")
+    kmax = max(widths)
     acc_unit = _unit(acc_dtype)
     with threadpool_limits(limits=1, user_api="blas"):
         if directions is None:
-            mu, basis, spectrum = principal_directions(_rows64(emb, _sample_indices(n, sample_rows)), k)
+            mu, basis, spectrum = principal_directions(_rows64(emb, _sample_indices(n, sample_rows)), kmax)
         else:
             mu, basis = (np.asarray(a, dtype=np.float64) for a in directions)
-            if mu.shape != (d,) or basis.shape != (d, k):
-                raise ValueError(f"directions must be mu [{d}] and P [{d}, {k}], got {mu.shape} and {basis.shape}")
+            if mu.shape != (d,) or basis.shape != (d, kmax):
+                raise ValueError(f"directions must be mu [{d}] and P [{d}, {kmax}], got {mu.shape} and {basis.shape}")
             spectrum = np.empty(0)
-        omega = orthonormality_bound(basis)
-        if omega > 2.0**-20:
-            raise ArithmeticError(f"the sketch basis is not orthonormal (||P^T P - I|| <= {omega:.3g})")
-        eps = _error_scale(d, k, omega, acc_unit, factored)
+        parts = []  # per width: (basis, omega, eps, scale, slack factor)
+        for k in widths:
+            sub = np.ascontiguousarray(basis[:, :k])
+            omega = orthonormality_bound(sub)
+            if omega > 2.0**-20:
+                raise ArithmeticError(f"the sketch basis is not orthonormal (||P^T P - I|| <= {omega:.3g})")
+            parts.append((sub, omega, _error_scale(d, k, omega, acc_unit, factored), *bound_constants(d, k, acc_dtype)))
         growth = 1 + 2 * _gamma(d + 6, U_BUILD)  # a_x computed -> an upper bound of the exact one
-        scale, slack_factor = bound_constants(d, k, acc_dtype)
-        z = np.empty((n, k), dtype=np.float32)
-        r = np.empty(n, dtype=np.float32)
-        slack = np.empty(n, dtype=np.float32)
+        z = [np.empty((n, k), dtype=np.float32) for k in widths]
+        r = [np.empty(n, dtype=np.float32) for _ in widths]
+        slack = [np.empty(n, dtype=np.float32) for _ in widths]
         mu_sq, mu_proj = float(mu @ mu), mu @ basis
         mu_norm = math.sqrt(mu_sq)
         step = max(1, BUILD_CHUNK_BYTES // (8 * d))
@@ -212,14 +225,16 @@ def build_sketch(emb: Any, k: int, *, acc_dtype: Any = np.float32, sample_rows: 
                 zz = v @ basis
                 vv = np.einsum("ij,ij->i", v, v)
                 size = np.sqrt(vv)
-            rr = np.maximum(vv - np.einsum("ij,ij->i", zz, zz), 0.0)
-            z[s:e] = zz
-            r[s:e] = np.sqrt(rr)
-            err = eps * size * growth
-            slack[s:e] = _round_up_f32(slack_factor * err * err)
-    energy = energy_captured(spectrum, k) if len(spectrum) else math.nan
-    return Sketch(mu, basis, z, r, slack, scale, TAU, omega, energy, spectrum,
-                  time.perf_counter() - start)
+            for t, k in enumerate(widths):
+                zk = zz[:, :k]
+                z[t][s:e] = zk
+                r[t][s:e] = np.sqrt(np.maximum(vv - np.einsum("ij,ij->i", zk, zk), 0.0))
+                err = parts[t][2] * size * growth
+                slack[t][s:e] = _round_up_f32(parts[t][4] * err * err)
+    seconds = time.perf_counter() - start
+    return tuple(Sketch(mu, parts[t][0], z[t], r[t], slack[t], parts[t][3], TAU, parts[t][1],
+                        energy_captured(spectrum, k) if len(spectrum) else math.nan, spectrum, seconds)
+                 for t, k in enumerate(widths))
 
 
 # ----------------------------------------------------------------- the test
@@ -312,6 +327,17 @@ def predicted_fractions(emb: Any, centres: int, widths: tuple[int, ...] = SKETCH
     return out
 
 
+def best_second_tier(fractions: dict[int, float], first: int, d: int) -> int:
+    """The second tier of a two-tier pick after first tier `first`: the width whose evaluated
+    rows plus its own reads (k + 1 floats for each row the first tier leaves, scattered: a
+    cache line at least) are fewest, if below the first tier's evaluated rows; else 0."""
+    cost = {k: fractions[first] * max(k + 1, 16) / (d + 1) + f for k, f in fractions.items() if k > first}
+    if not cost:
+        return 0
+    k = min(cost, key=lambda w: (cost[w], w))
+    return k if cost[k] < fractions[first] else 0
+
+
 def best_width(fractions: dict[int, float], d: int) -> tuple[int, float]:
     """(k, traffic): the width whose pick reads the fewest bytes, relative to brute force's
     d + 1 floats a row: k + 3 sketch floats (z, r, slack, D) plus the evaluated rows."""
@@ -346,6 +372,8 @@ class SketchChoice:
     fractions: dict[int, float]
     directions: tuple[np.ndarray, np.ndarray] | None  # (mu, P [d, width]) for build_sketch
     seconds: float
+    wide: int = 0  # a two-tier engine's second tier (0: none pays more than `width` alone)
+    wide_directions: tuple[np.ndarray, np.ndarray] | None = None  # (mu, P [d, wide])
 
 
 NO_SKETCH = SketchChoice(0, 1.0, {}, None, 0.0)
@@ -370,7 +398,9 @@ def choose_sketch(emb: Any, centres: int | None = None) -> SketchChoice:
     k, traffic = best_width(fractions, d)
     if traffic > MAX_TRAFFIC:
         return SketchChoice(0, traffic, fractions, None, time.perf_counter() - start)
-    return SketchChoice(k, traffic, fractions, (mu, np.ascontiguousarray(basis[:, :k])), time.perf_counter() - start)
+    wide = best_second_tier(fractions, k, d)
+    return SketchChoice(k, traffic, fractions, (mu, np.ascontiguousarray(basis[:, :k])), time.perf_counter() - start,
+                        wide, (mu, np.ascontiguousarray(basis[:, :wide])) if wide else None)
 
 
 def choose_bounds(emb: Any, centres: int | None, sketch_ok: bool) -> str:
@@ -384,16 +414,21 @@ def choose_bounds(emb: Any, centres: int | None, sketch_ok: bool) -> str:
     return "pruned" if groups else "brute"
 
 
-def engine_options(emb: Any, algorithm: str, default_width: int = 16) -> dict[str, Any]:
+def engine_options(emb: Any, algorithm: str, default_width: int = 16, two_tier: bool = False) -> dict[str, Any]:
     """The pruning engine's mode and sketch for 'pruned' / 'sketch' / 'pruned+sketch' (the
-    sketch measurement an Algorithm carries, or default_width when asked by name)."""
+    sketch measurement an Algorithm carries, or default_width when asked by name). two_tier:
+    the engine reads a FIRST_TIER-wide sketch of every row and the chosen width only where that
+    does not settle the row (cpp), so the chosen width is the widest that pays in that scheme."""
     if "sketch" not in algorithm:
         return {}
     choice = algorithm.sketch if isinstance(algorithm, Algorithm) else NO_SKETCH
     be = _as_backend(emb)
     d = int(be.features.shape[1] if isinstance(be, FactoredArrays) else be.shape[1])
-    return {"mode": "plain" if algorithm == "sketch" else "adaptive",
-            "sketch_width": choice.width or min(default_width, d), "directions": choice.directions}
+    options = {"mode": "plain" if algorithm == "sketch" else "adaptive",
+               "sketch_width": choice.width or min(default_width, d), "directions": choice.directions}
+    if two_tier and choice.wide > choice.width and choice.directions is not None:
+        options.update(sketch_width=choice.wide, first_tier=choice.width, directions=choice.wide_directions)
+    return options
 
 
 class Algorithm(str):

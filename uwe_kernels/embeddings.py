@@ -149,19 +149,27 @@ def uwe(
     norm = _norm_of_rows(ps, kind, from_logits, acc, backend, normalize, pool)
 
     def call(fn: Any) -> Any:
+        module = sys.modules[fn.__module__]
         # The features' largest magnitude comes free with their check, unless the op checks
-        # values in its own pass: then the bound uses the dtype's limit and reads the result.
+        # values in its own pass: then the bound uses the dtype's limit and reads the result,
+        # unless the op reports an overflow as it writes (REPORTS_OVERFLOW).
         largest = float(np.finfo(pf.dtype).max)
-        if not getattr(sys.modules[fn.__module__], "CHECKS_FINITE", False):
+        if not getattr(module, "CHECKS_FINITE", False):
             check_values(ps, "scores", nonnegative=not from_logits)
             largest = check_values(pf, "features")
+        overflowed = False
         with np.errstate(over="ignore"):  # an overflow is reported below, not warned about
-            result = fn(ps.data, pf.data, kind, tau, bool(from_logits), out_dtype=out, accum_dtype=acc,
-                        **norm)
+            try:
+                result = fn(ps.data, pf.data, kind, tau, bool(from_logits), out_dtype=out, accum_dtype=acc,
+                            **norm)
+            except _scale.RowsOverflowed as seen:
+                result, overflowed = seen.result, True
+        if (out_dtype is None and not overflowed and not getattr(module, "REPORTS_OVERFLOW", False)
+                and _scale.weighted_rows_may_overflow(kind, ps.shape[1], tau, largest, out)):
+            overflowed = _scale.has_inf(result)
         # An explicit out_dtype rounds as numpy's astype does (inf beyond its range); the
         # default dtype is not one the caller chose to overflow in, so that raises.
-        if (out_dtype is None and _scale.weighted_rows_may_overflow(kind, ps.shape[1], tau, largest, out)
-                and _scale.has_inf(result)):
+        if out_dtype is None and overflowed:
             raise ValueError(f"u ** tau * features exceeds {out.name}'s range (the inputs are finite): "
                              "pass out_dtype=np.float32 (or float64), or a smaller tau")
         return result

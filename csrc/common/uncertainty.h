@@ -211,11 +211,45 @@ UWE_HD inline A row_uncertainty(const At& at, int K, int kind, bool from_logits,
 // mean_t H(p_t). `pass_at(t)` returns a reader of pass t's K scores. Pass over t: each pass's
 // summary (checks) and, for logits, softmax sums, so H(p_t) = log s_t - t_t / s_t with m_t
 // and log s_t kept in scratch[2t], scratch[2t + 1] ([2T] values, no probability matrix).
-// Pass over k: pbar_k = mean_t exp((z_kt - m_t) - log s_t) (or p_kt as given) and
-// H(pbar) = -sum pbar log pbar. The difference cancels when the passes agree: rounding can
-// leave a tiny negative, clamped to 0 (the exact value is >= 0, entropy being concave).
-// `r` reports finite (every score) and smallest (for the negative-probability check).
-// O(K T) per row, two reads of the [K, T] block.
+// Pass over k: pbar_k = mean_t exp((z_kt - m_t) - log s_t) (or p_kt as given), summed over t
+// in order, and H(pbar) = -sum pbar log pbar (bald_of). The difference cancels when the passes
+// agree: rounding can leave a tiny negative, clamped to 0 (the exact value is >= 0, entropy
+// being concave). `r` reports finite (every score) and smallest (for the negative-probability
+// check). O(K T) per row, two reads of the [K, T] block. The CPU runs the same arithmetic
+// vectorised over the passes (cpu/bald_tile.h).
+
+// p_kt of pass t from its score z: softmaxed by the pass's max m and log-sum log_s, or as given.
+template <typename A>
+UWE_HD UWE_INLINE A bald_prob(A z, A m, A log_s, bool from_logits) {
+  return from_logits ? exp_acc((z - m) - log_s) : z;
+}
+
+// u from sum_t H(p_t) and the per-class sums over the passes, pbar_sum(k) = sum_t p_kt.
+template <typename A, typename SumAt>
+UWE_HD inline A bald_of(A h_passes, const SumAt& pbar_sum, int K, int T) {
+  const A inv_t = A(1) / A(T);
+  A h_mean = 0;
+  for (int k = 0; k < K; ++k) {
+    const A pbar = pbar_sum(k) * inv_t;
+    h_mean -= pbar > A(0) ? pbar * log_acc(pbar) : A(0);
+  }
+  return clamp_nonneg(h_mean - h_passes * inv_t);
+}
+
+// sum_t p_kt of class k, read pass by pass.
+template <typename A, typename PassAt>
+struct PassSums {
+  const PassAt& pass_at;
+  const A* scratch;
+  int T;
+  bool from_logits;
+  UWE_HD A operator()(int k) const {
+    A sum = 0;
+    for (int t = 0; t < T; ++t) sum += bald_prob<A>(pass_at(t)(k), scratch[2 * t], scratch[2 * t + 1], from_logits);
+    return sum;
+  }
+};
+
 template <typename A, typename PassAt>
 UWE_HD inline A row_bald(const PassAt& pass_at, int K, int T, bool from_logits, A* scratch, RowSummary<A>& r) {
   A h_passes = 0, smallest = INFINITY;
@@ -236,22 +270,11 @@ UWE_HD inline A row_bald(const PassAt& pass_at, int K, int T, bool from_logits, 
       h_passes += neg_plogp_sum<A>(at, K);
     }
   }
-  const A inv_t = A(1) / A(T);
-  A h_mean = 0;
-  for (int k = 0; k < K; ++k) {
-    A pbar = 0;
-    for (int t = 0; t < T; ++t) {
-      const A z = pass_at(t)(k);
-      pbar += from_logits ? exp_acc((z - scratch[2 * t]) - scratch[2 * t + 1]) : z;
-    }
-    pbar *= inv_t;
-    h_mean -= pbar > A(0) ? pbar * log_acc(pbar) : A(0);
-  }
   r.best = r.second = A(0);
   r.argmax = 0;
   r.smallest = smallest;
   r.finite = finite;
-  return clamp_nonneg(h_mean - h_passes * inv_t);
+  return bald_of<A>(h_passes, PassSums<A, PassAt>{pass_at, scratch, T, from_logits}, K, T);
 }
 
 // BADGE weight of class k: p_k - [k == argmax]; `scale` is 1 / s for logits, 1 for probs.

@@ -7,26 +7,29 @@
 // blocks statically; every output element depends on one thread's work only, so results
 // do not depend on the thread count.
 // Complexity: O(n (K + d)) time, O(kBlock) extra memory per thread (O(kBlock K) for BADGE).
-// Shapes: scores [n, K] ([n, K, T] for kind bald: row_bald reads each row's [K, T] block
-// twice, with a [2T] scratch per block), features [n, d], out [n, d] (or [n, K*d], [n, K], [n]).
+// Shapes: scores [n, K] ([n, K, T] for kind bald: each row's [K, T] block goes through a
+// BaldTile, bald_tile.h), features [n, d], out [n, d] (or [n, K*d], [n, K], [n]).
 // Memory: contiguous float16 rows go through F16C tiles (embed_simd.h); float32 UWE outputs
 // of kStreamBytes or more are written with streaming stores (no read of the destination).
 // Precision: loads convert float16 / bfloat16 in registers; accumulation in A = float, or
 // double when any input is float64; region sums of the segmentation op in double.
 // Ties: argmax is the lowest class; detection "max" keeps the lowest box index.
 // Checks: the same passes record the first row holding NaN / inf (and, for probabilities,
-// a negative value); the minimum over threads is returned to the adapter, which raises.
+// a negative value); the minimum over threads is returned to the adapter, which raises. The
+// fused UWE op also reports whether an output rounded to inf, from each row's largest |x|.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
 #include "common/dtype.h"
 #include "common/uncertainty.h"
+#include "cpu/bald_tile.h"
 #include "cpu/embed_simd.h"
 #include "cpu/embed_strided.h"
 #include "cpu/threads.h"
@@ -73,51 +76,70 @@ void uncertainty_rows(const HostBuf& s, int64_t r0, int64_t r1, int kind, bool l
   }
 }
 
-// As uncertainty_rows for kind "bald": scores [n, K, T], one [K, T] block per row (any strides).
+// As uncertainty_rows for kind "bald": scores [n, K, T], each row's [K, T] block through a
+// BaldTile (bald_tile.h): read straight through when C-contiguous, element by element otherwise.
 template <typename S, typename A>
 void bald_rows(const HostBuf& s, int64_t r0, int64_t r1, int /*kind*/, bool logits, bool power,
                WeightRule<A> rule, A* w, int64_t& bad_nf, int64_t& bad_neg) {
   const int K = static_cast<int>(s.shape[1]), T = static_cast<int>(s.shape[2]);
-  std::vector<A> scratch(2 * static_cast<size_t>(T));
+  const bool contig = s.stride[2] == static_cast<int64_t>(sizeof(S)) && s.stride[1] == T * s.stride[2];
+  BaldTile<A> tile(K, T);
   for (int64_t i = r0; i < r1; ++i) {
     const char* row = s.ptr + i * s.stride[0];
-    const auto pass_at = [&](int t) { return RowReader<S, A, false>{row + t * s.stride[2], s.stride[1]}; };
+    if (contig)
+      tile.template fill<S, true>(row, s.stride[1], s.stride[2]);
+    else
+      tile.template fill<S, false>(row, s.stride[1], s.stride[2]);
     RowSummary<A> r;
-    const A u = row_bald<A>(pass_at, K, T, logits, scratch.data(), r);
+    const A u = tile.bald(logits, r);
     note_score_checks(r, logits, i, bad_nf, bad_neg);
     w[i - r0] = power ? weight_by<A>(rule, u) : u;
   }
 }
 
-// dst[j] = w * src[j] for one row of d features; returns NaN when the row is not finite.
+// What scaling a row of features saw: probe = sum(x * 0), NaN when the row is not finite, and
+// top = max |x| (NaN ignored). Rounding is monotone, so the row's largest output is exactly
+// store<O>(|w| * top): the kernel knows whether it wrote an inf without reading its output.
+template <typename A>
+struct RowSeen {
+  A probe;
+  A top;
+};
+
+template <typename A>
+UWE_INLINE A magnitude(A x) { return x < A(0) ? -x : x; }
+
+// dst[j] = w * src[j] for one row of d features.
 template <typename F, typename O, typename A, bool Contig>
-A scale_row(const char* src, int64_t step, int64_t d, A w, O* dst) {
-  A probe = 0;
-  UWE_SIMD(reduction(+ : probe))
+RowSeen<A> scale_row(const char* src, int64_t step, int64_t d, A w, O* dst) {
+  A probe = 0, top = 0;
+  UWE_SIMD(reduction(+ : probe) reduction(max : top))
   for (int64_t j = 0; j < d; ++j) {
     const A x = load<A>(read_as<F>(src + j * (Contig ? static_cast<int64_t>(sizeof(F)) : step)));
     probe += x * A(0);
+    top = magnitude(x) > top ? magnitude(x) : top;
     dst[j] = store<O>(w * x);
   }
-  return probe;
+  return {probe, top};
 }
 
 // Contiguous rows touching float16 with a float accumulator: convert tiles of the row
 // through F16C (embed_simd.h), scale the float tile, convert back.
 template <typename F, typename O>
-float scale_row_half_tiles(const F* src, int64_t d, float w, O* dst) {
+RowSeen<float> scale_row_half_tiles(const F* src, int64_t d, float w, O* dst) {
   constexpr int64_t kTile = 256;
   float in[kTile], res[kTile];
-  float probe = 0;
+  float probe = 0, top = 0;
   for (int64_t j0 = 0; j0 < d; j0 += kTile) {
     const int64_t len = std::min(kTile, d - j0);
     if constexpr (std::is_same_v<F, half_t>)
       halves_to_floats(src + j0, in, len);
     else
       for (int64_t j = 0; j < len; ++j) in[j] = load<float>(src[j0 + j]);
-    UWE_SIMD(reduction(+ : probe))
+    UWE_SIMD(reduction(+ : probe) reduction(max : top))
     for (int64_t j = 0; j < len; ++j) {
       probe += in[j] * 0.0f;
+      top = magnitude(in[j]) > top ? magnitude(in[j]) : top;
       res[j] = w * in[j];
     }
     if constexpr (std::is_same_v<O, half_t>)
@@ -125,11 +147,11 @@ float scale_row_half_tiles(const F* src, int64_t d, float w, O* dst) {
     else
       for (int64_t j = 0; j < len; ++j) dst[j0 + j] = store<O>(res[j]);
   }
-  return probe;
+  return {probe, top};
 }
 
 template <typename F, typename O, typename A>
-A scale_any(const char* src, int64_t step, int64_t d, A w, O* dst) {
+RowSeen<A> scale_any(const char* src, int64_t step, int64_t d, A w, O* dst) {
   if (step != static_cast<int64_t>(sizeof(F))) return scale_row<F, O, A, false>(src, step, d, w, dst);
   if constexpr (std::is_same_v<A, float> && (std::is_same_v<F, half_t> || std::is_same_v<O, half_t>))
     return scale_row_half_tiles<F, O>(reinterpret_cast<const F*>(src), d, w, dst);
@@ -137,23 +159,29 @@ A scale_any(const char* src, int64_t step, int64_t d, A w, O* dst) {
 }
 
 // out rows [r0, r1) = w[i - r0] * features[i]. `stream`: the output is too large to stay in
-// cache, so contiguous float32 rows are written with streaming stores.
+// cache, so contiguous float32 rows are written with streaming stores. `largest` grows to the
+// largest |w_i x_ij| before rounding to O (inf for a NaN product, e.g. an inf weight times 0).
 template <typename F, typename O, typename A>
-void scale_rows(const HostBuf& f, char* out, int64_t r0, int64_t r1, const A* w, bool stream, int64_t& bad_f) {
+void scale_rows(const HostBuf& f, char* out, int64_t r0, int64_t r1, const A* w, bool stream, int64_t& bad_f,
+                A& largest) {
   const int64_t d = f.shape[1];
   constexpr bool kFloatRows = std::is_same_v<F, float> && std::is_same_v<O, float> && std::is_same_v<A, float>;
   const bool contig = f.stride[1] == static_cast<int64_t>(sizeof(F));
   for (int64_t i = r0; i < r1; ++i) {
     O* dst = reinterpret_cast<O*>(out) + i * d;
     const char* src = f.ptr + i * f.stride[0];
-    A probe;
+    RowSeen<A> seen;
     if constexpr (kFloatRows) {
-      probe = stream && contig ? scale_stream_f32(reinterpret_cast<const float*>(src), d, w[i - r0], dst)
-                               : scale_any<F, O, A>(src, f.stride[1], d, w[i - r0], dst);
+      if (stream && contig)
+        seen.probe = scale_stream_f32(reinterpret_cast<const float*>(src), d, w[i - r0], dst, seen.top);
+      else
+        seen = scale_any<F, O, A>(src, f.stride[1], d, w[i - r0], dst);
     } else {
-      probe = scale_any<F, O, A>(src, f.stride[1], d, w[i - r0], dst);
+      seen = scale_any<F, O, A>(src, f.stride[1], d, w[i - r0], dst);
     }
-    if (!(probe == A(0))) bad_f = std::min(bad_f, i);
+    if (!(seen.probe == A(0))) bad_f = std::min(bad_f, i);
+    const A big = d > 0 ? magnitude(w[i - r0]) * seen.top : A(0);
+    if (!(big <= largest)) largest = big == big ? big : A(INFINITY);
   }
   if (kFloatRows && stream) stream_fence();
 }
@@ -190,7 +218,7 @@ template <typename A>
 using UncertaintyFn = void (*)(const HostBuf&, int64_t, int64_t, int, bool, bool, WeightRule<A>, A*, int64_t&,
                                int64_t&);
 template <typename A>
-using ScaleFn = void (*)(const HostBuf&, char*, int64_t, int64_t, const A*, bool, int64_t&);
+using ScaleFn = void (*)(const HostBuf&, char*, int64_t, int64_t, const A*, bool, int64_t&, A&);
 template <typename A>
 using BadgeFn = void (*)(const HostBuf&, int64_t, int64_t, bool, A*, int64_t&, int64_t&);
 template <typename A>
@@ -278,27 +306,42 @@ BadRows uncertainty_impl(const HostBuf& s, int kind, bool logits, char* out, int
   return finish(nf, neg, kNone);
 }
 
+// Whether the largest |w x| of a call, rounded to the output type, is inf.
+template <typename A>
+bool rounds_to_inf(A largest, int o_code) {
+  bool inf = false;
+  with_dtype(o_code, [&](auto o) {
+    inf = !(load<double>(store<decltype(o)>(largest)) <= std::numeric_limits<double>::max());
+  });
+  return inf;
+}
+
+// `overflowed`: some output rounded to inf (or is NaN: an inf weight times a zero feature),
+// found while writing, so no pass re-reads the output.
 template <typename A>
 BadRows uwe_impl(const HostBuf& s, const HostBuf& f, int kind, WeightRule<A> rule, bool logits, char* out,
-                 int o_code) {
+                 int o_code, bool& overflowed) {
   const auto ufn = pick_uncertainty<A>(s.dtype, kind);
   const auto sfn = pick_scale<A>(f.dtype, o_code);
   const int64_t n = s.shape[0];
   const bool stream = n * f.shape[1] * static_cast<int64_t>(sizeof(float)) >= kStreamBytes;
   int64_t nf = kNone, neg = kNone, bf = kNone;
+  A largest = 0;
   SignalCheck check;
   py::gil_scoped_release release;
   for (int64_t b0 = 0; b0 < blocks_of(n); b0 += kSliceBlocks) {
     const int64_t b1 = std::min(blocks_of(n), b0 + kSliceBlocks);
-#pragma omp parallel for num_threads(cpu::team_threads()) schedule(static) reduction(min : nf, neg, bf)
+#pragma omp parallel for num_threads(cpu::team_threads()) schedule(static) reduction(min : nf, neg, bf) \
+    reduction(max : largest)
     for (int64_t b = b0; b < b1; ++b) {
       A w[kBlock];
       const int64_t r0 = b * kBlock, r1 = std::min(n, r0 + kBlock);
       ufn(s, r0, r1, kind, logits, true, rule, w, nf, neg);
-      sfn(f, out, r0, r1, w, stream, bf);
+      sfn(f, out, r0, r1, w, stream, bf, largest);
     }
     check();
   }
+  overflowed = rounds_to_inf(largest, o_code);
   return finish(nf, neg, bf);
 }
 
@@ -335,7 +378,7 @@ void badge_scale_rows(const HostBuf& f, char* out, int64_t r0, int64_t r1, int64
     O* dst = reinterpret_cast<O*>(out) + i * K * d;
     A probe = 0;
     for (int64_t k = 0; k < K; ++k) {
-      const A p = scale_any<F, O, A>(src, f.stride[1], d, w[(i - r0) * K + k], dst + k * d);
+      const A p = scale_any<F, O, A>(src, f.stride[1], d, w[(i - r0) * K + k], dst + k * d).probe;
       if (k == 0) probe = p;
     }
     if (!(probe == A(0))) bad_f = std::min(bad_f, i);
@@ -518,7 +561,8 @@ void detection_write(const HostBuf& f, const int64_t* ids, const A* u, const int
         std::fill(row, row + d, zero);
         continue;
       }
-      const A probe = scale_any<F, O, A>(f.ptr + b * f.stride[0], f.stride[1], d, weight_by<A>(rule, u[b]), row);
+      const A probe =
+          scale_any<F, O, A>(f.ptr + b * f.stride[0], f.stride[1], d, weight_by<A>(rule, u[b]), row).probe;
       if (!(probe == A(0))) bad = std::min(bad, b);
     }
     // Boxes that lost their slot are still inputs: check them too.
@@ -619,8 +663,11 @@ py::tuple py_uwe(const py::array& scores, int s_code, const py::array& features,
   const HostBuf f = host_buf(features, f_code, 2, "features");
   if (f.shape[0] != s.shape[0]) throw std::invalid_argument("scores and features differ in rows");
   char* o = out_ptr(out, o_code, size_of(f), "out");
-  return (acc64 ? uwe_impl<double>(s, f, kind, rule_of<double>(tau, lo, span), logits, o, o_code)
-                : uwe_impl<float>(s, f, kind, rule_of<float>(tau, lo, span), logits, o, o_code)).to_tuple();
+  bool overflowed = false;
+  const BadRows bad =
+      acc64 ? uwe_impl<double>(s, f, kind, rule_of<double>(tau, lo, span), logits, o, o_code, overflowed)
+            : uwe_impl<float>(s, f, kind, rule_of<float>(tau, lo, span), logits, o, o_code, overflowed);
+  return py::make_tuple(bad.nonfinite_scores, bad.negative_scores, bad.nonfinite_features, overflowed);
 }
 
 py::tuple py_badge_weights(const py::array& scores, int s_code, bool logits, py::array& out, int o_code, bool acc64) {
@@ -688,7 +735,8 @@ void register_embed_cpu(py::module_& m) {
         py::arg("tau"), py::arg("from_logits"), py::arg("out"), py::arg("o_code"), py::arg("acc64"),
         py::arg("norm_lo") = 0.0, py::arg("norm_span") = -1.0,
         (std::string("Fused u ** tau * features into out [n, d]; u min-max normalised by (norm_lo, norm_span) "
-                     "when norm_span >= 0.") + bad).c_str());
+                     "when norm_span >= 0.") + bad + " A fourth value: whether an output rounded to inf (or is NaN).")
+            .c_str());
   m.def("badge_weights", &py_badge_weights, py::arg("scores"), py::arg("s_code"), py::arg("from_logits"),
         py::arg("out"), py::arg("o_code"), py::arg("acc64"),
         (std::string("p - onehot(argmax) into out [n, K].") + bad).c_str());

@@ -34,30 +34,38 @@ inline void floats_to_halves(const float* src, half_t* dst, int64_t len) {
 }
 
 // dst[j] = w * src[j] for j < d with non-temporal stores; returns sum(src * 0), NaN when
-// the row holds NaN or inf. Call stream_fence() before other threads read dst.
-inline float scale_stream_f32(const float* src, int64_t d, float w, float* dst) {
-  float probe = 0;
+// the row holds NaN or inf, and sets top = max |src[j]| (NaN ignored). Call stream_fence()
+// before other threads read dst.
+inline float scale_stream_f32(const float* src, int64_t d, float w, float* dst, float& top) {
+  float probe = 0, big = 0;
   int64_t j = 0;
+  const auto scalar = [&](int64_t k) {
+    const float x = src[k];
+    probe += x * 0.0f;
+    const float ax = x < 0 ? -x : x;
+    big = ax > big ? ax : big;
+    dst[k] = w * x;
+  };
 #if defined(__AVX__)
-  for (; j < d && (reinterpret_cast<uintptr_t>(dst + j) & 31u); ++j) {
-    probe += src[j] * 0.0f;
-    dst[j] = w * src[j];
-  }
-  const __m256 vw = _mm256_set1_ps(w), zero = _mm256_setzero_ps();
-  __m256 vp = _mm256_setzero_ps();
+  for (; j < d && (reinterpret_cast<uintptr_t>(dst + j) & 31u); ++j) scalar(j);
+  const __m256 vw = _mm256_set1_ps(w), zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
+  __m256 vp = _mm256_setzero_ps(), vt = _mm256_setzero_ps();
   for (; j + 8 <= d; j += 8) {
     const __m256 x = _mm256_loadu_ps(src + j);
     vp = _mm256_add_ps(vp, _mm256_mul_ps(x, zero));
+    vt = _mm256_max_ps(vt, _mm256_andnot_ps(sign, x));
     _mm256_stream_ps(dst + j, _mm256_mul_ps(vw, x));
   }
-  alignas(32) float lanes[8];
+  alignas(32) float lanes[8], tops[8];
   _mm256_store_ps(lanes, vp);
-  for (float v : lanes) probe += v;
-#endif
-  for (; j < d; ++j) {
-    probe += src[j] * 0.0f;
-    dst[j] = w * src[j];
+  _mm256_store_ps(tops, vt);
+  for (int l = 0; l < 8; ++l) {
+    probe += lanes[l];
+    big = tops[l] > big ? tops[l] : big;
   }
+#endif
+  for (; j < d; ++j) scalar(j);
+  top = big;
   return probe;
 }
 

@@ -65,9 +65,9 @@ class PrunedState {
  public:
   using Acc = typename Rows::Acc;
 
-  PrunedState(const Rows& rows, int mode, const pruned::SketchView& sketch, const std::vector<uint8_t>& labelled,
-              int64_t* picks, double* dists)
-      : eng_(rows, mode, sketch), labelled_(labelled), picks_(picks), dists_(dists) {}
+  PrunedState(const Rows& rows, int mode, const pruned::SketchView& sketch, const pruned::SketchView& wide,
+              const std::vector<uint8_t>& labelled, int64_t* picks, double* dists)
+      : eng_(rows, mode, sketch, wide), labelled_(labelled), picks_(picks), dists_(dists) {}
 
   const Engine<Rows>& engine() const { return eng_; }
   int64_t n() const { return eng_.rows().n(); }
@@ -78,6 +78,14 @@ class PrunedState {
     const int64_t n = rows.n();
     const int64_t m = std::count(labelled_.begin(), labelled_.end(), uint8_t(1));
     if (m == 0) return false;
+    if (eng_.has_sketch()) {
+      std::vector<int64_t> centres;
+      centres.reserve(static_cast<size_t>(m));
+      for (int64_t i = 0; i < n; ++i)
+        if (labelled_[i]) centres.push_back(i);
+      eng_.add_labelled_sketched(centres, checkpoint);
+      return true;
+    }
     std::vector<Acc> D(static_cast<size_t>(n), std::numeric_limits<Acc>::infinity());
     std::vector<int64_t> A;
     const std::vector<int64_t> centres =
@@ -122,7 +130,9 @@ class PrunedState {
 
 using F32 = py::array_t<float, py::array::c_style>;
 
-// The sketch tuple (z [n, k], r [n], slack [n] float32 C-contiguous, scale, tau) or None.
+// The sketch tuple (z [n, k], r [n], slack [n] float32 C-contiguous, scale, tau) or None;
+// sketch2: the same for a wider second tier of the same pool (read only for the rows the
+// first tier does not settle), or None.
 pruned::SketchView sketch_view(const py::object& sketch, const cpu::Emb& e) {
   pruned::SketchView v;
   if (sketch.is_none()) return v;
@@ -149,10 +159,13 @@ pruned::SketchView sketch_view(const py::object& sketch, const cpu::Emb& e) {
 // k-center greedy (kcenter) or k-means++: (picks, [dists,] stats).
 py::tuple select_pruned(const py::tuple& emb_spec, const py::array_t<bool, py::array::forcecast>& labelled_mask,
                         int64_t budget, uint64_t seed, int64_t first, bool double_acc, int mode, bool kcenter,
-                        py::object progress, const py::object& sketch) {
+                        py::object progress, const py::object& sketch, const py::object& sketch2) {
   const cpu::Emb e(emb_of(emb_spec));
   const int64_t n = e.n();
   const pruned::SketchView sk = sketch_view(sketch, e);
+  const pruned::SketchView wide = sketch_view(sketch2, e);
+  if (wide.z != nullptr && (sk.z == nullptr || wide.k <= sk.k))
+    throw py::value_error("pruned selection: sketch2 must be a wider second tier of sketch");
   if (budget < 0 || budget > n) throw py::value_error("pruned selection: budget out of range");
   if (mode < pruned::kPlain || mode > pruned::kAdaptive) throw py::value_error("pruned selection: unknown mode");
   if (first >= n || first < (kcenter ? kFirstMaxNorm : kFirstRandom))
@@ -173,7 +186,7 @@ py::tuple select_pruned(const py::tuple& emb_spec, const py::array_t<bool, py::a
     cpu::with_row_distance<Acc>(e, p.data(), [&](const auto& dist) {
       using Rows = EmbRows<Acc, std::decay_t<decltype(dist)>>;
       const Rows rows(e, dist, p.data(), ws);
-      PrunedState<Rows> state(rows, mode, sk, labelled, pk, ds);
+      PrunedState<Rows> state(rows, mode, sk, wide, labelled, pk, ds);
       if (kcenter)
         kcenter_greedy_loop(state, budget, first, checkpoint);
       else
@@ -200,21 +213,23 @@ void register_pruned_cpu(py::module_& m) {
   m.def(
       "kcenter_greedy_pruned",
       [](const py::tuple& emb, const py::array_t<bool, py::array::forcecast>& labelled_mask, int64_t budget,
-         int64_t first, bool double_acc, int mode, py::object progress, py::object sketch) {
-        return select_pruned(emb, labelled_mask, budget, 0, first, double_acc, mode, true, progress, sketch);
+         int64_t first, bool double_acc, int mode, py::object progress, py::object sketch, py::object sketch2) {
+        return select_pruned(emb, labelled_mask, budget, 0, first, double_acc, mode, true, progress, sketch, sketch2);
       },
       py::arg("emb"), py::arg("labelled_mask"), py::arg("budget"), py::arg("first"), py::arg("double_acc"),
-      py::arg("mode"), py::arg("progress"), py::arg("sketch") = py::none(),
+      py::arg("mode"), py::arg("progress"), py::arg("sketch") = py::none(), py::arg("sketch2") = py::none(),
       "Pruned k-center greedy on an embedding spec (uwe_kernels/_spec.py): (picks [budget] int64, "
       "dists [budget] float64, stats dict).");
   m.def(
       "kmeans_pp_pruned",
       [](const py::tuple& emb, const py::array_t<bool, py::array::forcecast>& labelled_mask, int64_t budget,
-         uint64_t seed, int64_t first, bool double_acc, int mode, py::object progress, py::object sketch) {
-        return select_pruned(emb, labelled_mask, budget, seed, first, double_acc, mode, false, progress, sketch);
+         uint64_t seed, int64_t first, bool double_acc, int mode, py::object progress, py::object sketch,
+         py::object sketch2) {
+        return select_pruned(emb, labelled_mask, budget, seed, first, double_acc, mode, false, progress, sketch,
+                             sketch2);
       },
       py::arg("emb"), py::arg("labelled_mask"), py::arg("budget"), py::arg("seed"), py::arg("first"),
-      py::arg("double_acc"), py::arg("mode"), py::arg("progress"), py::arg("sketch") = py::none(),
+      py::arg("double_acc"), py::arg("mode"), py::arg("progress"), py::arg("sketch") = py::none(), py::arg("sketch2") = py::none(),
       "Pruned k-means++ seeding on an embedding spec: (picks [budget] int64, stats dict).");
 }
 

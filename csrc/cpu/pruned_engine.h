@@ -23,6 +23,11 @@
 // above kSwitchFraction, the member lists are dropped and the next centres run the plain pass
 // (which still records each row's nearest centre); after that stretch the lists are rebuilt in
 // O(n) and pruning is probed again, each failed probe doubling the next plain stretch.
+// Sketch bounds (cpu/sketch_scan.h, common/sketch_bound.h): with a sketch, a row gets a full
+// distance only when its projection bound (a first tier of k1 floats, then an optional wider
+// tier) fails too; plain passes scan the blocked first tier, the labelled rows become centres
+// from a sketch-filtered pass (add_labelled_sketched). Skipped rows' distances are provably
+// >= D, so D stays bit-identical to the plain pass's.
 // Complexity per centre: O(G d) for centre-centre distances (early exit) plus O(m d) for the m
 // rows touched, plus O(members) of the touched groups; memory O(n) plus O(G).
 // Shapes: D [n] in Acc (float for float16/bfloat16/float32 pools, double for float64).
@@ -32,6 +37,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #ifdef _OPENMP
@@ -40,6 +46,7 @@
 
 #include "common/sketch_bound.h"
 #include "cpu/pruned_rows.h"
+#include "cpu/sketch_scan.h"
 
 namespace uwe {
 namespace pruned {
@@ -56,6 +63,17 @@ constexpr int64_t kPrefetchRows = 8;
 // Below this many row (or centre) evaluations a step runs on one thread: waking a team for a
 // few microseconds of work costs more than it saves, and far more on a busy machine.
 constexpr int64_t kParallelMin = 4096;
+// The sketch scan's task (blocks of kLanes rows) and the pool size from which it uses a team.
+constexpr int64_t kScanBlocks = 256;
+constexpr int64_t kParallelScanRows = 4 * kParallelMin;
+constexpr int64_t kScanPrefetchBytes = 2048;
+// The sketched labelled pass: rows of its first unit (the probe) and of later units, and the
+// fraction of (row, centre) pairs above which the probe hands over to the tile pass (a pair
+// evaluated alone costs about three of the tile pass's register-blocked ones).
+constexpr int64_t kLabelledProbeRows = 2048;
+constexpr int64_t kLabelledUnitRows = 16384;
+constexpr double kLabelledMaxFraction = 0.3;
+constexpr int64_t kLabelledMaxBytes = int64_t(1) << 28;
 
 struct Stats {
   int64_t centres = 0;           // centres added (labelled and picked)
@@ -69,25 +87,16 @@ struct Stats {
   int64_t sketch_tests = 0;      // rows whose sketch bound was read before a full distance
 };
 
-// A sketch of the pool (uwe_kernels/_sketch.py, common/sketch_bound.h): z [n, k] row-major,
-// r [n], slack [n], all float; z == nullptr: none. A row is evaluated only when its bound
-// fails, so a skipped row's brute-force distance is provably >= D.
-struct SketchView {
-  const float* z = nullptr;
-  const float* r = nullptr;
-  const float* slack = nullptr;
-  int64_t k = 0;
-  float scale = 0;
-  float tau = 0;
-};
-
 template <class Rows>
 class Engine {
  public:
   using Acc = typename Rows::Acc;
 
-  Engine(const Rows& rows, int mode, const SketchView& sketch = SketchView())
-      : rows_(rows), sk_(sketch), n_(rows.n()), mode_(mode), D_(n_, std::numeric_limits<Acc>::infinity()), group_of_(n_, 0),
+  // sketch: the first tier, read for every row; wide: an optional wider second tier of the
+  // same pool, read only for rows the first one does not settle.
+  Engine(const Rows& rows, int mode, const SketchView& sketch = SketchView(), const SketchView& wide = SketchView())
+      : rows_(rows), sk_(sketch), wide_(sketch.z != nullptr ? wide : SketchView()), blocked_(sketch.z != nullptr ? BlockedSketch(sketch, rows.n()) : BlockedSketch()),
+        n_(rows.n()), mode_(mode), D_(n_, std::numeric_limits<Acc>::infinity()), group_of_(n_, 0),
         taken_(n_, 0), centre_(rows.centre_size()), rel_(rows.rel()), abs_(rows.abs()) {
     const int64_t n = n_;
     plain_ = mode == kPlain;
@@ -113,6 +122,7 @@ class Engine {
     const int64_t live_before = untaken_;
     const int64_t touched_before = stats_.rows_touched;
     rows_.load_centre(s, centre_.data());
+    scan_argmax_ = -2;
     if (!taken_[s]) --untaken_;
     taken_[s] = 1;
     D_[s] = 0;
@@ -140,6 +150,7 @@ class Engine {
   void add_centres(const std::vector<int64_t>& centres, const std::vector<Acc>& D, const std::vector<int64_t>& A,
                    int64_t pairs) {
     const int32_t first_id = static_cast<int32_t>(groups_.size());
+    scan_argmax_ = -2;
     for (const int64_t c : centres) {
       if (!taken_[c]) --untaken_;
       taken_[c] = 1;
@@ -163,11 +174,124 @@ class Engine {
     if (!plain_) rebuild_members();
   }
 
+  bool has_sketch() const { return sk_.z != nullptr; }
+
+  // The labelled rows become centres (as add_centres) from a pass filtered by the sketch. Per
+  // row: its bounds to every centre (CentreSketch, SIMD across centres), the full distance to
+  // the centre of smallest bound, then to each centre whose bound fails against the D so far
+  // (early exit at D). A skipped centre's brute-force distance cannot go below D, so D is the
+  // brute-force minimum bit for bit. Rows run in units between checkpoints; when the first
+  // unit evaluates more than kLabelledMaxFraction of its pairs, the rest runs the brute-force
+  // tile pass (cpu::nearest_centres), which is faster there.
+  void add_labelled_sketched(const std::vector<int64_t>& centres, Checkpoint& checkpoint) {
+    const int64_t m = static_cast<int64_t>(centres.size());
+    const int64_t cw = rows_.centre_size();
+    std::vector<int64_t> rows;
+    rows.reserve(static_cast<size_t>(n_));
+    {
+      std::vector<uint8_t> is_centre(static_cast<size_t>(n_), 0);
+      for (const int64_t c : centres) is_centre[c] = 1;
+      for (int64_t i = 0; i < n_; ++i)
+        if (!is_centre[i]) rows.push_back(i);
+    }
+    const int64_t nr = static_cast<int64_t>(rows.size());
+    std::vector<Acc> D(static_cast<size_t>(n_), std::numeric_limits<Acc>::infinity());
+    std::vector<int64_t> A(static_cast<size_t>(n_), -1);
+    if (m * cw * static_cast<int64_t>(sizeof(Acc)) > kLabelledMaxBytes) {  // centres packed once: too large
+      cpu::nearest_centres<Acc>(rows_.emb(), rows.data(), nr, rows_.emb(), centres.data(), m, rows_.norms(),
+                                rows_.norms(), D.data(), A.data(), rows_.workspace(), checkpoint, 0);
+      add_centres(centres, D, A, nr * m);
+      return;
+    }
+    std::vector<Acc> packed(static_cast<size_t>(m * cw));
+    for (int64_t j = 0; j < m; ++j) rows_.load_centre(centres[j], packed.data() + j * cw);
+    const CentreSketch cs(sk_, centres);
+    const int64_t mp = cs.padded();
+    const int threads = rows_.workspace().threads;
+    std::vector<float> bounds(static_cast<size_t>(mp * threads));
+    std::vector<std::pair<float, int32_t>> candidates(static_cast<size_t>(mp * threads));
+    // Per centre: the first tier's slack + tau, and the wide tier's z, r and slack + tau, packed.
+    std::vector<float> centre_slack(static_cast<size_t>(m)), wide_z, wide_r, wide_slack;
+    for (int64_t j = 0; j < m; ++j) centre_slack[j] = sk_.slack[centres[j]] + sk_.tau;
+    if (wide_.z != nullptr) {
+      wide_z.resize(static_cast<size_t>(m * wide_.k));
+      wide_r.resize(static_cast<size_t>(m));
+      wide_slack.resize(static_cast<size_t>(m));
+      for (int64_t j = 0; j < m; ++j) {
+        std::copy(wide_.z + centres[j] * wide_.k, wide_.z + (centres[j] + 1) * wide_.k, wide_z.data() + j * wide_.k);
+        wide_r[j] = wide_.r[centres[j]];
+        wide_slack[j] = wide_.slack[centres[j]] + wide_.tau;
+      }
+    }
+    int64_t pairs = 0, done = 0;
+    while (done < nr) {
+      const int64_t unit = done == 0 ? std::min<int64_t>(nr, kLabelledProbeRows) : std::min<int64_t>(nr - done, kLabelledUnitRows);
+      int64_t unit_pairs = 0, read = 0;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 32) reduction(+ : unit_pairs, read) if (unit * m >= kParallelMin)
+      for (int64_t r = done; r < done + unit; ++r) {
+        const int64_t i = rows[r];
+        float* b = bounds.data() + mp * cpu::thread_id();
+        const float* zx = sk_.z + i * sk_.k;
+        const float slack_x = sk_.slack[i];
+        const int64_t first = cs.bounds(zx, sk_.r[i], b);
+        Acc best = rows_.dist(i, packed.data() + first * cw, std::numeric_limits<Acc>::infinity(), read);
+        int64_t best_j = first;
+        ++unit_pairs;
+        // Centres neither tier settles against the first D, nearest bound first: evaluating
+        // them in that order lowers D soonest, and a lower D settles more of the rest.
+        const float scaled = sk_.scale * static_cast<float>(best);
+        std::pair<float, int32_t>* cand = candidates.data() + mp * cpu::thread_id();
+        int64_t nc = 0;
+        for (int64_t j0 = 0; j0 < mp; j0 += kLanes) {
+          unsigned need = cs.needs_distance(b, j0, scaled, slack_x);
+          if (j0 + kLanes > m) need &= (1u << (m - j0)) - 1;
+          while (need != 0) {
+            const int64_t j = j0 + __builtin_ctz(need);
+            need &= need - 1;
+            if (j == first) continue;
+            float bound = b[j];
+            if (wide_.z != nullptr) {
+              bound = row_bound(wide_.z + i * wide_.k, wide_.r[i], wide_z.data() + j * wide_.k, wide_r[j], wide_.k);
+              if (sketch_keeps(bound, best, wide_.scale, wide_.slack[i], wide_slack[j])) continue;
+            }
+            cand[nc++] = {bound, static_cast<int32_t>(j)};
+          }
+        }
+        std::sort(cand, cand + nc);
+        const SketchView& tier = wide_.z != nullptr ? wide_ : sk_;
+        const float* tier_slack = wide_.z != nullptr ? wide_slack.data() : centre_slack.data();
+        for (int64_t q = 0; q < nc; ++q) {
+          const int64_t j = cand[q].second;
+          if (sketch_keeps(cand[q].first, best, tier.scale, tier.slack[i], tier_slack[j])) continue;
+          const Acc v = rows_.dist(i, packed.data() + j * cw, best, read);
+          ++unit_pairs;
+          if (v < best) {
+            best = v;
+            best_j = j;
+          }
+        }
+        D[i] = best;
+        A[i] = best_j;
+      }
+      pairs += unit_pairs;
+      done += unit;
+      checkpoint.poll(0);
+      if (done < nr && static_cast<double>(pairs) > kLabelledMaxFraction * static_cast<double>(done) * m) {
+        cpu::nearest_centres<Acc>(rows_.emb(), rows.data() + done, nr - done, rows_.emb(), centres.data(), m,
+                                  rows_.norms(), rows_.norms(), D.data(), A.data(), rows_.workspace(), checkpoint, 0);
+        pairs += (nr - done) * m;
+        break;
+      }
+    }
+    add_centres(centres, D, A, pairs);
+  }
+
   // Next k-center pick: argmax D over untaken rows (lowest index on ties); -1 when none.
   int64_t argmax() const {
     Acc best_d = -1;
     int64_t best_i = -1;
     if (plain_) {
+      if (scan_argmax_ != -2) return scan_argmax_;  // found by the sketch scan that just ran
       for (int64_t i = 0; i < n_; ++i)
         if (!taken_[i] && (D_[i] > best_d)) best_d = D_[i], best_i = i;
       return best_i;
@@ -216,36 +340,34 @@ class Engine {
     for (int64_t g = 0; g < G; ++g) refresh(groups_[g]);
   }
 
-  // True when the sketch proves that row i keeps D(i) against centre s (centre_slack =
-  // slack_s + tau); false without a sketch.
-  bool sketch_keeps_row(int64_t i, int64_t s, float centre_slack) const {
-    if (sk_.z == nullptr) return false;
-    const float b = sketch_bound(sk_.z + i * sk_.k, sk_.r[i], sk_.z + s * sk_.k, sk_.r[s], sk_.k);
-    return sketch_keeps(b, D_[i], sk_.scale, sk_.slack[i], centre_slack);
+  // True when a sketch tier proves that row i keeps D(i) against centre s; false without one.
+  static bool tier_keeps(const SketchView& t, int64_t i, int64_t s, Acc D) {
+    if (t.z == nullptr) return false;
+    const float b = row_bound(t.z + i * t.k, t.r[i], t.z + s * t.k, t.r[s], t.k);
+    return sketch_keeps(b, D, t.scale, t.slack[i], t.slack[s] + t.tau);
   }
-  float sketch_centre_slack(int64_t s) const { return sk_.z == nullptr ? 0.0f : sk_.slack[s] + sk_.tau; }
+  bool sketch_keeps_row(int64_t i, int64_t s) const {
+    return tier_keeps(sk_, i, s, D_[i]) || tier_keeps(wide_, i, s, D_[i]);
+  }
 
   // Every untaken row against centre s; rows that get closer record s's group.
   void plain_pass(int64_t s) {
     const Acc* c = centre_.data();
     const int32_t new_id = static_cast<int32_t>(groups_.size());
-    const float cs = sketch_centre_slack(s);
     group_of_[s] = -1;
     int64_t touched = 0, read = 0, tests = 0;
-    // With a sketch most rows read k + 2 floats: a team pays only on large pools.
-    const int64_t parallel_rows = sk_.z == nullptr ? kParallelMin : 16 * kParallelMin;
-#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(static, 4096) reduction(+ : touched, read, tests) if (n_ >= parallel_rows)
-    for (int64_t i = 0; i < n_; ++i) {
-      if (taken_[i]) continue;
-      if (sk_.z != nullptr) {
-        ++tests;
-        if (!(D_[i] > 0) || sketch_keeps_row(i, s, cs)) continue;
-      }
-      const Acc v = rows_.dist(i, c, D_[i], read);
-      ++touched;
-      if (v < D_[i]) {
-        D_[i] = v;
-        group_of_[i] = new_id;
+    if (sk_.z != nullptr) {
+      sketch_scan(s, new_id, touched, read, tests);
+    } else {
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(static, 4096) reduction(+ : touched, read) if (n_ >= kParallelMin)
+      for (int64_t i = 0; i < n_; ++i) {
+        if (taken_[i]) continue;
+        const Acc v = rows_.dist(i, c, D_[i], read);
+        ++touched;
+        if (v < D_[i]) {
+          D_[i] = v;
+          group_of_[i] = new_id;
+        }
       }
     }
     stats_.rows_touched += touched;
@@ -254,6 +376,84 @@ class Engine {
     Group fresh;
     fresh.centre = s;
     groups_.push_back(std::move(fresh));
+  }
+
+  // The plain pass with a sketch: the blocked scan (cpu/sketch_scan.h) lists the rows whose
+  // bound fails, then those get their full distance, a few rows fetched ahead. Tasks of
+  // kScanBlocks blocks; the scan reads k + 3 floats a row, so the pool's rows are touched only
+  // for the listed ones.
+  void sketch_scan(int64_t s, int32_t new_id, int64_t& touched, int64_t& read, int64_t& tests) {
+    const Acc* c = centre_.data();
+    const float* zc = sk_.z + s * sk_.k;
+    const float rc = sk_.r[s];
+    const FV centre_slack = FV{} + (sk_.slack[s] + sk_.tau);
+    const int64_t blocks = blocked_.blocks();
+    const int64_t n_tasks = (blocks + kScanBlocks - 1) / kScanBlocks;
+    int64_t t_touched = 0, t_read = 0;
+    // Each task's argmax of D over untaken rows (as argmax() finds it), while its rows are in cache.
+    std::vector<Acc> task_best(static_cast<size_t>(n_tasks));
+    std::vector<int64_t> task_arg(static_cast<size_t>(n_tasks));
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) reduction(+ : t_touched, t_read) if (n_ >= kParallelScanRows)
+    for (int64_t task = 0; task < n_tasks; ++task) {
+      int64_t listed[kScanBlocks * kLanes];
+      int64_t m = 0;
+      const int64_t b_end = std::min(blocks, (task + 1) * kScanBlocks);
+      for (int64_t b = task * kScanBlocks; b < b_end; ++b) {
+        unsigned need = blocked_.needs_distance(b, zc, rc, scaled_lanes(D_.data(), b * kLanes, n_, sk_.scale),
+                                                centre_slack);
+        while (need != 0) {
+          const int64_t i = b * kLanes + __builtin_ctz(need);
+          need &= need - 1;
+          if (i < n_ && D_[i] > 0) listed[m++] = i;  // D = 0: taken, or a copy of a centre
+        }
+      }
+      if (wide_.z != nullptr) m = wide_filter(listed, m, s);
+      // Listed rows are mostly read whole (the bound already failed): fetch whole rows ahead.
+      for (int64_t k = 0; k < std::min<int64_t>(m, kPrefetchRows); ++k) rows_.prefetch(listed[k], kScanPrefetchBytes);
+      for (int64_t k = 0; k < m; ++k) {
+        if (k + kPrefetchRows < m) rows_.prefetch(listed[k + kPrefetchRows], kScanPrefetchBytes);
+        const int64_t i = listed[k];
+        const Acc v = rows_.dist(i, c, D_[i], t_read);
+        ++t_touched;
+        if (v < D_[i]) {
+          D_[i] = v;
+          group_of_[i] = new_id;
+        }
+      }
+      Acc best = -1;
+      int64_t arg = -1;
+      for (int64_t i = task * kScanBlocks * kLanes, end = std::min(n_, b_end * kLanes); i < end; ++i)
+        if (!taken_[i] && D_[i] > best) best = D_[i], arg = i;
+      task_best[task] = best;
+      task_arg[task] = arg;
+    }
+    touched += t_touched;
+    read += t_read;
+    tests += untaken_;
+    Acc best = -1;
+    scan_argmax_ = -1;
+    for (int64_t task = 0; task < n_tasks; ++task)
+      if (task_arg[task] >= 0 && task_best[task] > best) best = task_best[task], scan_argmax_ = task_arg[task];
+  }
+
+  // The listed rows the wide tier does not settle against centre s, in order (their sketch
+  // rows, r and slack fetched a few ahead: they are scattered); returns their count.
+  int64_t wide_filter(int64_t* listed, int64_t m, int64_t s) const {
+    const int64_t k = wide_.k;
+    auto fetch = [&](int64_t i) {
+      const char* p = reinterpret_cast<const char*>(wide_.z + i * k);
+      for (int64_t b = 0; b < k * static_cast<int64_t>(sizeof(float)); b += 64) __builtin_prefetch(p + b, 0, 1);
+      __builtin_prefetch(wide_.r + i, 0, 1);
+      __builtin_prefetch(wide_.slack + i, 0, 1);
+    };
+    for (int64_t j = 0; j < std::min<int64_t>(m, kPrefetchRows); ++j) fetch(listed[j]);
+    int64_t kept = 0;
+    for (int64_t j = 0; j < m; ++j) {
+      if (j + kPrefetchRows < m) fetch(listed[j + kPrefetchRows]);
+      const int64_t i = listed[j];
+      if (!tier_keeps(wide_, i, s, D_[i])) listed[kept++] = i;
+    }
+    return kept;
   }
 
   void pruned_pass(int64_t s) {
@@ -309,7 +509,6 @@ class Engine {
     const int64_t n_tasks = static_cast<int64_t>(tasks.size());
     int64_t touched = 0, tests = 0;
     read = 0;
-    const float cs = sketch_centre_slack(s);
 #pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) reduction(+ : touched, read, tests) if (candidates >= kParallelMin)
     for (int64_t t = 0; t < n_tasks; ++t) {
       const Group& grp = groups_[tasks[t].first];
@@ -328,7 +527,7 @@ class Engine {
         if (taken_[i] || static_cast<double>(D_[i]) + rows_.slack(i) <= skip_below) continue;
         if (sk_.z != nullptr) {
           ++tests;
-          if (sketch_keeps_row(i, s, cs)) continue;
+          if (sketch_keeps_row(i, s)) continue;
         }
         candidates_here[m++] = i;
       }
@@ -399,6 +598,8 @@ class Engine {
 
   const Rows& rows_;
   SketchView sk_;
+  SketchView wide_;
+  BlockedSketch blocked_;
   int64_t n_;
   int mode_;
   std::vector<Acc> D_;
@@ -407,6 +608,7 @@ class Engine {
   std::vector<Acc> centre_;
   double rel_, abs_;
   bool plain_ = false;
+  int64_t scan_argmax_ = -2;  // the argmax the last sketch scan found (-2: none since D changed)
   int64_t untaken_ = n_;
   double touched_average_ = 0;
   int64_t probe_centres_ = 0;

@@ -68,12 +68,11 @@ class EmbRows {
   double slack(int64_t i) const { return badge_ ? eta_ * static_cast<double>(p_[i]) : 0.0; }
   double rel() const { return rel_; }
   double abs() const { return abs_; }
-  // Rows of a group are scattered over the pool: fetch the start of row i (early exit rarely
-  // reads more) and its weights.
-  void prefetch(int64_t i) const {
-    constexpr int64_t kPrefetchBytes = 1024;
+  // Rows of a group are scattered over the pool: fetch the start of row i (at most `most`
+  // bytes: early exit rarely reads more) and its weights.
+  void prefetch(int64_t i, int64_t most = 1024) const {
     const char* f = e_.f.row(i);
-    const int64_t bytes = e_.f.unit_cols() ? std::min<int64_t>(e_.d() * dtype_size(e_.f.dtype), kPrefetchBytes) : 64;
+    const int64_t bytes = e_.f.unit_cols() ? std::min<int64_t>(e_.d() * dtype_size(e_.f.dtype), most) : 64;
     for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(f + b, 0, 1);
     if (e_.kind != kDense) __builtin_prefetch(e_.w.row(i), 0, 1);
   }

@@ -3,7 +3,9 @@
 Thin adapters over `_ext_cpu`: they pass numpy buffers as they are (any strides, memmaps,
 float16 / bfloat16 read 16 bits at a time), allocate the output, and turn the first bad rows
 the kernels report into the errors `validation.check_values` would raise. The kernels check
-NaN / inf (and negative probabilities) inside their own pass, hence CHECKS_FINITE.
+NaN / inf (and negative probabilities) inside their own pass, hence CHECKS_FINITE; the fused
+UWE kernel also reports whether an output rounded to inf, hence REPORTS_OVERFLOW (no pass over
+the result afterwards).
 """
 from __future__ import annotations
 
@@ -11,12 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import _lazy
+from .. import _lazy, _scale
 from .._abi import KIND_CODES, dtype_code
 from ..errors import NonFiniteError
 from ..validation import CHUNK_ROWS, _raise_negative
 
 CHECKS_FINITE = True
+REPORTS_OVERFLOW = True
 
 
 def _ext() -> Any:
@@ -60,9 +63,12 @@ def _norm_args(norm: tuple[float, float] | None) -> tuple[float, float]:
 def uwe(scores: np.ndarray, features: np.ndarray, kind: str, tau: float, from_logits: bool, *,
         out_dtype: Any, accum_dtype: Any, norm: tuple[float, float] | None = None) -> np.ndarray:
     out = np.empty(features.shape, dtype=out_dtype)
-    bad = _ext().uwe(scores, _code(scores), features, _code(features), KIND_CODES[kind], float(tau),
-                     bool(from_logits), out, _code(out), _acc64(accum_dtype), *_norm_args(norm))
-    _raise_bad(bad, "scores", "features")
+    nonfinite, negative, bad_features, overflowed = _ext().uwe(
+        scores, _code(scores), features, _code(features), KIND_CODES[kind], float(tau), bool(from_logits), out,
+        _code(out), _acc64(accum_dtype), *_norm_args(norm))
+    _raise_bad((nonfinite, negative, bad_features), "scores", "features")
+    if overflowed:
+        raise _scale.RowsOverflowed(out)
     return out
 
 

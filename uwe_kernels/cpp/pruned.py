@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _abi, _lazy
-from .._sketch import build_sketch, choose_bounds
+from .._sketch import build_sketches, choose_bounds
 from .._spec import emb_spec
 from ..factored import FactoredArrays, FactoredEmbedding
 
@@ -69,15 +69,19 @@ def choose_algorithm(emb: Any, centres: int | None = None) -> str:
     return choose_bounds(emb, centres, sketch_supported(emb))
 
 
-def _sketch_arg(emb: Any, sketch_width: int, directions: Any, double: bool) -> tuple[tuple[Any, ...] | None, float]:
-    """(the compiled engine's sketch (z, r, slack, scale, tau), built here, or None for width 0;
-    its build seconds)."""
+def _sketch_args(emb: Any, sketch_width: int, first_tier: int, directions: Any,
+                 double: bool) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None, float]:
+    """The compiled engine's sketches (z, r, slack, scale, tau), built here in one pass: (the
+    first tier, the wider second tier or None, build seconds); (None, None, 0) for width 0.
+    first_tier: the narrower first tier's width (0 or >= sketch_width: one tier)."""
     if not sketch_width:
-        return None, 0.0
+        return None, None, 0.0
     if not sketch_supported(emb):
         raise ValueError("sketch bounds cover dense pools and factored UWE (weights [n]), not BADGE")
-    sk = build_sketch(emb, int(sketch_width), acc_dtype=np.float64 if double else np.float32, directions=directions)
-    return (sk.z, sk.r, sk.slack, sk.scale, sk.tau), sk.build_seconds
+    widths = (int(first_tier), int(sketch_width)) if 0 < first_tier < sketch_width else (int(sketch_width),)
+    built = build_sketches(emb, widths, acc_dtype=np.float64 if double else np.float32, directions=directions)
+    tiers = [(sk.z, sk.r, sk.slack, sk.scale, sk.tau) for sk in built]
+    return tiers[0], (tiers[1] if len(tiers) > 1 else None), built[0].build_seconds
 
 
 def _check(emb: Any) -> None:
@@ -118,6 +122,7 @@ def kcenter_greedy_stats(
     progress: Callable[[int], None] | None = None,
     accum_dtype: Any = None,
     sketch_width: int = 0,
+    first_tier: int = 0,
     directions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """k-center greedy picks, distances at pick time and work statistics (rows_touched,
@@ -125,14 +130,17 @@ def kcenter_greedy_stats(
     one-off labelled-set pass), ...). `mode`: 'adaptive' (pruned, plain pass
     once pruning stops paying), 'pruned' (never falls back) or 'plain' (every row every pick).
     sketch_width > 0: sketch bounds of that width too (directions: (mu, P) to use instead of
-    the row sample's), built here, its time in the stats as sketch_build_seconds."""
+    the row sample's), built here, its time in the stats as sketch_build_seconds; with
+    0 < first_tier < sketch_width, a first tier of that width is read for every row and the
+    wide one only where it does not settle the row."""
     _check(emb)
     mask = np.asarray(labelled_mask, dtype=bool)
     double = _double(accum_dtype, *_arrays(emb))
-    sketch, build_s = _sketch_arg(emb, sketch_width, directions, double)
+    sketch, wide, build_s = _sketch_args(emb, sketch_width, first_tier, directions, double)
     picks, dists, stats = _ext().kcenter_greedy_pruned(
-        _spec(emb), mask, int(budget), _abi.first_code(first), double, MODES[mode], progress, sketch)
-    return picks, dists, {**stats, "sketch_width": int(sketch_width), "sketch_build_seconds": build_s}
+        _spec(emb), mask, int(budget), _abi.first_code(first), double, MODES[mode], progress, sketch, wide)
+    return picks, dists, {**stats, "sketch_width": int(sketch_width), "first_tier": int(first_tier) if wide else 0,
+            "sketch_build_seconds": build_s}
 
 
 def kmeans_pp_stats(
@@ -146,17 +154,19 @@ def kmeans_pp_stats(
     progress: Callable[[int], None] | None = None,
     accum_dtype: Any = None,
     sketch_width: int = 0,
+    first_tier: int = 0,
     directions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """k-means++ picks and work statistics; `mode`, `sketch_width` and `directions` as for
-    kcenter_greedy_stats."""
+    """k-means++ picks and work statistics; `mode`, `sketch_width`, `first_tier` and
+    `directions` as for kcenter_greedy_stats."""
     _check(emb)
     mask = np.asarray(labelled_mask, dtype=bool)
     double = _double(accum_dtype, *_arrays(emb))
-    sketch, build_s = _sketch_arg(emb, sketch_width, directions, double)
+    sketch, wide, build_s = _sketch_args(emb, sketch_width, first_tier, directions, double)
     picks, stats = _ext().kmeans_pp_pruned(
-        _spec(emb), mask, int(budget), int(seed), _abi.first_code(first), double, MODES[mode], progress, sketch)
-    return picks, {**stats, "sketch_width": int(sketch_width), "sketch_build_seconds": build_s}
+        _spec(emb), mask, int(budget), int(seed), _abi.first_code(first), double, MODES[mode], progress, sketch, wide)
+    return picks, {**stats, "sketch_width": int(sketch_width), "first_tier": int(first_tier) if wide else 0,
+            "sketch_build_seconds": build_s}
 
 
 def kcenter_greedy_pruned(

@@ -61,12 +61,23 @@ def kcenter_greedy(
     _check_algorithm(algorithm)
     if algorithm != "brute":
         picks, dists, _ = pruned.kcenter_greedy_stats(emb, labelled_mask, budget, first, progress=progress,
-                                                      accum_dtype=accum_dtype, **engine_options(emb, algorithm))
+                                                      accum_dtype=accum_dtype, **engine_options(emb, algorithm, two_tier=True))
         return picks, dists
     return tuple(_ext().kcenter_greedy(
         emb_spec(emb), labelled_mask, int(budget), _abi.first_code(first),
         _double(accum_dtype), progress,
     ))
+
+
+def kcenter_greedy_history(emb: np.ndarray, labelled_mask: np.ndarray, budget: int,
+                           first: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force k-center greedy (float64 accumulation) on a dense pool that also keeps D:
+    picks [budget] and, per pick, every row's squared distance to its nearest centre just
+    before it ([budget, n] float64; 0 for taken rows, inf before a first pick made with nothing
+    labelled). Integrations report these as utilities without a second pass over the pool."""
+    picks, _, history = _ext().kcenter_greedy_history(emb_spec(emb), labelled_mask, int(budget),
+                                                      _abi.first_code(first), True)
+    return picks, history
 
 
 def kmeans_pp(
@@ -83,7 +94,7 @@ def kmeans_pp(
     _check_algorithm(algorithm)
     if algorithm != "brute":
         picks, _ = pruned.kmeans_pp_stats(emb, labelled_mask, budget, seed, first, progress=progress,
-                                          accum_dtype=accum_dtype, **engine_options(emb, algorithm))
+                                          accum_dtype=accum_dtype, **engine_options(emb, algorithm, two_tier=True))
         return np.asarray(picks)
     return np.asarray(_ext().kmeans_pp(
         emb_spec(emb), labelled_mask, int(budget), int(seed), _abi.first_code(first), _double(accum_dtype), progress,

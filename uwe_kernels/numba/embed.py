@@ -187,23 +187,29 @@ UNCERTAINTY, UWE, BOXES = 0, 1, 2
 
 
 @njit(cache=True)
+def _write_row(i, ui, F, fcode, out, ocode, rule, zero, mode):  # type: ignore[no-untyped-def]
+    """Row i of an UNCERTAINTY op (out[i, 0] = u_i) or of a UWE op (out[i, :] = w_i f_i, w_i the
+    weight of u_i by rule), whatever kind gave u_i."""
+    if mode == UNCERTAINTY:
+        out[i, 0] = narrow(ui, out, ocode)
+        return
+    wi = _weight(ui, rule, zero)
+    for j in range(F.shape[1]):
+        out[i, j] = narrow(wi * load(F, i, j, fcode, zero), out, ocode)
+
+
+@njit(cache=True)
 def _uwe_rows(lo, hi, S, scode, F, fcode, out, ocode, u, w, cls, kind, rule, from_logits, zero, mode):  # type: ignore[no-untyped-def]
     """UNCERTAINTY: out[i, 0] = u_i. UWE: out[i, :] = w_i f_i. BOXES: u[i], w[i] and the top
     class cls[i] (detection)."""
-    d = F.shape[1]
     for i in range(lo, hi):
         ui = _row_uncertainty(S[i], scode, kind, from_logits, zero)
-        if mode == UNCERTAINTY:
-            out[i, 0] = narrow(ui, out, ocode)
-            continue
-        wi = _weight(ui, rule, zero)
         if mode == BOXES:
             u[i] = ui
-            w[i] = wi
+            w[i] = _weight(ui, rule, zero)
             cls[i] = _softmax_stats(S[i], scode, False, zero)[2]
             continue
-        for j in range(d):
-            out[i, j] = narrow(wi * load(F, i, j, fcode, zero), out, ocode)
+        _write_row(i, ui, F, fcode, out, ocode, rule, zero, mode)
 
 
 @parallel_kernel(cache=False)
@@ -218,15 +224,8 @@ def _uwe_kernel(S, scode, F, fcode, out, ocode, u, w, cls, kind, rule, from_logi
 @njit(cache=True)
 def _bald_rows(lo, hi, S, scode, F, fcode, out, ocode, scratch, rule, from_logits, zero, mode):  # type: ignore[no-untyped-def]
     """kind="bald" over scores [n, K, T]. UNCERTAINTY: out[i, 0] = u_i. UWE: out[i, :] = w_i f_i."""
-    d = F.shape[1]
     for i in range(lo, hi):
-        ui = _row_bald(S[i], scode, from_logits, scratch, zero)
-        if mode == UNCERTAINTY:
-            out[i, 0] = narrow(ui, out, ocode)
-            continue
-        wi = _weight(ui, rule, zero)
-        for j in range(d):
-            out[i, j] = narrow(wi * load(F, i, j, fcode, zero), out, ocode)
+        _write_row(i, _row_bald(S[i], scode, from_logits, scratch, zero), F, fcode, out, ocode, rule, zero, mode)
 
 
 @parallel_kernel(cache=False)

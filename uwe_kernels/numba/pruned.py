@@ -6,7 +6,6 @@ docs/internals.md, "Pruned selection".
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import numpy as np
@@ -315,7 +314,7 @@ class _Engine:
         labelled_pairs = 0
         if len(labelled) and self.sk.on:
             # min over the same computed distances as the plain pass (skipped ones are >= it)
-            labelled_pairs = sketched.seed(r, self.sk, labelled, self.D, self.A)
+            labelled_pairs = sketched.seed(r, self.sk, labelled, self.D, self.A, self.tuner.threads())
         elif len(labelled):
             # The plain pass's own seeding: D equal bit for bit, A = position in `labelled`.
             nearest_into(r, r, labelled, self.D, self.A)
@@ -348,7 +347,6 @@ class _Engine:
                       "sketch_build_seconds": sketch.build_seconds if sketch is not None else 0.0}
         self.next = -1  # the argmax found by the last sketch-filtered plain pass
         self.last_full = n  # full distances of the last sketch-filtered plain pass
-        self.team = sketched.TeamChoice()
         self.eval_n = np.zeros((n + EVAL_BLOCK - 1) // EVAL_BLOCK + 1, dtype=np.int64)
         self.plain = mode == "plain"
         self.average = 0.0
@@ -390,11 +388,10 @@ class _Engine:
             if self.sk.on:  # the plain pass, a full distance only where the sketch test fails
                 # values it will read, guessed from the last pass
                 work = self.last_full * r.X.shape[1] + live_before * (self.sk.z.shape[1] + 3)
-                parallel = self.team.choose(work >= PARALLEL_MIN * r.X.shape[1])
-                start = time.perf_counter()
+                threads = self.tuner.threads() if work >= PARALLEL_MIN * r.X.shape[1] else 1
                 self.next, evaluated, first = sketched.update(r, self.sk, c[0], int(s), self.G, self.D, self.A,
-                                                              self.taken, self.blk_val, self.blk_arg, parallel)
-                self.team.record(parallel, (time.perf_counter() - start) / max(1, work))
+                                                              self.taken, self.blk_val, self.blk_arg, threads)
+                self.tuner.pick_done(float(work))
                 self.last_full = evaluated
                 self.first_changed = min(self.first_changed, first, int(s))
                 self.stats["sketch_tests"] += live_before

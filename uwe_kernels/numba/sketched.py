@@ -114,47 +114,20 @@ def _update(X, xcode, W, wcode, has_w, c, s, z, r, slack, scale, cs, G, D, A, ta
     return arg, evaluated, first
 
 
-class TeamChoice:
-    """One thread or the team for the sketch passes, by measured seconds per value read: a
-    sketch pass reads little, and on a busy machine waking the team can cost more than the
-    pass (either gives the same results). Each way is timed once, then the faster runs, the
-    other re-timed every REPROBE passes."""
-
-    REPROBE = 64
-
-    def __init__(self) -> None:
-        self.rate: dict[bool, float] = {}
-        self.passes = 0
-
-    def choose(self, large: bool) -> bool:
-        if not large:
-            return False
-        self.passes += 1
-        for way in (True, False):
-            if way not in self.rate:
-                return way
-        faster = self.rate[True] < self.rate[False]
-        return not faster if self.passes % self.REPROBE == 0 else faster
-
-    def record(self, parallel: bool, seconds_per_value: float) -> None:
-        old = self.rate.get(parallel)
-        self.rate[parallel] = seconds_per_value if old is None else 0.5 * (old + seconds_per_value)
-
-
 def update(rows: Rows, sk: SketchArgs, c: np.ndarray, s: int, G: int, D: np.ndarray, A: np.ndarray,
-           taken: np.ndarray, blk_val: np.ndarray, blk_arg: np.ndarray, parallel: bool) -> tuple[int, int, int]:
+           taken: np.ndarray, blk_val: np.ndarray, blk_arg: np.ndarray, threads: int) -> tuple[int, int, int]:
     """Centre s (c: its row in the accumulator) against every live row: (argmax D over live
     rows, lowest index on ties, -1 when none; full distances computed; first changed row).
-    parallel=False runs one thread: a pass that reads little costs less than waking the team
-    (the same rows in the same order either way, so the same results)."""
-    if not parallel:
+    threads: the team size the engine's TeamTuner chose (1: the serial loop; the same rows in
+    the same order either way, so the same results)."""
+    if threads <= 1:
         _, arg, evaluated, first = _update_rows(0, rows.n, rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, c, s,
                                                 sk.z, sk.r, sk.slack, sk.scale, sk.centre_slack(s), G, D, A, taken,
                                                 rows.zero)
         return int(arg), int(evaluated), int(first)
     nb = len(blk_val)
     blk_n, blk_first = np.empty(nb, dtype=np.int64), np.empty(nb, dtype=np.int64)
-    arg, evaluated, first = _update(rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, c, s, sk.z, sk.r,
+    arg, evaluated, first = _update.launch(threads, rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, c, s, sk.z, sk.r,
                                     sk.slack, sk.scale, sk.centre_slack(s), G, D, A, taken, rows.zero,
                                     blk_val, blk_arg, blk_n, blk_first)
     return int(arg), int(evaluated), int(first)
@@ -208,16 +181,17 @@ def _seed(X, xcode, W, wcode, has_w, C, idx, offset, z, r, slack, scale, tau, D,
     return blk_n.sum()
 
 
-def seed(rows: Rows, sk: SketchArgs, labelled: np.ndarray, D: np.ndarray, A: np.ndarray) -> int:
+def seed(rows: Rows, sk: SketchArgs, labelled: np.ndarray, D: np.ndarray, A: np.ndarray, threads: int = 0) -> int:
     """D, A = min / argmin over the labelled rows (A = position in `labelled`), filtered by the
-    sketch; returns the number of full distances (the plain pass computes n x |labelled|)."""
+    sketch, on `threads` threads (0: the package's count); returns the number of full
+    distances (the plain pass computes n x |labelled|)."""
     nb = (rows.n + BLOCK - 1) // BLOCK
     blk_n = np.zeros(nb, dtype=np.int64)
     evaluated = 0
     for s in range(0, len(labelled), SEED_CENTRES):
         idx = np.ascontiguousarray(labelled[s : s + SEED_CENTRES], dtype=np.int64)
         C = rows.gather(idx)[0]
-        evaluated += int(_seed(rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, C, idx, s, sk.z, sk.r,
+        evaluated += int(_seed.launch(threads, rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, C, idx, s, sk.z, sk.r,
                                sk.slack, sk.scale, sk.tau, D, A, rows.zero, blk_n))
     return evaluated
 

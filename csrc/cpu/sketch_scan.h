@@ -1,0 +1,193 @@
+// The CPU pruning engine's sketch (common/sketch_bound.h) in SIMD form: the per-pick scan over
+// the whole pool, the per-row test of a scattered row, and the labelled centres' sketch.
+//
+// Per-pick scan: z is repacked into blocks of 8 rows, transposed ([block][k][8]), so the
+// bounds of 8 rows against a new centre are k vector multiply-adds with no horizontal sum, and
+// the scan reads k + 2 floats of a row (z, r, slack) plus D in one forward stream. The skip
+// test is sketch_keeps's, lane by lane; the proof allows any summation order of the bound.
+// Labelled centres: their z is held transposed ([k][m]), so one row's bounds to all m centres
+// are SIMD across centres.
+#pragma once
+
+#include <cfloat>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
+#include "common/sketch_bound.h"
+#include "cpu/select_simd.h"
+
+namespace uwe {
+namespace pruned {
+
+// A sketch of the pool (uwe_kernels/_sketch.py): z [n, k] row-major, r [n], slack [n], all
+// float; z == nullptr: none.
+struct SketchView {
+  const float* z = nullptr;
+  const float* r = nullptr;
+  const float* slack = nullptr;
+  int64_t k = 0;
+  float scale = 0;
+  float tau = 0;
+};
+
+using FV = cpu::Simd<float>::V;
+using IV = cpu::Simd<float>::I;
+constexpr int64_t kLanes = cpu::Simd<float>::L;
+
+// Bit l set where lane l of a comparison result is true.
+inline unsigned lane_bits(IV m) {
+#if defined(__AVX__)
+  return static_cast<unsigned>(_mm256_movemask_ps(reinterpret_cast<__m256>(m)));
+#else
+  unsigned out = 0;
+  for (int l = 0; l < kLanes; ++l) out |= static_cast<unsigned>(m[l] != 0) << l;
+  return out;
+#endif
+}
+
+// Lanes whose bound does not prove the row keeps D: not (bound >= rhs and rhs finite), with
+// rhs = (scale * D + centre_slack) + slack_x as in sketch_keeps.
+inline unsigned lanes_not_kept(FV bound, FV scaled_d, FV centre_slack, FV slack_x) {
+  const FV rhs = (scaled_d + centre_slack) + slack_x;
+  const IV keep = (bound >= rhs) & (rhs <= FLT_MAX);
+  return ~lane_bits(keep) & ((1u << kLanes) - 1);
+}
+
+// |z_x - z_c|^2 + (r_x - r_c)^2 of one row-major sketch row (a scattered row of a group).
+inline float row_bound(const float* zx, float rx, const float* zc, float rc, int64_t k) {
+  FV a{}, b{};
+  int64_t t = 0;
+  for (; t + 2 * kLanes <= k; t += 2 * kLanes) {
+    const FV u = cpu::vload<FV>(zx + t) - cpu::vload<FV>(zc + t);
+    const FV v = cpu::vload<FV>(zx + t + kLanes) - cpu::vload<FV>(zc + t + kLanes);
+    a += u * u;
+    b += v * v;
+  }
+  for (; t + kLanes <= k; t += kLanes) {
+    const FV u = cpu::vload<FV>(zx + t) - cpu::vload<FV>(zc + t);
+    a += u * u;
+  }
+  float s = cpu::hsum<float>(a + b) + sketch_bound_terms(zx, zc, t, k, 1);
+  const float u = rx - rc;
+  return s + u * u;
+}
+
+// The pool's sketch in blocks of kLanes rows, z transposed per block; pad lanes have
+// slack = +inf (never kept: callers drop rows >= n).
+class BlockedSketch {
+ public:
+  BlockedSketch() = default;
+  BlockedSketch(const SketchView& s, int64_t n)
+      : k_(s.k), blocks_((n + kLanes - 1) / kLanes), z_(static_cast<size_t>(blocks_ * k_ * kLanes), 0.0f),
+        r_(static_cast<size_t>(blocks_ * kLanes), 0.0f),
+        slack_(static_cast<size_t>(blocks_ * kLanes), std::numeric_limits<float>::infinity()) {
+    for (int64_t i = 0; i < n; ++i) {
+      float* dst = z_.data() + (i / kLanes) * k_ * kLanes + i % kLanes;
+      for (int64_t t = 0; t < k_; ++t) dst[t * kLanes] = s.z[i * k_ + t];
+      r_[i] = s.r[i];
+      slack_[i] = s.slack[i];
+    }
+  }
+
+  int64_t blocks() const { return blocks_; }
+
+  // Lanes of block b (rows kLanes b + l) that need a full distance to centre (zc, rc);
+  // scaled_d: scale * D of those rows (as float).
+  unsigned needs_distance(int64_t b, const float* zc, float rc, FV scaled_d, FV centre_slack) const {
+    const float* z = z_.data() + b * k_ * kLanes;
+    const FV u = cpu::vload<FV>(r_.data() + b * kLanes) - rc;
+    FV a = u * u, c{};
+    int64_t t = 0;
+    for (; t + 2 <= k_; t += 2) {  // two chains: the scan is latency-bound at small k
+      const FV v = cpu::vload<FV>(z + t * kLanes) - zc[t];
+      const FV w = cpu::vload<FV>(z + (t + 1) * kLanes) - zc[t + 1];
+      a += v * v;
+      c += w * w;
+    }
+    if (t < k_) {
+      const FV v = cpu::vload<FV>(z + t * kLanes) - zc[t];
+      a += v * v;
+    }
+    return lanes_not_kept(a + c, scaled_d, centre_slack, cpu::vload<FV>(slack_.data() + b * kLanes));
+  }
+
+ private:
+  int64_t k_ = 0;
+  int64_t blocks_ = 0;
+  std::vector<float> z_, r_, slack_;
+};
+
+// scale * D of rows [first, first + kLanes) as floats (rows >= n get +inf: never kept).
+template <class Acc>
+inline FV scaled_lanes(const Acc* D, int64_t first, int64_t n, float scale) {
+  if constexpr (sizeof(Acc) == sizeof(float)) {
+    if (first + kLanes <= n) return cpu::vload<FV>(D + first) * scale;
+  }
+  FV out;
+  for (int l = 0; l < kLanes; ++l)
+    out[l] = first + l < n ? scale * static_cast<float>(D[first + l]) : std::numeric_limits<float>::infinity();
+  return out;
+}
+
+// The sketch of m centres, transposed ([k][mp], mp = m rounded up to kLanes) for bounds of one
+// row against all of them; centre_slack = slack_c + tau (pads: +inf, never kept).
+class CentreSketch {
+ public:
+  CentreSketch(const SketchView& s, const std::vector<int64_t>& centres)
+      : k_(s.k), m_(static_cast<int64_t>(centres.size())), mp_((m_ + kLanes - 1) / kLanes * kLanes),
+        z_(static_cast<size_t>(k_ * mp_), 0.0f), r_(static_cast<size_t>(mp_), 0.0f),
+        slack_(static_cast<size_t>(mp_), std::numeric_limits<float>::infinity()) {
+    for (int64_t j = 0; j < m_; ++j) {
+      const int64_t c = centres[j];
+      for (int64_t t = 0; t < k_; ++t) z_[t * mp_ + j] = s.z[c * k_ + t];
+      r_[j] = s.r[c];
+      slack_[j] = s.slack[c] + s.tau;
+    }
+  }
+
+  int64_t padded() const { return mp_; }
+
+  // out[j] = bound of row (zx, rx) against centre j, for j < padded(); returns the centre of
+  // smallest bound (lowest on ties).
+  int64_t bounds(const float* zx, float rx, float* out) const {
+    for (int64_t j = 0; j < mp_; j += kLanes) {
+      const FV u = cpu::vload<FV>(r_.data() + j) - rx;
+      FV a = u * u, c{};
+      int64_t t = 0;
+      for (; t + 2 <= k_; t += 2) {
+        const FV v = cpu::vload<FV>(z_.data() + t * mp_ + j) - zx[t];
+        const FV w = cpu::vload<FV>(z_.data() + (t + 1) * mp_ + j) - zx[t + 1];
+        a += v * v;
+        c += w * w;
+      }
+      if (t < k_) {
+        const FV v = cpu::vload<FV>(z_.data() + t * mp_ + j) - zx[t];
+        a += v * v;
+      }
+      cpu::vstore(out + j, a + c);
+    }
+    int64_t best = 0;
+    for (int64_t j = 1; j < m_; ++j)
+      if (out[j] < out[best]) best = j;
+    return best;
+  }
+
+  // Centres j in [j0, j0 + kLanes) whose bound (from `bounds`) does not prove the row keeps
+  // D, given scaled_d = scale * D and the row's slack.
+  unsigned needs_distance(const float* bound, int64_t j0, float scaled_d, float slack_x) const {
+    return lanes_not_kept(cpu::vload<FV>(bound + j0), FV{} + scaled_d, cpu::vload<FV>(slack_.data() + j0),
+                          FV{} + slack_x);
+  }
+
+ private:
+  int64_t k_, m_, mp_;
+  std::vector<float> z_, r_, slack_;
+};
+
+}  // namespace pruned
+}  // namespace uwe
