@@ -10,8 +10,8 @@ record `same_picks`; timing asserts nothing.
   `return_utilities`, which the gallery template asks for) and `Badge` vs its `Badge`.
 - small-text: `Coreset` vs `GreedyCoreset(distance_metric="euclidean")` on precomputed
   embeddings.
-- baal: `UWE(kind="bald")` vs `BALD` (top-k) and, on a 5,000-row slice (its joint-entropy
-  draws grow with n x num_draw), `BatchBALD`.
+- baal: `UWE(kind="bald")` vs `BALD` (top-k) and, on a 5,000-row slice with batch 100 (its
+  joint-entropy draws grow with rows and batch; quick: 500 rows, batch 10), `BatchBALD`.
 
 `python -m bench.bench_adapters` runs the goal measurement: every pair at 50,000 x 256, 1,000
 labelled, batch 100, alternated in one process (ours best of --rounds after an untimed call,
@@ -41,12 +41,15 @@ from bench import _data
 from bench._data import pick
 from bench.conftest import optional_peer
 
-N, D, K = pick(10_000, 50_000, smoke=2_000), 256, 10
-LABELLED, BATCH = pick(200, 1_000, smoke=50), pick(100, 100, smoke=20)
+# Quick: small-text's GreedyCoreset recomputes every distance to the labelled set and the
+# picks so far for every pick (~90 CPU seconds at 10,000 rows, 200 labelled, batch 100).
+N, D, K = pick(5_000, 50_000, smoke=2_000), 256, 10
+LABELLED, BATCH = pick(100, 1_000, smoke=50), pick(50, 100, smoke=20)
 T_PASSES = 10
-# baal's BatchBALD grows fast with rows x batch: 5,000 rows take minutes; the smoke run only
-# checks that both sides run.
-BATCHBALD_ROWS = pick(5_000, 5_000, smoke=300)
+# baal's BatchBALD grows with rows and faster than linearly with the batch: 5,000 rows and a
+# batch of 100 take many minutes on 2 cores (full only), 500 rows and a batch of 10 about 15 s;
+# the smoke run only checks that both sides run.
+BATCHBALD_ROWS, BATCHBALD_BATCH = pick((500, 10), (5_000, BATCH), smoke=(100, 5))
 SHAPE = f"{N}x{D}, K={K}, {LABELLED} labelled, batch {BATCH}"
 
 
@@ -215,14 +218,14 @@ def bench_baal_batchbald_slice(measure, benchmark, heuristic):
     from uwe_kernels.integrations.baal import UWE, PoolOutputs
 
     probs, feats = _mc_dropout(BATCHBALD_ROWS)
-    benchmark.extra_info["rows"] = BATCHBALD_ROWS
     if heuristic == "BatchBALD":
-        h = BatchBALD(num_samples=BATCH)
+        h = BatchBALD(num_samples=BATCHBALD_BATCH)
         _record(measure, benchmark, "baal-batchbald", lambda: h.get_ranks(probs), "baal BatchBALD", "peer")
     else:
-        ours = UWE(query_size=BATCH, kind="bald")
+        ours = UWE(query_size=BATCHBALD_BATCH, kind="bald")
         _record(measure, benchmark, "baal-batchbald", lambda: ours.get_ranks(PoolOutputs(probs, feats)),
                 "uwe_kernels UWE(kind='bald')", "ours")
+    benchmark.extra_info.update(rows=BATCHBALD_ROWS, budget=BATCHBALD_BATCH)
 
 
 # ---------------------------------------------------------------- the goal measurement

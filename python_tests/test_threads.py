@@ -120,3 +120,27 @@ def test_team_tuner_starts_from_the_last_verdict(monkeypatch: pytest.MonkeyPatch
         first.pick_done(1000.0)
     assert _threads.TeamTuner(2).threads() == 1
     assert _threads.TeamTuner(3).threads() == 3  # another team size starts afresh
+
+
+def test_team_tuner_rechecks_a_run_of_short_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls of a few windows each (a quick selection) still re-check the team size: the
+    countdown to the next trial carries over from call to call."""
+    from uwe_kernels import _threads
+
+    clock = _FakeClock()
+    monkeypatch.setattr(_threads.time, "perf_counter", clock)
+    monkeypatch.setattr(_threads.TeamTuner, "_verdicts", {})
+    for _ in range(20):  # quiet: the full team wins and the trials back off
+        tuner = _threads.TeamTuner(2)
+        for _ in range(40):
+            clock.now += {2: 0.002, 1: 0.004}[tuner.threads()]
+            tuner.pick_done(1000.0)
+    used = {1: 0, 2: 0}
+    for call in range(60):  # busy from now on: one thread is faster; each call is ~5 windows
+        tuner = _threads.TeamTuner(2)
+        for _ in range(20):
+            team = tuner.threads()
+            used[team] += call >= 30
+            clock.now += {2: 0.008, 1: 0.004}[team]
+            tuner.pick_done(1000.0)
+    assert used[1] > 0.9 * sum(used.values()), used
