@@ -16,7 +16,7 @@ from bench.conftest import REFERENCE_MAX_WORK, backend_params, on_device, option
 KCG_GROUP = "peers-kcg:cifar10"
 # scikit-learn's kmeans_plusplus upcasts float32 to float64 per chunk (~1 s per pick at this
 # shape on 2 cores): the quick run times fewer picks.
-KMPP_BUDGET = pick(20, CIFAR10_BADGE.budget, CIFAR10_BADGE.budget)
+KMPP_BUDGET = pick(10, CIFAR10_BADGE.budget, CIFAR10_BADGE.budget)
 KMPP_GROUP = "peers-kmpp:cifar10"
 CPU_ORDER = ("cpp", "numba", "reference")
 

@@ -9,8 +9,9 @@ the sketch's width and build time, auto's choice, and the floor fraction (brute-
 budget x n x row bytes / read bandwidth, over the measured time). Picks are checked equal to
 brute force in every case.
 
-Quick sizes by default; UWE_BENCH_SIZE=smoke (implied by `--benchmark-disable`) shrinks the
-pools to a few thousand rows. `python -m bench.bench_sketch [--backend cpp|numba]` runs the
+Quick sizes by default (200 labelled, budgets 100-200); UWE_BENCH_SIZE=full runs the goal
+sizes (1,000 labelled, budgets 200-1,000); UWE_BENCH_SIZE=smoke (implied by `--benchmark-disable`)
+shrinks the pools to a few thousand rows. `python -m bench.bench_sketch [--backend cpp|numba]` runs the
 issue's goal measurement: alternating public calls (brute, auto) on the 50,000 x 512
 exponent-1 pool, isotropic noise and exponent 0.5, best of several, with the read bandwidth
 measured in the same run (cpp, the default CPU backend, unless told). `--large`: auto (cpp) on
@@ -39,11 +40,19 @@ from uwe_kernels.numba import select as nsel  # noqa: E402
 from uwe_kernels._sketch import engine_options  # noqa: E402
 
 # (name, n, d, exponent (0: isotropic noise), labelled, budget)
-QUICK = [
+GOAL = [
     ("power-1.0", 50_000, 512, 1.0, 1_000, 1_000),
     ("power-0.5", 50_000, 512, 0.5, 1_000, 300),
     ("power-1.5", 50_000, 512, 1.5, 1_000, 300),
     ("isotropic", 50_000, 512, 0.0, 1_000, 200),
+]
+# The quick run: the same pools, fewer labelled rows and picks (brute force at the goal sizes
+# took 25-40 CPU seconds per case, and each auto case runs it twice more for its checks).
+QUICK = [
+    ("power-1.0", 50_000, 512, 1.0, 200, 200),
+    ("power-0.5", 50_000, 512, 0.5, 200, 100),
+    ("power-1.5", 50_000, 512, 1.5, 200, 100),
+    ("isotropic", 50_000, 512, 0.0, 200, 100),
 ]
 SMOKE = [
     ("power-1.0", 6_000, 64, 1.0, 100, 20),
@@ -104,7 +113,7 @@ def sketch_report(x: np.ndarray, labelled: np.ndarray, budget: int, backend: str
             "predicted_traffic": sketch.traffic if sketch is not None else None}
 
 
-CASES = pick(QUICK, QUICK, smoke=SMOKE)
+CASES = pick(QUICK, GOAL, smoke=SMOKE)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}x{c[2]}" for c in CASES])
@@ -208,7 +217,7 @@ def goal_large(n: int, d: int, n_labelled: int, budget: int, bandwidth: float, c
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--pools", nargs="*", default=[c[0] for c in QUICK])
+    parser.add_argument("--pools", nargs="*", default=[c[0] for c in GOAL])
     parser.add_argument("--backend", default="cpp", choices=("cpp", "numba"))
     parser.add_argument("--large", action="store_true",
                         help="the 1,000,000 x 512 memory-mapped pool, budget 10,000 (cpp auto only)")
@@ -218,7 +227,7 @@ def main() -> None:
     if args.large:
         print(json.dumps(goal_large(1_000_000, 512, 1_000, 10_000, bandwidth["best"], check=20)), flush=True)
         return
-    for name, n, d, exponent, _, budget in QUICK:
+    for name, n, d, exponent, _, budget in GOAL:
         if name in args.pools:
             row = goal(name, n, d, exponent, 1_000, 1_000 if name == "power-1.0" else budget, args.rounds,
                        bandwidth["best"], args.backend)

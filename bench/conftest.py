@@ -8,11 +8,14 @@ unless the source tree was built in place.
 """
 from __future__ import annotations
 
+import ctypes
+import gc
 import importlib.machinery
 import os
 import platform
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -74,6 +77,73 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     for name, (ok, why) in uwe_kernels.backends().items():
         rows.append(f"  {name:9s} {'yes' if ok else 'no ':3s} {why}")
     return rows
+
+
+def _cached_pools() -> list[Any]:
+    """The lru_cache'd pool makers of the loaded benchmark modules (bench._data, bench._realistic,
+    the bench_*.py files)."""
+    found = []
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "bench" or name.startswith("bench.") or name.startswith("bench_")):
+            continue
+        found += [fn for fn in vars(module).values() if callable(getattr(fn, "cache_clear", None))]
+    return found
+
+
+def _return_freed_memory() -> None:
+    """glibc keeps freed blocks below its mmap threshold (which grows to 32 MB) in the heap:
+    after a file's pools are dropped, hand them back to the system."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _resident_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A skipped case's traceback outlives it (pytest keeps its exception info), and with it the
+    case's frame and every pool its locals hold: skipped device cases stacked up gigabytes. Once
+    the report is made, the frames' locals are dropped."""
+    yield
+    if call.excinfo is not None and call.excinfo.errisinstance(pytest.skip.Exception):
+        traceback.clear_frames(call.excinfo.tb)
+
+
+# A case can also leave pools in reference cycles that only the cyclic collector frees; it runs
+# rarely (large arrays are few objects). Collect when the resident size has grown by this much
+# since the last collection.
+COLLECT_AFTER_GROWTH = 256 * 2**20
+_resident_after_collect = [0]
+
+
+@pytest.fixture(autouse=True)
+def free_garbage_after_case() -> Any:
+    yield
+    now = _resident_bytes()
+    if now is None or now > _resident_after_collect[0] + COLLECT_AFTER_GROWTH:
+        gc.collect()
+        _return_freed_memory()
+        _resident_after_collect[0] = _resident_bytes() or 0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def free_pools_after_module() -> Any:
+    """Pools cached for one file's cases are dropped when the file is done: kept for the whole
+    session they would add up to several GB."""
+    yield
+    for fn in _cached_pools():
+        fn.cache_clear()
+    gc.collect()
+    _return_freed_memory()
+    _resident_after_collect[0] = _resident_bytes() or 0
 
 
 @pytest.fixture(scope="session")

@@ -53,6 +53,13 @@ PYBIND11_MODULE(_ext_cpu, m) {
       },
       py::arg("n"), "At most n threads in later calls (no effect without OpenMP or in a forked child).");
   uwe::cpu::install_fork_handler();
+  // Internal, for tests of the team-size policy with a fake clock (not public API).
+  py::class_<uwe::cpu::TeamTuner>(m, "_TeamTuner")
+      .def(py::init<int, double>(), py::arg("full"), py::arg("now"))
+      .def("threads", &uwe::cpu::TeamTuner::threads)
+      .def("pick_done", py::overload_cast<double, double>(&uwe::cpu::TeamTuner::pick_done), py::arg("work"),
+           py::arg("now"));
+  m.def("_forget_team_verdicts", &uwe::cpu::forget_team_verdicts, "Internal: every TeamTuner starts afresh.");
   m.attr("ABI") = uwe::abi_table();
   uwe::register_embed_cpu(m);
   uwe::register_select_cpu(m);

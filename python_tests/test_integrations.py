@@ -329,6 +329,56 @@ def test_skactiveml_kcenter_picks_and_utilities_equal_native_coreset(skal: Any, 
         np.testing.assert_allclose(ours[1], want_u, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("candidates", ["all", "indices", "rows"])
+@pytest.mark.parametrize("n_labelled", [0, 30])
+def test_skactiveml_utilities_from_the_selection_equal_the_second_pass(skal: Any, digits: Any, n_labelled: int,
+                                                                      candidates: str) -> None:
+    """On cpp, CoreSet's and UWE's utilities are the selection kernel's own distances; on the
+    other backends a second pass computes them: same picks, same utilities."""
+    X, y = digits
+    y_part = _partial_labels(y, np.arange(0, 8 * n_labelled, 8))
+    cand = {"all": None, "indices": np.arange(1, len(X), 3), "rows": X[100:160] + 0.01}[candidates]
+    for make, args in ((skal.CoreSet, ()), (skal.UWE, (_sk_clf(),))):
+        kernel, second = (make(random_state=5, backend=b).query(X, y_part, *args, candidates=cand, batch_size=9,
+                                                                  return_utilities=True) for b in ("cpp", "reference"))
+        np.testing.assert_array_equal(kernel[0], second[0])
+        np.testing.assert_array_equal(np.isnan(kernel[1]), np.isnan(second[1]))
+        np.testing.assert_allclose(kernel[1], second[1], rtol=1e-9, atol=1e-12)
+
+
+def test_skactiveml_coreset_utilities_restart_as_native_on_every_backend(skal: Any) -> None:
+    """Every candidate a copy of a labelled row: all utilities 0, where scikit-activeml's
+    CoreSet restarts D from the next pick alone. The cpp kernel keeps D; the utilities follow
+    native's rule there too."""
+    rows = np.random.default_rng(0).random((4, 3))
+    X = np.repeat(rows, 3, axis=0)
+    y = np.full(len(X), np.nan)
+    y[::3] = 0.0
+    kernel, second = (skal.CoreSet(backend=b).query(X, y, batch_size=5, return_utilities=True)
+                      for b in ("cpp", "reference"))
+    np.testing.assert_array_equal(kernel[0], second[0])
+    np.testing.assert_array_equal(kernel[1], second[1])
+    assert not np.nansum(kernel[1][0]) and np.nansum(kernel[1][2]) > 0
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-200])
+def test_skactiveml_utilities_on_pools_the_public_call_rescales_or_refuses(skal: Any, scale: float) -> None:
+    """Squared distances beyond float64 (overflow or underflow): the utilities take the public
+    call's way, so picks and errors are those without return_utilities."""
+    X = np.random.default_rng(1).random((20, 3)) * scale
+    y = np.full(20, np.nan)
+    y[:2] = 0.0
+    for backend in ("cpp", "reference"):
+        qs = skal.CoreSet(backend=backend)
+        try:
+            want = qs.query(X, y, batch_size=3)
+        except ValueError as exc:
+            with pytest.raises(ValueError, match=str(exc)[:20]):
+                qs.query(X, y, batch_size=3, return_utilities=True)
+        else:
+            np.testing.assert_array_equal(qs.query(X, y, batch_size=3, return_utilities=True)[0], want)
+
+
 def test_skactiveml_integer_x_is_its_float64_values(skal: Any, digits: Any, split: Any) -> None:
     X, y = digits
     labelled, _ = split

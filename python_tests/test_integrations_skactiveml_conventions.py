@@ -1,8 +1,8 @@
 """scikit-activeml's conventions for pool query strategies, checked on our UWE, CoreSet and
 Badge: parameter validation, reproducibility from a RandomState, batch and candidate
 variations, AL cycles from zero labels, missing-label types, integer samples. scikit-activeml's
-own test modules import a template that ships in neither its wheel nor its sdist, so these
-tests restate the conventions that template checks."""
+own template and test modules run against our classes in test_integrations_skactiveml_upstream.py
+(fetched from PyPI); these tests restate the template's conventions without a download."""
 from __future__ import annotations
 
 import importlib

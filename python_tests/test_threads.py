@@ -2,6 +2,9 @@
 limits set through threadpoolctl, and results that never depend on the thread count."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -71,14 +74,46 @@ class _FakeClock:
         return self.now
 
 
-@pytest.mark.parametrize("faster", ["full", "one"])
-def test_team_tuner_spends_most_picks_on_the_faster_size(faster: str, monkeypatch: pytest.MonkeyPatch) -> None:
+class _CppTuner:
+    """csrc/cpu/threads.h's TeamTuner on the fake clock, with the Python twin's interface."""
+
+    def __init__(self, ext: Any, full: int, clock: _FakeClock) -> None:
+        self.tuner, self.clock = ext._TeamTuner(full, clock.now), clock
+
+    def threads(self) -> int:
+        return int(self.tuner.threads())
+
+    def pick_done(self, work: float) -> None:
+        self.tuner.pick_done(work, self.clock.now)
+
+
+@pytest.fixture(params=["numba", "cpp"])
+def tuner_on_fake_clock(request: pytest.FixtureRequest,
+                        monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Callable[[int], Any], _FakeClock]]:
+    """(make a TeamTuner of a full team size, its clock) for each twin of the one policy, every
+    verdict forgotten."""
     from uwe_kernels import _threads
 
     clock = _FakeClock()
-    monkeypatch.setattr(_threads.time, "perf_counter", clock)
-    monkeypatch.setattr(_threads.TeamTuner, "_verdicts", {})
-    tuner = _threads.TeamTuner(2)
+    if request.param == "numba":
+        monkeypatch.setattr(_threads.time, "perf_counter", clock)
+        monkeypatch.setattr(_threads.TeamTuner, "_verdicts", {})
+        yield _threads.TeamTuner, clock
+        return
+    if not registry.BACKENDS["cpp"].availability()[0]:
+        pytest.skip("cpp is not built")
+    from uwe_kernels import _lazy
+
+    ext = _lazy.load("cpu")
+    ext._forget_team_verdicts()
+    yield (lambda full: _CppTuner(ext, full, clock)), clock
+    ext._forget_team_verdicts()  # real calls start afresh, not from the fake clock's verdicts
+
+
+@pytest.mark.parametrize("faster", ["full", "one"])
+def test_team_tuner_spends_most_picks_on_the_faster_size(faster: str, tuner_on_fake_clock: tuple[Callable[[int], Any], _FakeClock]) -> None:
+    make, clock = tuner_on_fake_clock
+    tuner = make(2)
     cost = {2: 0.002, 1: 0.004} if faster == "full" else {2: 0.008, 1: 0.004}  # seconds per pick
     used = {1: 0, 2: 0}
     for _ in range(3000):
@@ -90,13 +125,9 @@ def test_team_tuner_spends_most_picks_on_the_faster_size(faster: str, monkeypatc
     assert used[best] > 0.9 * sum(used.values()), used
 
 
-def test_team_tuner_follows_a_change_of_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    from uwe_kernels import _threads
-
-    clock = _FakeClock()
-    monkeypatch.setattr(_threads.time, "perf_counter", clock)
-    monkeypatch.setattr(_threads.TeamTuner, "_verdicts", {})
-    tuner = _threads.TeamTuner(2)
+def test_team_tuner_follows_a_change_of_load(tuner_on_fake_clock: tuple[Callable[[int], Any], _FakeClock]) -> None:
+    make, clock = tuner_on_fake_clock
+    tuner = make(2)
     for busy in (False, True, False):
         cost = {2: 0.008, 1: 0.004} if busy else {2: 0.002, 1: 0.004}
         late = {1: 0, 2: 0}  # team sizes of the phase's second half
@@ -108,15 +139,51 @@ def test_team_tuner_follows_a_change_of_load(monkeypatch: pytest.MonkeyPatch) ->
         assert late[1 if busy else 2] > 0.9 * 2000, (busy, late)
 
 
-def test_team_tuner_starts_from_the_last_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
-    from uwe_kernels import _threads
-
-    clock = _FakeClock()
-    monkeypatch.setattr(_threads.time, "perf_counter", clock)
-    monkeypatch.setattr(_threads.TeamTuner, "_verdicts", {})
-    first = _threads.TeamTuner(2)
+def test_team_tuner_starts_from_the_last_verdict(tuner_on_fake_clock: tuple[Callable[[int], Any], _FakeClock]) -> None:
+    make, clock = tuner_on_fake_clock
+    first = make(2)
     for _ in range(500):  # one thread is faster
         clock.now += {2: 0.008, 1: 0.004}[first.threads()]
         first.pick_done(1000.0)
-    assert _threads.TeamTuner(2).threads() == 1
-    assert _threads.TeamTuner(3).threads() == 3  # another team size starts afresh
+    assert make(2).threads() == 1
+    assert make(3).threads() == 3  # another team size starts afresh
+
+
+def test_team_tuner_rechecks_a_run_of_short_calls(tuner_on_fake_clock: tuple[Callable[[int], Any], _FakeClock]) -> None:
+    """Calls of a few windows each (a quick selection) still re-check the team size: the
+    countdown to the next trial carries over from call to call."""
+    make, clock = tuner_on_fake_clock
+    for _ in range(20):  # quiet: the full team wins and the trials back off
+        tuner = make(2)
+        for _ in range(40):
+            clock.now += {2: 0.002, 1: 0.004}[tuner.threads()]
+            tuner.pick_done(1000.0)
+    used = {1: 0, 2: 0}
+    for call in range(60):  # busy from now on: one thread is faster; each call is ~5 windows
+        tuner = make(2)
+        for _ in range(20):
+            team = tuner.threads()
+            used[team] += call >= 30
+            clock.now += {2: 0.008, 1: 0.004}[team]
+            tuner.pick_done(1000.0)
+    assert used[1] > 0.9 * sum(used.values()), used
+
+
+def test_team_tuner_rechecks_soon_after_a_pause(tuner_on_fake_clock: tuple[Callable[[int], Any], _FakeClock]) -> None:
+    """After a pause of more than a second the load may have changed: the next call tries the
+    other size within 16 windows, not after the 64 its backoff had reached."""
+    make, clock = tuner_on_fake_clock
+    tuner, trials, previous = make(2), 0, 2
+    while trials < 4:  # quiet: four trials confirm the full team, the next one 64 windows away
+        team = tuner.threads()
+        trials += team == 2 and previous == 1
+        previous = team
+        clock.now += {2: 0.002, 1: 0.004}[team]
+        tuner.pick_done(1000.0)
+    clock.now += 2.0
+    tuner, teams = make(2), []
+    for _ in range(320):  # about 20 windows of the full team
+        teams.append(tuner.threads())
+        clock.now += {2: 0.002, 1: 0.004}[teams[-1]]
+        tuner.pick_done(1000.0)
+    assert 1 in teams

@@ -50,6 +50,11 @@ def kcenter_greedy(emb: _EmbSpec, labelled: npt.NDArray[np.bool_], budget: int, 
                    progress: _Progress) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """(picks, Euclidean distance at pick time); first: an index or FIRST_MAX_NORM."""
 
+def kcenter_greedy_history(emb: _EmbSpec, labelled: npt.NDArray[np.bool_], budget: int, first: int,
+                           double_acc: bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64],
+                                                      npt.NDArray[np.float64]]:
+    """Brute force: (picks, distance at pick time, [budget, n] squared distance to the nearest centre before each pick)."""
+
 def kmeans_pp(emb: _EmbSpec, labelled: npt.NDArray[np.bool_], budget: int, seed: int, first: int,
               double_acc: bool, progress: _Progress) -> npt.NDArray[np.int64]:
     """Picks with SplitMix64 draws; first: an index, FIRST_MAX_NORM or FIRST_RANDOM."""

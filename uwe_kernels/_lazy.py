@@ -2,6 +2,7 @@
 so importing uwe_kernels never fails because CUDA, Triton or Numba is missing."""
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.machinery
 import os
@@ -29,14 +30,16 @@ def load_module(name: str) -> ModuleType:
 
                     _abi.check_extension(cached)
             except Exception as exc:  # ImportError, OSError from a bad .so, CUDA init errors
-                cached = exc
+                cached = copy.copy(exc)  # without its traceback: that holds the first caller's frames
             except BaseException:  # Ctrl-C mid-import: not cached, and no half-imported modules
                 for partial in set(sys.modules) - before:  # left behind for the next try to find
                     sys.modules.pop(partial, None)
                 raise
             _cache[name] = cached
     if isinstance(cached, BaseException):
-        raise cached
+        # A fresh copy per raise: raising the cached object itself would add every caller's
+        # frames (and whatever their locals hold) to its traceback, for good.
+        raise copy.copy(cached)
     return cached
 
 

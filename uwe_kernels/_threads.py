@@ -80,23 +80,30 @@ class TeamTuner:
     """Team size per pick for one numba selection call: csrc/cpu/threads.h's TeamTuner (windows
     of about WINDOW_S seconds with the full team or one thread; a trial of the other size wins
     when clearly faster per unit of work than the current size's windows; the next trial after
-    1, 4, 16, 64 windows; a call starts from the previous call's verdict)."""
+    1, 4, 16, 64 windows). A call starts where the previous one left off (its verdict, backoff
+    and countdown to the next trial), so a run of short calls is tuned like one long call; after
+    a pause of more than STALE_S the load may have changed, and the verdict is re-checked within
+    RESUME_QUIET windows."""
 
     WINDOW_S = 0.03
     MARGIN = 0.9
     BACKOFF = 4
     MAX_QUIET = 64
     RESUME_QUIET = 16
-    _verdicts: dict[int, tuple[int, int]] = {}  # full team size -> (best size, quiet) of the last call
+    STALE_S = 1.0
+    # full team size -> (best size, quiet, windows until the next trial, when) as the last call left them
+    _verdicts: dict[int, tuple[int, int, int, float]] = {}
 
     def __init__(self, full: int) -> None:
         self.full = max(1, int(full))
-        self.best, quiet = self._verdicts.get(self.full, (self.full, 1))
+        self.best, self.quiet, self.until_trial, when = self._verdicts.get(self.full, (self.full, 1, 1, 0.0))
+        if time.perf_counter() - when > self.STALE_S:
+            self.quiet = min(self.quiet, self.RESUME_QUIET)
+            self.until_trial = min(self.until_trial, self.quiet)
         self.current = self.best
         self.start = -1.0
         self.work = 0.0
         self.best_seconds = self.best_work = 0.0  # the best size's windows since the last trial
-        self.quiet = self.until_trial = min(quiet, self.RESUME_QUIET)
 
     def threads(self) -> int:
         return self.current
@@ -122,6 +129,7 @@ class TeamTuner:
             self.until_trial -= 1
             if self.until_trial <= 0:
                 self.current = 1 if self.best == self.full else self.full
+            self._save()
             return
         # A trial window of the other size just ended.
         if seconds / work < self.MARGIN * self.best_seconds / self.best_work:
@@ -130,4 +138,7 @@ class TeamTuner:
             self.quiet = min(self.quiet * self.BACKOFF, self.MAX_QUIET)
         self.current, self.until_trial = self.best, self.quiet
         self.best_seconds = self.best_work = 0.0
-        self._verdicts[self.full] = (self.best, self.quiet)
+        self._save()
+
+    def _save(self) -> None:
+        self._verdicts[self.full] = (self.best, self.quiet, self.until_trial, time.perf_counter())

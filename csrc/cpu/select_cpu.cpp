@@ -112,9 +112,11 @@ int64_t sweep(const Dist& dist, const Acc* centre, Acc* D, const uint8_t* taken,
 template <class Acc, class Dist>
 class BruteState {
  public:
+  // history (k-center, may be null): row t receives D before pick t, [budget, n] row-major.
   BruteState(const Emb& e, const Dist& dist, const Acc* p, std::vector<uint8_t>& taken, Workspace<Acc>& ws,
-             bool fuse_argmax, int64_t* picks, double* dists)
+             bool fuse_argmax, int64_t* picks, double* dists, double* history = nullptr)
       : e_(e), dist_(dist), p_(p), taken_(taken), ws_(ws), fuse_argmax_(fuse_argmax), picks_(picks), dists_(dists),
+        history_(history),
         n_(e.n()), width_(e.width()), D_(static_cast<size_t>(n_), kInf<Acc>),
         centre_(static_cast<size_t>(width_ + 1), Acc(0)),
         untaken_(std::count(taken.begin(), taken.end(), uint8_t(0))) {}
@@ -150,6 +152,7 @@ class BruteState {
 
  private:
   void record(int64_t t, int64_t i) {
+    if (history_) std::copy(D_.begin(), D_.end(), history_ + t * n_);
     picks_[t] = i;
     if (dists_) dists_[t] = std::sqrt(static_cast<double>(D_[i]));
     taken_[i] = 1;
@@ -167,6 +170,7 @@ class BruteState {
   bool fuse_argmax_;
   int64_t* picks_;
   double* dists_;
+  double* history_;
   int64_t n_, width_;
   std::vector<Acc> D_;
   std::vector<Acc> centre_;
@@ -178,12 +182,13 @@ class BruteState {
 // k-center greedy (dists != nullptr) or k-means++ (dists == nullptr) by brute force.
 template <class Acc>
 void select_run(const Emb& e, std::vector<uint8_t>& taken, int64_t budget, uint64_t seed, int64_t first,
-                int64_t* picks, double* dists, Checkpoint& checkpoint) {
+                int64_t* picks, double* dists, Checkpoint& checkpoint, double* history = nullptr) {
   Workspace<Acc> ws(team_threads(), e.width() + 1);
   std::vector<Acc> p(e.kind == kBadge ? static_cast<size_t>(e.n()) : 0);
   if (e.kind == kBadge) badge_norms<Acc>(e, p.data(), ws);
   with_row_distance<Acc>(e, p.data(), [&](const auto& dist) {
-    BruteState<Acc, std::decay_t<decltype(dist)>> state(e, dist, p.data(), taken, ws, dists != nullptr, picks, dists);
+    BruteState<Acc, std::decay_t<decltype(dist)>> state(e, dist, p.data(), taken, ws, dists != nullptr, picks, dists,
+                                                        history);
     if (dists)
       kcenter_greedy_loop(state, budget, first, checkpoint);
     else
@@ -226,27 +231,41 @@ void check_budget(int64_t budget, const std::vector<uint8_t>& taken) {
                           "] (the unlabelled rows)");
 }
 
-py::tuple kcenter_greedy_py(const py::tuple& emb_spec, const py::array_t<bool, py::array::forcecast>& labelled,
-                            int64_t budget, int64_t first, bool double_acc, py::object progress) {
+py::tuple kcenter_greedy_run(const py::tuple& emb_spec, const py::array_t<bool, py::array::forcecast>& labelled,
+                             int64_t budget, int64_t first, bool double_acc, py::object progress, bool with_history) {
   const Emb e(emb_of(emb_spec));
   std::vector<uint8_t> taken = taken_of(labelled, e.n());
   check_budget(budget, taken);
   if (first >= e.n()) throw py::value_error("first is out of range");
   py::array_t<int64_t> picks(budget);
   py::array_t<double> dists(budget);
+  py::array_t<double> history(with_history ? std::vector<int64_t>{budget, e.n()} : std::vector<int64_t>{0, 0});
   int64_t* pk = picks.mutable_data();
   double* ds = dists.mutable_data();
+  double* hs = with_history ? history.mutable_data() : nullptr;
   Checkpoint checkpoint(progress);
   {
     py::gil_scoped_release release;
     if (budget > 0) {
       if (double_acc)
-        select_run<double>(e, taken, budget, 0, first, pk, ds, checkpoint);
+        select_run<double>(e, taken, budget, 0, first, pk, ds, checkpoint, hs);
       else
-        select_run<float>(e, taken, budget, 0, first, pk, ds, checkpoint);
+        select_run<float>(e, taken, budget, 0, first, pk, ds, checkpoint, hs);
     }
   }
+  if (with_history) return py::make_tuple(picks, dists, history);
   return py::make_tuple(picks, dists);
+}
+
+py::tuple kcenter_greedy_py(const py::tuple& emb_spec, const py::array_t<bool, py::array::forcecast>& labelled,
+                            int64_t budget, int64_t first, bool double_acc, py::object progress) {
+  return kcenter_greedy_run(emb_spec, labelled, budget, first, double_acc, progress, false);
+}
+
+py::tuple kcenter_greedy_history_py(const py::tuple& emb_spec,
+                                    const py::array_t<bool, py::array::forcecast>& labelled, int64_t budget,
+                                    int64_t first, bool double_acc) {
+  return kcenter_greedy_run(emb_spec, labelled, budget, first, double_acc, py::none(), true);
 }
 
 py::array_t<int64_t> kmeans_pp_py(const py::tuple& emb_spec, const py::array_t<bool, py::array::forcecast>& labelled,
@@ -307,6 +326,11 @@ void register_select_cpu(py::module_& m) {
         py::arg("first"), py::arg("double_acc"), py::arg("progress"),
         "k-center greedy: (picks [budget] int64, Euclidean distance at pick time [budget] float64). "
         "emb: an embedding spec (uwe_kernels/_spec.py); first: an index or the max-norm code (uwe_kernels/_abi.py).");
+  m.def("kcenter_greedy_history", &cpu::kcenter_greedy_history_py, py::arg("emb"), py::arg("labelled"),
+        py::arg("budget"), py::arg("first"), py::arg("double_acc"),
+        "k-center greedy by brute force that also keeps D: (picks, distances at pick time, [budget, n] float64 "
+        "squared distance of every row to its nearest centre just before each pick; 0 for taken rows, inf "
+        "before a first pick with nothing labelled).");
   m.def("kmeans_pp", &cpu::kmeans_pp_py, py::arg("emb"), py::arg("labelled"), py::arg("budget"), py::arg("seed"),
         py::arg("first"), py::arg("double_acc"), py::arg("progress"),
         "k-means++ seeding with SplitMix64 draws: picks [budget] int64. first: an index or a first-pick "

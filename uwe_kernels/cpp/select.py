@@ -69,6 +69,17 @@ def kcenter_greedy(
     ))
 
 
+def kcenter_greedy_history(emb: np.ndarray, labelled_mask: np.ndarray, budget: int,
+                           first: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force k-center greedy (float64 accumulation) on a dense pool that also keeps D:
+    picks [budget] and, per pick, every row's squared distance to its nearest centre just
+    before it ([budget, n] float64; 0 for taken rows, inf before a first pick made with nothing
+    labelled). Integrations report these as utilities without a second pass over the pool."""
+    picks, _, history = _ext().kcenter_greedy_history(emb_spec(emb), labelled_mask, int(budget),
+                                                      _abi.first_code(first), True)
+    return picks, history
+
+
 def kmeans_pp(
     emb: Any,  # [n, d] or FactoredArrays
     labelled_mask: np.ndarray,  # [n] bool

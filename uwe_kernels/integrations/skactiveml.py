@@ -36,6 +36,7 @@ import numpy as np
 
 import uwe_kernels as uk
 
+from .. import _scale
 from ._common import as_float_rows, check_features, draw_seed, require, to_numpy
 
 require("skactiveml", "scikit-activeml", "skactiveml")
@@ -96,10 +97,15 @@ def _badge_pool(X: np.ndarray, y: np.ndarray, candidates: Any, mapping: Any, mis
 
 def _columns(pool: _Pool, values: np.ndarray, blocked: np.ndarray) -> np.ndarray:
     """Utility rows: ``values[t]`` at the candidates' columns, NaN elsewhere and where
-    ``blocked[t]`` (labelled or already picked)."""
+    ``blocked[t]`` (labelled or already picked). Overwrites `values`, and returns it when pool
+    positions are already the columns (no copy of the [budget, n] matrix)."""
+    values[blocked] = np.nan
+    cand = pool.out_index >= 0
+    if pool.width == len(pool.out_index) and np.array_equal(pool.out_index[cand], np.flatnonzero(cand)):
+        values[:, ~cand] = np.nan
+        return values
     out = np.full((values.shape[0], pool.width), np.nan)
-    cand = np.flatnonzero(pool.out_index >= 0)
-    out[:, pool.out_index[cand]] = np.where(blocked[:, cand], np.nan, values[:, cand])
+    out[:, pool.out_index[cand]] = values[:, cand]
     return out
 
 
@@ -125,7 +131,8 @@ def _kcenter_utilities(emb: Any, pool: _Pool, picks: np.ndarray, backend: str) -
     before each pick (0 everywhere before a first pick with nothing labelled, as native).
 
     One min_distances call against the labelled rows and one GEMM against the picks give the
-    whole [budget, n] matrix, instead of a pass over the pool per pick."""
+    whole [budget, n] matrix, instead of a pass over the pool per pick. `_kcenter_query` takes
+    them from the selection itself where it can."""
     rows = to_numpy(emb).astype(np.float64, copy=False)
     if pool.labelled.any():
         d = np.sqrt(to_numpy(uk.min_distances(rows, rows[pool.labelled], backend=backend)).astype(np.float64))
@@ -142,6 +149,43 @@ def _kcenter_utilities(emb: Any, pool: _Pool, picks: np.ndarray, backend: str) -
             d = np.minimum(d, to_pick[:, t - 1])
         values[t] = d
     return _columns(pool, values, blocked)
+
+
+def _selection_keeps_distances(emb: Any, backend: str) -> bool:
+    """Whether the cpp kernel can run the selection and hand back D before each pick: a finite
+    float pool whose squared distances fit float64 as they stand (the public call rescales or
+    refuses the others, so they go that way)."""
+    if not (backend in ("auto", "cpp") and isinstance(emb, np.ndarray) and emb.ndim == 2 and emb.size
+            and emb.dtype in (np.float32, np.float64) and uk.backends()["cpp"][0]):
+        return False
+    peak = float(np.abs(emb).max())
+    return np.isfinite(peak) and all(f.problem(np.dtype(np.float64), 1) is None
+                                     for f in _scale.dense("emb", peak, emb.shape[1]))
+
+
+def _kcenter_query(emb: Any, pool: _Pool, batch_size: int, first: int | None, backend: str,
+                   return_utilities: bool) -> Any:
+    """k-center greedy picks as pool positions, and with return_utilities scikit-activeml
+    CoreSet's utilities. On the cpp backend one selection gives both: the utilities are the
+    kernel's own squared distances before each pick (exact), with no second pass over the
+    labelled rows; elsewhere, and where native's all-zero restart applies, `_kcenter_utilities`."""
+    if not return_utilities or not _selection_keeps_distances(emb, backend):
+        picks = to_numpy(uk.kcenter_greedy(emb, pool.labelled, batch_size, backend=backend, first=first))
+        return (picks, _kcenter_utilities(emb, pool, picks, backend)) if return_utilities else picks
+    from ..cpp.select import kcenter_greedy_history
+
+    picks, history = kcenter_greedy_history(emb, pool.labelled, batch_size, first)
+    values = np.sqrt(history)
+    if not pool.labelled.any():
+        values[:1] = 0.0  # native: zero utilities before a first pick with nothing labelled
+    blocked = _blocked_before_each_pick(pool, picks)
+    # native restarts D from the next pick alone when every live utility is 0: the kernel keeps
+    # D, so those (degenerate: every candidate a duplicate of a centre) pools go the other way
+    restarts = [t for t in range(1, len(picks))
+                if (t > 1 or pool.labelled.any()) and not values[t - 1][~blocked[t - 1]].sum()]
+    if restarts:
+        return picks, _kcenter_utilities(emb, pool, picks, backend)
+    return picks, _columns(pool, values, blocked)
 
 
 def _kmeanspp_utilities(emb: uk.FactoredEmbedding, pool: _Pool, picks: np.ndarray, backend: str) -> np.ndarray:
@@ -284,12 +328,9 @@ class UWE(_ClassifierStrategy):
                 return pool.out_index[picks], _kmeanspp_utilities(factored, pool, picks, self.backend)
             return pool.out_index[picks]
         emb = uk.uwe(proba, features, self.kind, self.tau, from_logits=False, backend=self.backend)
-        picks = to_numpy(uk.kcenter_greedy(emb, pool.labelled, batch_size, backend=self.backend,
-                                           first=_native_first_pick(pool, self.random_state_)))
-        query_indices = pool.out_index[picks]
-        if return_utilities:
-            return query_indices, _kcenter_utilities(emb, pool, picks, self.backend)
-        return query_indices
+        out = _kcenter_query(emb, pool, batch_size, _native_first_pick(pool, self.random_state_), self.backend,
+                             return_utilities)
+        return (pool.out_index[out[0]], out[1]) if return_utilities else pool.out_index[out]
 
 
 class CoreSet(_FloatPoolStrategy):
@@ -309,12 +350,9 @@ class CoreSet(_FloatPoolStrategy):
                                                                          return_utilities)
         _, mapping = self._transform_candidates(candidates, X, y)
         pool = _kcenter_pool(X, y, candidates, mapping, self.missing_label_)
-        picks = to_numpy(uk.kcenter_greedy(pool.X_pool, pool.labelled, batch_size, backend=self.backend,
-                                           first=_native_first_pick(pool, self.random_state_)))
-        query_indices = pool.out_index[picks]
-        if return_utilities:
-            return query_indices, _kcenter_utilities(pool.X_pool, pool, picks, self.backend)
-        return query_indices
+        out = _kcenter_query(pool.X_pool, pool, batch_size, _native_first_pick(pool, self.random_state_),
+                             self.backend, return_utilities)
+        return (pool.out_index[out[0]], out[1]) if return_utilities else pool.out_index[out]
 
 
 class Badge(_ClassifierStrategy):

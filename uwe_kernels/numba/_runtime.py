@@ -24,7 +24,8 @@ from typing import Any, Callable, ContextManager
 import numba
 import numpy as np
 from numba import njit, types
-from numba.extending import overload
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from .. import _threads
 from .._arrays import BFLOAT16
@@ -98,6 +99,22 @@ class ParallelKernel:
         numba.set_num_threads(threads if threads > 0 else _threads.numba_threads())
         with parallel_section():
             return self.parallel(*args)
+
+
+@intrinsic
+def claim(typingctx, counter):  # type: ignore[no-untyped-def]
+    """counter[0] += 1 atomically, returning the value before: the next work item of a team that
+    takes items as its threads come free (a thread that lost its core holds up no one). Kernels only."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64 and counter.ndim == 1):
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [context.get_constant(types.intp, 0)])
+        return builder.atomic_rmw("add", ptr, context.get_constant(types.int64, 1), "monotonic")
+
+    return types.int64(counter), codegen
 
 
 def parallel_kernel(cache: bool = True) -> Callable[[Callable[..., Any]], ParallelKernel]:

@@ -2,9 +2,11 @@
 that runs it once per pick.
 
 Seeding (NEAREST), a pick's update (UPDATE) and a plain argmax (ARGMAX) share one launcher,
-so one compiled specialisation per input type serves every selection op. Rows run in parallel
-over fixed blocks of BLOCK rows; block maxima are reduced in index order with strict
-comparisons, so the lowest index wins ties and nothing depends on the thread count.
+so one compiled specialisation per input type serves every selection op. Rows are cut into
+chunks of about CHUNK_WORK values, which the team's threads take one at a time as they come
+free (a thread that lost its core to another process holds up only its current chunk); chunk
+maxima are reduced in index order with strict comparisons, so the lowest index wins ties and
+nothing depends on the thread count. A sweep of fewer than SERIAL_WORK values runs on one thread.
 Labelled rows and min_distances centres are swept in blocks of CENTRES (never an
 [n, |labelled|] matrix). The k-means++ prefix sums are sequential float64 sums in index order
 with a checkpoint at every block start, so a search rescans one block.
@@ -18,12 +20,14 @@ from numba import njit, prange
 
 from .. import _threads
 from .._driver import nth_free
-from ._runtime import BLOCK, acc_zero, parallel_kernel
+from ._runtime import BLOCK, acc_zero, claim, parallel_kernel
 from .rows import Rows, row_dist
 
 CENTRES = 256  # labelled rows / centres per block when seeding D
 NEAREST, UPDATE, ARGMAX = 0, 1, 2
 NO_MASK = np.zeros(0, dtype=np.bool_)
+CHUNK_WORK = 1 << 17  # row values per chunk of a sweep: many chunks per thread, each worth a launch
+SERIAL_WORK = 1 << 16  # below this many row values a team costs more than it saves
 
 
 @njit(cache=True)
@@ -58,15 +62,21 @@ def _sweep_rows(lo, hi, X, xcode, W, wcode, has_w, badge, norms, c, ca, cn, offs
 
 
 @parallel_kernel()
-def sweep(X, xcode, W, wcode, has_w, badge, norms, c, ca, cn, offset, D, A, taken, mode, zero, blk_val, blk_arg):  # type: ignore[no-untyped-def]
-    """Blocks of rows in parallel, then their partial maxima in index order (strict >)."""
+def sweep(X, xcode, W, wcode, has_w, badge, norms, c, ca, cn, offset, D, A, taken, mode, zero, blk_val, blk_arg,  # type: ignore[no-untyped-def]
+          chunk, team, counter):
+    """Chunks of `chunk` rows, each taken by the next free one of `team` threads (counter [1]:
+    the next chunk), then their partial maxima in index order (strict >)."""
     n = D.shape[0]
-    nb = (n + BLOCK - 1) // BLOCK
-    for b in prange(nb):
-        v, a = _sweep_rows(b * BLOCK, min(n, (b + 1) * BLOCK), X, xcode, W, wcode, has_w, badge, norms,
-                           c, ca, cn, offset, D, A, taken, mode, zero)
-        blk_val[b] = v
-        blk_arg[b] = a
+    nb = (n + chunk - 1) // chunk
+    counter[0] = 0
+    for _ in prange(min(team, nb)):
+        b = claim(counter)
+        while b < nb:
+            v, a = _sweep_rows(b * chunk, min(n, (b + 1) * chunk), X, xcode, W, wcode, has_w, badge, norms,
+                               c, ca, cn, offset, D, A, taken, mode, zero)
+            blk_val[b] = v
+            blk_arg[b] = a
+            b = claim(counter)
     best = -1.0
     arg = -1
     for b in range(nb):
@@ -113,19 +123,33 @@ def prefix_search(D, ck, total, target):  # type: ignore[no-untyped-def]
 
 
 
+def _width(rows: Rows) -> int:
+    """Values of one row as a sweep reads them (BADGE: K weights and d features)."""
+    return int(rows.X.shape[1] + (rows.W.shape[1] if rows.has_w else 0))
+
+
+def sweep_chunks(rows: Rows) -> int:
+    """Chunks of a sweep over `rows`: the length of its blk_val / blk_arg."""
+    chunk = min(BLOCK, max(64, CHUNK_WORK // max(1, _width(rows))))
+    return max(1, (rows.n + chunk - 1) // chunk)
+
+
 def sweep_rows(rows: Rows, c: np.ndarray, ca: np.ndarray, cn: np.ndarray, offset: int, D: np.ndarray,
                A: np.ndarray, taken: np.ndarray, mode: int, blk_val: np.ndarray, blk_arg: np.ndarray,
                threads: int = 0) -> int:
     """`sweep` over `rows` with centres (c, ca, cn) from Rows.gather, on `threads` threads (0: the
-    package's count)."""
-    return int(sweep.launch(threads, rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, rows.badge, rows.norms,
-                            c, ca, cn, offset, D, A, taken, mode, rows.zero, blk_val, blk_arg))
+    package's count; one below SERIAL_WORK), in len(blk_val) chunks or fewer."""
+    chunk = max(1, (rows.n + len(blk_val) - 1) // len(blk_val))
+    team = 1 if rows.n * _width(rows) * len(c) < SERIAL_WORK else threads or _threads.numba_threads()
+    return int(sweep.launch(team, rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, rows.badge, rows.norms,
+                            c, ca, cn, offset, D, A, taken, mode, rows.zero, blk_val, blk_arg, chunk, team,
+                            np.zeros(1, dtype=np.int64)))
 
 
 def nearest_into(rows: Rows, centres: Rows, idx: np.ndarray | None, D: np.ndarray, A: np.ndarray) -> None:
     """D, A = min / argmin over the centres (rows idx of `centres`, or all), in blocks of CENTRES."""
     m = centres.n if idx is None else len(idx)
-    nb = (rows.n + BLOCK - 1) // BLOCK
+    nb = sweep_chunks(rows)
     blk_val, blk_arg = np.empty(nb, dtype=np.float64), np.empty(nb, dtype=np.int64)
     for s in range(0, m, CENTRES):
         sel = np.arange(s, min(m, s + CENTRES)) if idx is None else idx[s : s + CENTRES]
@@ -142,10 +166,10 @@ class BruteState:
         n = self.rows.n
         self.taken = np.array(labelled_mask, dtype=np.bool_, copy=True)
         self.D = np.full(n, np.inf)
-        nb = (n + BLOCK - 1) // BLOCK
+        nb = sweep_chunks(self.rows)
         self.blk_val = np.empty(nb, dtype=np.float64)
         self.blk_arg = np.empty(nb, dtype=np.int64)
-        self.ck = np.zeros(nb + 1, dtype=np.float64)
+        self.ck = np.zeros((n + BLOCK - 1) // BLOCK + 1, dtype=np.float64)
         self.no_arg = np.zeros(0, dtype=np.int64)
         self.next = -1  # the argmax found by the last add_centre's sweep
         self.tuner = _threads.TeamTuner(_threads.numba_threads())
