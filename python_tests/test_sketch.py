@@ -178,6 +178,22 @@ def test_memory_mapped_and_strided_pools_give_the_same_sketch(tmp_path):
     np.testing.assert_array_equal(got.slack, want.slack)
 
 
+@pytest.mark.parametrize("factored", [False, True])
+def test_chunks_built_side_by_side_give_the_one_thread_sketch(monkeypatch, factored):
+    rng = np.random.default_rng(23)
+    rows = low_rank_pool(rng, 5000, 40, 5, 0.1).astype(np.float32)
+    pool = FactoredArrays(rng.uniform(0.5, 2.0, 5000).astype(np.float32), rows) if factored else rows
+    monkeypatch.setattr(_sketch, "BUILD_CHUNK_BYTES", 8 * 40 * 300)  # 17 chunks
+    monkeypatch.setattr(_sketch._threads, "get_num_threads", lambda: 1)
+    want = _sketch.build_sketches(pool, (4, 12))
+    monkeypatch.setattr(_sketch._threads, "get_num_threads", lambda: 3)
+    got = _sketch.build_sketches(pool, (4, 12))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a.z, b.z)
+        np.testing.assert_array_equal(a.r, b.r)
+        np.testing.assert_array_equal(a.slack, b.slack)
+
+
 def test_numba_compiled_test_agrees_with_the_vectorised_one():
     numba = pytest.importorskip("numba")
     keeps = numba.njit(_sketch.sketch_keeps)

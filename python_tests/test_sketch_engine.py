@@ -190,6 +190,24 @@ def test_cpp_sketched_labelled_pass_matches_brute(dtype: str) -> None:
         assert all(st["labelled_pairs"] < 0.3 * m * (len(x) - m) for st in stats)
 
 
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
+def test_cpp_labelled_pass_with_many_centres_per_row_matches_brute(dtype: str) -> None:
+    """Rows wide enough for whole SIMD blocks, early-exit checks, leftover blocks and a scalar
+    tail (d = 301), several centres per row left to a full distance (many stopping early):
+    D, picks and distances stay the brute force's."""
+    require_cpp()
+    rng = np.random.default_rng(21)
+    rows = low_rank(rng, 2400, 301, 6, 0.05)
+    x = np.concatenate([rows, rows[:200] + 1e-4 * rng.standard_normal((200, 301)), rows[:20]]).astype(DTYPES[dtype])
+    mask = mask_of(len(x), 300, seed=3)
+    mask[:20] = True
+    stats = check_kcg(x, mask, 25, backend="cpp")
+    check_kmpp(x, mask, 25, 8, "max_norm", "cpp")
+    m, rest = int(mask.sum()), len(x) - int(mask.sum())
+    # some run's sketched pass left several centres per row, and did not hand over
+    assert any(2 * rest < st["labelled_pairs"] < 0.3 * m * rest for st in stats)
+
+
 def test_cpp_labelled_pass_hands_over_to_the_tile_pass_where_the_sketch_does_not_pay() -> None:
     require_cpp()
     x = gaussian_pool(3000, 32, seed=12)  # isotropic: a 2-wide sketch settles few pairs

@@ -13,13 +13,16 @@ Pure numpy, like `_pruning`: every backend with a sketch engine builds the same 
 from __future__ import annotations
 
 import math
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from . import _threads
 from ._pruning import looks_clustered
 from .factored import FactoredArrays, FactoredEmbedding
 
@@ -34,7 +37,7 @@ ETA = 2.0**-12
 TAU = 2.0**-100
 U_BUILD = 2.0**-53  # the build runs in float64
 U_STORE = 2.0**-24  # z, r, slack and the test are float32 (the test may run wider)
-BUILD_CHUNK_BYTES = 1 << 24
+BUILD_CHUNK_BYTES = 1 << 22  # float64 rows per chunk: cache-sized, reused per thread
 
 
 def _gamma(count: int, unit: float) -> float:
@@ -135,7 +138,13 @@ def principal_directions(sample: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
     """(mu [d], P [d, k], eigenvalues [d] descending) of a float64 row sample."""
     mu = sample.mean(axis=0)
     centred = sample - mu
-    cov = centred.T @ centred / max(1, len(sample))
+    # The product in float32 (half the float64 one's time), scaled into range first: only the
+    # directions' quality depends on it; the basis is eigh's of a float64 matrix, orthonormal
+    # to float64 precision, and the bound's proof uses only that (`orthonormality_bound`).
+    top = float(np.max(np.abs(centred))) if centred.size else 0.0
+    scaled = (centred / top if top > 0 and math.isfinite(top) else centred).astype(np.float32)
+    cov = (scaled.T @ scaled).astype(np.float64) * ((top * top if top > 0 and math.isfinite(top) else 1.0)
+                                                     / max(1, len(sample)))
     values, vectors = np.linalg.eigh(cov)
     order = np.argsort(values)[::-1]
     values, vectors = np.maximum(values[order], 0.0), vectors[:, order]
@@ -169,8 +178,8 @@ def build_sketch(emb: Any, k: int, *, acc_dtype: Any = np.float32, sample_rows: 
     acc_dtype: the brute-force distance's accumulator (float32, or float64 for float64
     pools), which the test's margin covers. directions: (mu [d], P [d, k]) to use instead of
     the row sample's (the spectrum is then left empty and energy reported as nan). The build
-    runs in float64 on one BLAS thread (a threaded BLAS's spinning workers would slow the
-    selection that follows)."""
+    runs in float64, chunks side by side on the backends' thread count (`_threads`), each on
+    one BLAS thread (a threaded BLAS's spinning workers would slow the selection that follows)."""
     return build_sketches(emb, (k,), acc_dtype=acc_dtype, sample_rows=sample_rows, directions=directions)[0]
 
 
@@ -210,19 +219,27 @@ def build_sketches(emb: Any, widths: tuple[int, ...], *, acc_dtype: Any = np.flo
         slack = [np.empty(n, dtype=np.float32) for _ in widths]
         mu_sq, mu_proj = float(mu @ mu), mu @ basis
         mu_norm = math.sqrt(mu_sq)
-        step = max(1, BUILD_CHUNK_BYTES // (8 * d))
-        for s in range(0, n, step):
+        step = max(1, min(BUILD_CHUNK_BYTES // (8 * d), -(-n // 8)))
+        local = threading.local()
+
+        def chunk(s: int) -> None:
             e = min(n, s + step)
+            if not hasattr(local, "v"):  # per thread, reused: fresh temporaries would be page-faulted in
+                local.v, local.z = np.empty((step, d)), np.empty((step, kmax))
+            v, zz = local.v[: e - s], local.z[: e - s]
             if factored:
                 w = np.asarray(emb.weights[s:e], dtype=np.float64)
-                f = np.asarray(emb.features[s:e], dtype=np.float64)
-                zz = w[:, None] * (f @ basis) - mu_proj
-                ff = np.einsum("ij,ij->i", f, f)
-                vv = w * w * ff - 2.0 * w * (f @ mu) + mu_sq
+                np.copyto(v, emb.features[s:e], casting="unsafe")
+                np.matmul(v, basis, out=zz)
+                zz *= w[:, None]
+                zz -= mu_proj
+                ff = np.einsum("ij,ij->i", v, v)
+                vv = w * w * ff - 2.0 * w * (v @ mu) + mu_sq
                 size = np.abs(w) * np.sqrt(ff) * (1 + acc_unit) + mu_norm
             else:
-                v = np.asarray(emb[s:e], dtype=np.float64) - mu
-                zz = v @ basis
+                np.copyto(v, emb[s:e], casting="unsafe")
+                v -= mu
+                np.matmul(v, basis, out=zz)
                 vv = np.einsum("ij,ij->i", v, v)
                 size = np.sqrt(vv)
             for t, k in enumerate(widths):
@@ -231,6 +248,15 @@ def build_sketches(emb: Any, widths: tuple[int, ...], *, acc_dtype: Any = np.flo
                 r[t][s:e] = np.sqrt(np.maximum(vv - np.einsum("ij,ij->i", zk, zk), 0.0))
                 err = parts[t][2] * size * growth
                 slack[t][s:e] = _round_up_f32(parts[t][4] * err * err)
+
+        starts = range(0, n, step)
+        workers = min(len(starts), _threads.get_num_threads())
+        if workers > 1:  # numpy's products and copies release the GIL: chunks run side by side
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(chunk, starts))
+        else:
+            for s in starts:
+                chunk(s)
     seconds = time.perf_counter() - start
     return tuple(Sketch(mu, parts[t][0], z[t], r[t], slack[t], parts[t][3], TAU, parts[t][1],
                         energy_captured(spectrum, k) if len(spectrum) else math.nan, spectrum, seconds)
@@ -282,30 +308,37 @@ def sketch_keeps_all(sketch: Sketch, centre: int, D: np.ndarray, rows: Any = sli
 # ----------------------------------------------------------------- what a sketch would save
 
 
-def sample_directions(emb: Any, k: int, sample_rows: int = SAMPLE_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mu, P [d, k], spectrum) of the row sample, for `predicted_fractions` and then
-    `build_sketch(directions=(mu, P[:, :k]))`, so that the eigenproblem is solved once."""
+def row_sample(emb: Any, sample_rows: int = SAMPLE_ROWS) -> np.ndarray:
+    """The float64 row sample every measurement here reads (evenly spaced rows)."""
     emb = _as_backend(emb)
     n = emb.features.shape[0] if isinstance(emb, FactoredArrays) else emb.shape[0]
+    return _rows64(emb, _sample_indices(n, sample_rows))
+
+
+def sample_directions(emb: Any, k: int, sample_rows: int = SAMPLE_ROWS,
+                      sample: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mu, P [d, k], spectrum) of the row sample, for `predicted_fractions` and then
+    `build_sketch(directions=(mu, P[:, :k]))`, so that the eigenproblem is solved once."""
     with threadpool_limits(limits=1, user_api="blas"):
-        return principal_directions(_rows64(emb, _sample_indices(n, sample_rows)), k)
+        return principal_directions(row_sample(emb, sample_rows) if sample is None else sample, k)
 
 
 def predicted_fractions(emb: Any, centres: int, widths: tuple[int, ...] = SKETCH_WIDTHS,
                         sample_rows: int = SAMPLE_ROWS, query_rows: int = 64,
-                        directions: tuple[np.ndarray, np.ndarray] | None = None) -> dict[int, float]:
+                        directions: tuple[np.ndarray, np.ndarray] | None = None,
+                        sample: np.ndarray | None = None) -> dict[int, float]:
     """For each sketch width k, the fraction of rows a sketch-bounded pick would still
     evaluate, estimated on a row sample: query rows get D from their nearest of `centres`
     sampled rows (the selection's centre count: labelled plus about half the budget), and
     every other sampled row plays the new centre. Costs a d x d eigenproblem (unless
     `directions` = (mu, P) with at least max(widths) columns are given) and
-    sample_rows x d x max(k) multiply-adds."""
+    sample_rows x d x max(k) multiply-adds. sample: the float64 row sample, when already read."""
     emb = _as_backend(emb)
     n, d = emb.features.shape if isinstance(emb, FactoredArrays) else emb.shape
     widths = tuple(k for k in widths if k <= d)
     reference = _sample_indices(n, sample_rows)
     with threadpool_limits(limits=1, user_api="blas"):
-        sample = _rows64(emb, reference)
+        sample = _rows64(emb, reference) if sample is None else sample
         mu, basis = directions if directions is not None else principal_directions(sample, max(widths))[:2]
         v = sample - mu
         z = v @ basis
@@ -393,8 +426,9 @@ def choose_sketch(emb: Any, centres: int | None = None) -> SketchChoice:
         return NO_SKETCH
     if centres is not None and (centres < MIN_CENTRES or float(n) * d * centres < MEASURE_SHARE * float(rows) * d * d):
         return NO_SKETCH
-    mu, basis, _ = sample_directions(emb, max(widths))
-    fractions = predicted_fractions(emb, max(1, centres or 64), widths, directions=(mu, basis))
+    sample = row_sample(emb)  # read once: the directions and the predicted fractions
+    mu, basis, _ = sample_directions(emb, max(widths), sample=sample)
+    fractions = predicted_fractions(emb, max(1, centres or 64), widths, directions=(mu, basis), sample=sample)
     k, traffic = best_width(fractions, d)
     if traffic > MAX_TRAFFIC:
         return SketchChoice(0, traffic, fractions, None, time.perf_counter() - start)

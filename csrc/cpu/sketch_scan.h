@@ -155,6 +155,11 @@ class CentreSketch {
   // out[j] = bound of row (zx, rx) against centre j, for j < padded(); returns the centre of
   // smallest bound (lowest on ties).
   int64_t bounds(const float* zx, float rx, float* out) const {
+    using IV = cpu::Simd<float>::I;
+    const FV inf = FV{} + std::numeric_limits<float>::infinity();
+    FV low = inf;  // per lane: the smallest bound so far and its centre (earliest on ties)
+    IV low_j{}, lane{};
+    for (int l = 0; l < kLanes; ++l) lane[l] = l;
     for (int64_t j = 0; j < mp_; j += kLanes) {
       const FV u = cpu::vload<FV>(r_.data() + j) - rx;
       FV a = u * u, c{};
@@ -169,11 +174,17 @@ class CentreSketch {
         const FV v = cpu::vload<FV>(z_.data() + t * mp_ + j) - zx[t];
         a += v * v;
       }
-      cpu::vstore(out + j, a + c);
+      const FV b = a + c;
+      cpu::vstore(out + j, b);
+      const IV at = lane + static_cast<int32_t>(j);
+      const IV lower = (b < low) & (at < static_cast<int32_t>(m_));  // pads never count
+      low = lower ? b : low;
+      low_j = lower ? at : low_j;
     }
     int64_t best = 0;
-    for (int64_t j = 1; j < m_; ++j)
-      if (out[j] < out[best]) best = j;
+    float best_b = std::numeric_limits<float>::infinity();
+    for (int l = 0; l < kLanes; ++l)
+      if (low[l] < best_b || (low[l] == best_b && low[l] < inf[l] && low_j[l] < best)) best_b = low[l], best = low_j[l];
     return best;
   }
 
