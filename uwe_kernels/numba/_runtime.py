@@ -101,10 +101,10 @@ class ParallelKernel:
             return self.parallel(*args)
 
 
-@intrinsic
-def claim(typingctx, counter):  # type: ignore[no-untyped-def]
-    """counter[0] += 1 atomically, returning the value before: the next work item of a team that
-    takes items as its threads come free (a thread that lost its core holds up no one). Kernels only."""
+def _claim_typing(typingctx, counter):  # type: ignore[no-untyped-def]
+    """claim(counter): counter[0] += 1 atomically, returning the value before: the next work item
+    of a team that takes items as its threads come free (a thread that lost its core holds up no
+    one). Kernels only."""
     if not (isinstance(counter, types.Array) and counter.dtype == types.int64 and counter.ndim == 1):
         return None
 
@@ -115,6 +115,11 @@ def claim(typingctx, counter):  # type: ignore[no-untyped-def]
         return builder.atomic_rmw("add", ptr, context.get_constant(types.int64, 1), "monotonic")
 
     return types.int64(counter), codegen
+
+
+# Typed as Any: numba's stubs give the intrinsic the typing function's (typingctx, ...) signature,
+# while kernels call it with the array alone.
+claim: Any = intrinsic(_claim_typing)
 
 
 def parallel_kernel(cache: bool = True) -> Callable[[Callable[..., Any]], ParallelKernel]:
