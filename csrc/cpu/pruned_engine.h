@@ -66,6 +66,9 @@ constexpr int64_t kParallelMin = 4096;
 // The sketch scan's task (blocks of kLanes rows) and the pool size from which it uses a team.
 constexpr int64_t kScanBlocks = 256;
 constexpr int64_t kParallelScanRows = 4 * kParallelMin;
+// Bytes of a listed row fetched ahead: group members (early exit rarely reads a whole row) and
+// rows the sketch scan listed (its bound failed, so they are mostly read whole).
+constexpr int64_t kRowPrefetchBytes = 1024;
 constexpr int64_t kScanPrefetchBytes = 2048;
 // The sketched labelled pass: rows of its first unit (the probe) and of later units, and the
 // fraction of (row, centre) pairs above which the probe hands over to the tile pass (a pair
@@ -378,6 +381,22 @@ class Engine {
     groups_.push_back(std::move(fresh));
   }
 
+  // Full distances of m listed rows to centre c, each row fetched kPrefetchRows ahead (listed
+  // rows are scattered over the pool); a row the centre comes closer to joins group new_id.
+  void relax_listed(const int64_t* listed, int64_t m, const Acc* c, int32_t new_id, int64_t prefetch_bytes,
+                    int64_t& read) {
+    for (int64_t k = 0; k < std::min<int64_t>(m, kPrefetchRows); ++k) rows_.prefetch(listed[k], prefetch_bytes);
+    for (int64_t k = 0; k < m; ++k) {
+      if (k + kPrefetchRows < m) rows_.prefetch(listed[k + kPrefetchRows], prefetch_bytes);
+      const int64_t i = listed[k];
+      const Acc v = rows_.dist(i, c, D_[i], read);
+      if (v < D_[i]) {
+        D_[i] = v;
+        group_of_[i] = new_id;
+      }
+    }
+  }
+
   // The plain pass with a sketch: the blocked scan (cpu/sketch_scan.h) lists the rows whose
   // bound fails, then those get their full distance, a few rows fetched ahead. Tasks of
   // kScanBlocks blocks; the scan reads k + 3 floats a row, so the pool's rows are touched only
@@ -409,17 +428,8 @@ class Engine {
       }
       if (wide_.z != nullptr) m = wide_filter(listed, m, s);
       // Listed rows are mostly read whole (the bound already failed): fetch whole rows ahead.
-      for (int64_t k = 0; k < std::min<int64_t>(m, kPrefetchRows); ++k) rows_.prefetch(listed[k], kScanPrefetchBytes);
-      for (int64_t k = 0; k < m; ++k) {
-        if (k + kPrefetchRows < m) rows_.prefetch(listed[k + kPrefetchRows], kScanPrefetchBytes);
-        const int64_t i = listed[k];
-        const Acc v = rows_.dist(i, c, D_[i], t_read);
-        ++t_touched;
-        if (v < D_[i]) {
-          D_[i] = v;
-          group_of_[i] = new_id;
-        }
-      }
+      relax_listed(listed, m, c, new_id, kScanPrefetchBytes, t_read);
+      t_touched += m;
       Acc best = -1;
       int64_t arg = -1;
       for (int64_t i = task * kScanBlocks * kLanes, end = std::min(n_, b_end * kLanes); i < end; ++i)
@@ -532,17 +542,8 @@ class Engine {
         candidates_here[m++] = i;
       }
       // Rows of a group are scattered over the pool: fetch a few rows ahead.
-      for (int64_t k = 0; k < std::min<int64_t>(m, kPrefetchRows); ++k) rows_.prefetch(candidates_here[k]);
-      for (int64_t k = 0; k < m; ++k) {
-        if (k + kPrefetchRows < m) rows_.prefetch(candidates_here[k + kPrefetchRows]);
-        const int64_t i = candidates_here[k];
-        const Acc v = rows_.dist(i, c, D_[i], read);
-        ++touched;
-        if (v < D_[i]) {
-          D_[i] = v;
-          group_of_[i] = new_id;
-        }
-      }
+      relax_listed(candidates_here, m, c, new_id, kRowPrefetchBytes, read);
+      touched += m;
     }
     stats_.rows_touched += touched;
     stats_.values_read += read;
