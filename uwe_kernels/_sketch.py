@@ -142,9 +142,9 @@ def principal_directions(sample: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
     # directions' quality depends on it; the basis is eigh's of a float64 matrix, orthonormal
     # to float64 precision, and the bound's proof uses only that (`orthonormality_bound`).
     top = float(np.max(np.abs(centred))) if centred.size else 0.0
-    scaled = (centred / top if top > 0 and math.isfinite(top) else centred).astype(np.float32)
-    cov = (scaled.T @ scaled).astype(np.float64) * ((top * top if top > 0 and math.isfinite(top) else 1.0)
-                                                     / max(1, len(sample)))
+    unit = top if top > 0 and math.isfinite(top) else 1.0
+    scaled = (centred / unit).astype(np.float32)
+    cov = (scaled.T @ scaled).astype(np.float64) * (unit * unit / max(1, len(sample)))
     values, vectors = np.linalg.eigh(cov)
     order = np.argsort(values)[::-1]
     values, vectors = np.maximum(values[order], 0.0), vectors[:, order]
