@@ -158,7 +158,7 @@ def _selection_keeps_distances(emb: Any, backend: str) -> bool:
     if not (backend in ("auto", "cpp") and isinstance(emb, np.ndarray) and emb.ndim == 2 and emb.size
             and emb.dtype in (np.float32, np.float64) and uk.backends()["cpp"][0]):
         return False
-    peak = float(np.abs(emb).max())
+    peak = float(max(emb.max(), -emb.min()))  # max |x| without an |emb|-sized temporary
     return np.isfinite(peak) and all(f.problem(np.dtype(np.float64), 1) is None
                                      for f in _scale.dense("emb", peak, emb.shape[1]))
 
