@@ -209,13 +209,17 @@ def test_cpp_labelled_pass_with_many_centres_per_row_matches_brute(dtype: str) -
 
 
 def test_cpp_labelled_pass_hands_over_to_the_tile_pass_where_the_sketch_does_not_pay() -> None:
+    """k-means++ (every D needed, no dormant rows): the probe's pairs, then every pair of the
+    rows left."""
     require_cpp()
     x = gaussian_pool(3000, 32, seed=12)  # isotropic: a 2-wide sketch settles few pairs
     mask = mask_of(len(x), 50)
-    for stats in check_kcg(x, mask, 20, backend="cpp"):
-        if stats["sketch_width"] <= 2 and not stats.get("first_tier"):
-            # the probe's pairs, then every pair of the rows left
-            assert 0.9 * 50 * (len(x) - 50) < stats["labelled_pairs"] <= 50 * (len(x) - 50)
+    check_kcg(x, mask, 20, backend="cpp")
+    want = cpp_select.kmeans_pp(x, mask, 20, 4, "max_norm", algorithm="brute", progress=None, accum_dtype=np.float32)
+    picks, stats = cpp_pruned.kmeans_pp_stats(x, mask, 20, 4, "max_norm", mode="plain", sketch_width=2)
+    np.testing.assert_array_equal(picks, want)
+    assert stats["dormant_rows"] == 0
+    assert 0.9 * 50 * (len(x) - 50) < stats["labelled_pairs"] <= 50 * (len(x) - 50)
 
 
 def test_cpp_two_tiers_read_the_wide_tier_only_for_rows_the_first_leaves() -> None:

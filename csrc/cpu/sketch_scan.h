@@ -151,6 +151,7 @@ class CentreSketch {
   }
 
   int64_t padded() const { return mp_; }
+  float slack(int64_t j) const { return slack_[j]; }  // slack_c + tau
 
   // out[j] = bound of row (zx, rx) against centre j, for j < padded(); returns the centre of
   // smallest bound (lowest on ties).
