@@ -335,3 +335,49 @@ def test_numba_sketch_passes_take_their_team_from_the_one_tuner(monkeypatch: pyt
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
     assert len(reported) >= 2 * 39 and all(w > 0 for w in reported)
+
+
+def dormant_stats(stats: list[dict]) -> list[tuple[int, int, int]]:
+    return [(st["dormant_rows"], st["woken_rows"], st["wake_rounds"]) for st in stats]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
+def test_cpp_dormant_rows_wake_as_the_picks_fall_to_them(dtype: str) -> None:
+    """A power-law pool (the bench's realistic family): the labelled pass leaves most rows
+    dormant, the picks' D falls below the threshold and rows wake in several rounds; picks
+    and distances stay the brute force's in every mode and tier."""
+    require_cpp()
+    from bench import _realistic
+
+    x = _realistic.power_law_pool(4000, 48, 1.0, seed=3).astype(DTYPES[dtype])
+    mask = mask_of(len(x), 120, seed=4)
+    stats = check_kcg(x, mask, 300, backend="cpp")
+    for dormant, woken, rounds in dormant_stats(stats):
+        assert 0 < woken <= dormant < len(x) - 120
+        assert rounds >= 2
+    picks, stats_pp = cpp_pruned.kmeans_pp_stats(x, mask, 30, 5, "max_norm", mode="plain", sketch_width=8)
+    assert stats_pp["dormant_rows"] == 0  # k-means++ draws from every D
+
+
+def test_cpp_dormant_rows_wake_when_the_live_rows_run_out() -> None:
+    """Far clusters of exact copies are the only live rows; once a pick lands in each, every
+    live D is 0 (or no live row is left) and each later pick wakes rows round after round,
+    ties going to the lowest index as in brute force."""
+    require_cpp()
+    rng = np.random.default_rng(31)
+    near = low_rank(rng, 2400, 16, 4, 0.05)
+    far = np.repeat(near[:6] + rng.uniform(20, 30, (6, 1)) * rng.standard_normal((6, 16)), 40, axis=0)
+    x = np.concatenate([near, far, near[:100]]).astype(np.float32)
+    mask = np.zeros(len(x), dtype=bool)
+    mask[:300] = True  # labelled: the near rows have close centres, their copies D = 0
+    for dormant, woken, rounds in dormant_stats(check_kcg(x, mask, 40, backend="cpp")):
+        assert 0 < woken < dormant
+        assert rounds > 30
+
+
+def test_cpp_no_dormant_rows_when_every_row_could_be_picked() -> None:
+    require_cpp()
+    x = low_rank(np.random.default_rng(32), 600, 12, 3, 0.1).astype(np.float32)
+    mask = mask_of(len(x), 20)
+    for st in check_kcg(x, mask, len(x) - 20, backend="cpp"):
+        assert st["dormant_rows"] == 0

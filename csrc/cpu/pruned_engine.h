@@ -96,7 +96,7 @@ struct Stats {
   int64_t plain_centres = 0;     // centres added by the plain pass
   int64_t labelled_pairs = 0;    // of rows_touched: the labelled set's one-off pass (add_centres)
   int64_t sketch_tests = 0;      // rows whose sketch bound was read before a full distance
-  int64_t dormant_rows = 0;      // rows the labelled pass left dormant (k-center greedy)
+  int64_t dormant_rows = 0;      // rows that went dormant (k-center greedy; labelled pass and later)
   int64_t woken_rows = 0;        // of those, rows woken later (their D finished)
   int64_t wake_rounds = 0;
 };
@@ -109,7 +109,7 @@ class Engine {
   // sketch: the first tier, read for every row; wide: an optional wider second tier of the
   // same pool, read only for rows the first one does not settle.
   Engine(const Rows& rows, int mode, const SketchView& sketch = SketchView(), const SketchView& wide = SketchView())
-      : rows_(rows), sk_(sketch), wide_(sketch.z != nullptr ? wide : SketchView()), blocked_(sketch.z != nullptr ? BlockedSketch(sketch, rows.n()) : BlockedSketch()),
+      : rows_(rows), sk_(sketch), wide_(sketch.z != nullptr ? wide : SketchView()),
         n_(rows.n()), mode_(mode), D_(n_, std::numeric_limits<Acc>::infinity()), group_of_(n_, 0),
         taken_(n_, 0), centre_(rows.centre_size()), rel_(rows.rel()), abs_(rows.abs()) {
     const int64_t n = n_;
@@ -252,21 +252,27 @@ class Engine {
         ++dormant_count_;
       }
       stats_.dormant_rows = dormant_count_;
+      dormancy_ = true;
+      blocked_ready_ = false;
     }
     add_centres(centres, D, A, pairs);
   }
 
   // Next k-center pick, waking dormant rows first where they could matter: the argmax over
   // live rows (its D exact) is the pick when its D reaches T, since every dormant row's
-  // brute-force D is at most its bound, below T. Otherwise T drops to min(that D, kWakeStep T)
-  // and the rows whose bound reaches it get their exact D (wake); then again.
+  // brute-force D is at most its bound, below T. Otherwise T drops (by kWakeStep, a step that
+  // squares with each further round, never below that D: rows under it cannot beat it) and
+  // the rows whose bound reaches it get their exact D (wake); then again.
   int64_t farthest() {
+    double step = kWakeStep;
     for (;;) {
       const int64_t i = argmax();
       if (dormant_count_ == 0) return i;
-      const Acc v = i >= 0 && !dormant_[i] ? D_[i] : Acc(0);
-      if (v >= threshold_ && i >= 0) return i;
-      wake(std::min<Acc>(v, static_cast<Acc>(kWakeStep) * threshold_));
+      const bool live = i >= 0 && !dormant_[i];
+      if (live && D_[i] >= threshold_) return i;
+      const Acc lowered = static_cast<Acc>(step) * threshold_;
+      wake(live ? std::max(lowered, D_[i]) : lowered);
+      step *= step;
     }
   }
 
@@ -429,14 +435,17 @@ class Engine {
   }
 
   // Dormant rows whose bound reaches t get their exact D against every centre so far (from
-  // their bound, the distance to their recorded centre), and the threshold becomes t.
+  // their bound, the distance to their recorded centre), and the threshold becomes t; t
+  // drops to the largest bound first, so a round always wakes a row.
   void wake(Acc t) {
-    threshold_ = t;
+    Acc largest = -std::numeric_limits<Acc>::infinity();
+    for (int64_t i = 0; i < n_; ++i)
+      if (dormant_[i]) largest = std::max(largest, upper_[i]);
+    threshold_ = std::min(t, largest);
     ++stats_.wake_rounds;
     std::vector<int64_t> woken;
     for (int64_t i = 0; i < n_; ++i)
-      if (dormant_[i] && upper_[i] >= t) woken.push_back(i);
-    if (woken.empty()) return;
+      if (dormant_[i] && upper_[i] >= threshold_) woken.push_back(i);
     std::vector<int64_t> ids;
     std::vector<int32_t> group_at;  // the group of each centre of the set
     std::vector<int64_t> position(groups_.size(), -1);
@@ -468,6 +477,7 @@ class Engine {
     stats_.rows_touched += found;
     stats_.values_read += read;
     scan_argmax_ = -2;
+    blocked_ready_ = false;
     if (!plain_) rebuild_members();
   }
 
@@ -539,18 +549,29 @@ class Engine {
 
   // Full distances of m listed rows to centre c, each row fetched kPrefetchRows ahead (listed
   // rows are scattered over the pool); a row the centre comes closer to joins group new_id.
-  void relax_listed(const int64_t* listed, int64_t m, const Acc* c, int32_t new_id, int64_t prefetch_bytes,
-                    int64_t& read) {
+  // A row whose D falls below the dormancy threshold goes dormant (no pick can need it before
+  // a wake); returns how many did.
+  int64_t relax_listed(const int64_t* listed, int64_t m, const Acc* c, int32_t new_id, int64_t prefetch_bytes,
+                       int64_t& read) {
+    int64_t slept = 0;
     for (int64_t k = 0; k < std::min<int64_t>(m, kPrefetchRows); ++k) rows_.prefetch(listed[k], prefetch_bytes);
     for (int64_t k = 0; k < m; ++k) {
       if (k + kPrefetchRows < m) rows_.prefetch(listed[k + kPrefetchRows], prefetch_bytes);
       const int64_t i = listed[k];
       const Acc v = rows_.dist(i, c, D_[i], read);
       if (v < D_[i]) {
-        D_[i] = v;
         group_of_[i] = new_id;
+        if (dormancy_ && v < threshold_) {
+          upper_[i] = v;
+          D_[i] = 0;
+          dormant_[i] = 1;
+          ++slept;
+        } else {
+          D_[i] = v;
+        }
       }
     }
+    return slept;
   }
 
   // The plain pass with a sketch: the blocked scan (cpu/sketch_scan.h) lists the rows whose
@@ -562,44 +583,78 @@ class Engine {
     const float* zc = sk_.z + s * sk_.k;
     const float rc = sk_.r[s];
     const FV centre_slack = FV{} + (sk_.slack[s] + sk_.tau);
+    prepare_scan();
+    const int64_t* list = dormancy_ ? live_.data() : nullptr;  // row at scan position p: list[p], or p
+    const int64_t count = dormancy_ ? static_cast<int64_t>(live_.size()) : n_;
     const int64_t blocks = blocked_.blocks();
     const int64_t n_tasks = (blocks + kScanBlocks - 1) / kScanBlocks;
-    int64_t t_touched = 0, t_read = 0;
+    int64_t t_touched = 0, t_read = 0, t_slept = 0;
     // Each task's argmax of D over untaken rows (as argmax() finds it), while its rows are in cache.
     std::vector<Acc> task_best(static_cast<size_t>(n_tasks));
     std::vector<int64_t> task_arg(static_cast<size_t>(n_tasks));
-#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) reduction(+ : t_touched, t_read) if (n_ >= kParallelScanRows)
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) reduction(+ : t_touched, t_read, t_slept) if (count >= kParallelScanRows)
     for (int64_t task = 0; task < n_tasks; ++task) {
       int64_t listed[kScanBlocks * kLanes];
       int64_t m = 0;
       const int64_t b_end = std::min(blocks, (task + 1) * kScanBlocks);
       for (int64_t b = task * kScanBlocks; b < b_end; ++b) {
-        unsigned need = blocked_.needs_distance(b, zc, rc, scaled_lanes(D_.data(), b * kLanes, n_, sk_.scale),
+        unsigned need = blocked_.needs_distance(b, zc, rc, scaled_lanes(D_.data(), list, b * kLanes, count, sk_.scale),
                                                 centre_slack);
         while (need != 0) {
-          const int64_t i = b * kLanes + __builtin_ctz(need);
+          const int64_t p = b * kLanes + __builtin_ctz(need);
           need &= need - 1;
-          if (i < n_ && D_[i] > 0) listed[m++] = i;  // D = 0: taken, or a copy of a centre
+          if (p >= count) continue;
+          const int64_t i = list != nullptr ? list[p] : p;
+          if (D_[i] > 0) listed[m++] = i;  // D = 0: taken, or a copy of a centre
         }
       }
       if (wide_.z != nullptr) m = wide_filter(listed, m, s);
       // Listed rows are mostly read whole (the bound already failed): fetch whole rows ahead.
-      relax_listed(listed, m, c, new_id, kScanPrefetchBytes, t_read);
+      t_slept += relax_listed(listed, m, c, new_id, kScanPrefetchBytes, t_read);
       t_touched += m;
       Acc best = -1;
       int64_t arg = -1;
-      for (int64_t i = task * kScanBlocks * kLanes, end = std::min(n_, b_end * kLanes); i < end; ++i)
+      for (int64_t p = task * kScanBlocks * kLanes, end = std::min(count, b_end * kLanes); p < end; ++p) {
+        const int64_t i = list != nullptr ? list[p] : p;
         if (!taken_[i] && D_[i] > best) best = D_[i], arg = i;
+      }
       task_best[task] = best;
       task_arg[task] = arg;
     }
     touched += t_touched;
     read += t_read;
+    fell_asleep(t_slept);
     tests += untaken_;
     Acc best = -1;
     scan_argmax_ = -1;
     for (int64_t task = 0; task < n_tasks; ++task)
       if (task_arg[task] >= 0 && task_best[task] > best) best = task_best[task], scan_argmax_ = task_arg[task];
+  }
+
+  // Rows that went dormant in a per-pick pass; the scan's live rows are rebuilt once half of
+  // them sleep.
+  void fell_asleep(int64_t count) {
+    if (count == 0) return;
+    dormant_count_ += count;
+    stats_.dormant_rows += count;
+    asleep_in_scan_ += count;
+    if (dormancy_ && 2 * asleep_in_scan_ > static_cast<int64_t>(live_.size())) blocked_ready_ = false;
+  }
+
+  // The rows the per-pick scan reads, blocked: every row, or (with dormant rows) the live ones
+  // in index order, so positions keep index order (argmax ties) and dormant rows cost nothing.
+  void prepare_scan() {
+    if (blocked_ready_) return;
+    if (dormancy_) {
+      live_.clear();
+      for (int64_t i = 0; i < n_; ++i)
+        if (!taken_[i] && !dormant_[i]) live_.push_back(i);
+      blocked_ = BlockedSketch(sk_, live_.data(), static_cast<int64_t>(live_.size()));
+    } else {
+      blocked_ = BlockedSketch(sk_, nullptr, n_);
+    }
+    blocked_ready_ = true;
+    asleep_in_scan_ = 0;
   }
 
   // The listed rows the wide tier does not settle against centre s, in order (their sketch
@@ -673,9 +728,9 @@ class Engine {
     }
     stats_.groups_touched += static_cast<int64_t>(touched_groups.size());
     const int64_t n_tasks = static_cast<int64_t>(tasks.size());
-    int64_t touched = 0, tests = 0;
+    int64_t touched = 0, tests = 0, slept = 0;
     read = 0;
-#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) reduction(+ : touched, read, tests) if (candidates >= kParallelMin)
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) reduction(+ : touched, read, tests, slept) if (candidates >= kParallelMin)
     for (int64_t t = 0; t < n_tasks; ++t) {
       const Group& grp = groups_[tasks[t].first];
       const bool no_centre = grp.centre < 0;
@@ -699,12 +754,13 @@ class Engine {
         candidates_here[m++] = i;
       }
       // Rows of a group are scattered over the pool: fetch a few rows ahead.
-      relax_listed(candidates_here, m, c, new_id, kRowPrefetchBytes, read);
+      slept += relax_listed(candidates_here, m, c, new_id, kRowPrefetchBytes, read);
       touched += m;
     }
     stats_.rows_touched += touched;
     stats_.values_read += read;
     stats_.sketch_tests += tests;
+    fell_asleep(slept);
 
     // 3. Touched groups drop rows that left; the rows that moved form s's group.
     const int64_t n_touched = static_cast<int64_t>(touched_groups.size());
@@ -757,7 +813,11 @@ class Engine {
   const Rows& rows_;
   SketchView sk_;
   SketchView wide_;
-  BlockedSketch blocked_;
+  BlockedSketch blocked_;   // built by prepare_scan
+  bool blocked_ready_ = false;
+  bool dormancy_ = false;    // rows may be dormant; the scan reads live_ only (rows neither taken nor dormant)
+  std::vector<int64_t> live_;
+  int64_t asleep_in_scan_ = 0;  // live_ rows that went dormant since it was built
   int64_t n_;
   int mode_;
   std::vector<Acc> D_;

@@ -77,20 +77,22 @@ inline float row_bound(const float* zx, float rx, const float* zc, float rc, int
   return s + u * u;
 }
 
-// The pool's sketch in blocks of kLanes rows, z transposed per block; pad lanes have
-// slack = +inf (never kept: callers drop rows >= n).
+// The sketch of n rows of the pool (rows[p] at position p, or row p when rows is null) in
+// blocks of kLanes positions, z transposed per block; pad lanes have slack = +inf (never kept:
+// callers drop positions >= n).
 class BlockedSketch {
  public:
   BlockedSketch() = default;
-  BlockedSketch(const SketchView& s, int64_t n)
+  BlockedSketch(const SketchView& s, const int64_t* rows, int64_t n)
       : k_(s.k), blocks_((n + kLanes - 1) / kLanes), z_(static_cast<size_t>(blocks_ * k_ * kLanes), 0.0f),
         r_(static_cast<size_t>(blocks_ * kLanes), 0.0f),
         slack_(static_cast<size_t>(blocks_ * kLanes), std::numeric_limits<float>::infinity()) {
-    for (int64_t i = 0; i < n; ++i) {
-      float* dst = z_.data() + (i / kLanes) * k_ * kLanes + i % kLanes;
+    for (int64_t p = 0; p < n; ++p) {
+      const int64_t i = rows != nullptr ? rows[p] : p;
+      float* dst = z_.data() + (p / kLanes) * k_ * kLanes + p % kLanes;
       for (int64_t t = 0; t < k_; ++t) dst[t * kLanes] = s.z[i * k_ + t];
-      r_[i] = s.r[i];
-      slack_[i] = s.slack[i];
+      r_[p] = s.r[i];
+      slack_[p] = s.slack[i];
     }
   }
 
@@ -122,15 +124,18 @@ class BlockedSketch {
   std::vector<float> z_, r_, slack_;
 };
 
-// scale * D of rows [first, first + kLanes) as floats (rows >= n get +inf: never kept).
+// scale * D of the rows at positions [first, first + kLanes) as floats (rows[p], or row p
+// when rows is null; positions >= n get +inf: never kept).
 template <class Acc>
-inline FV scaled_lanes(const Acc* D, int64_t first, int64_t n, float scale) {
+inline FV scaled_lanes(const Acc* D, const int64_t* rows, int64_t first, int64_t n, float scale) {
   if constexpr (sizeof(Acc) == sizeof(float)) {
-    if (first + kLanes <= n) return cpu::vload<FV>(D + first) * scale;
+    if (rows == nullptr && first + kLanes <= n) return cpu::vload<FV>(D + first) * scale;
   }
   FV out;
-  for (int l = 0; l < kLanes; ++l)
-    out[l] = first + l < n ? scale * static_cast<float>(D[first + l]) : std::numeric_limits<float>::infinity();
+  for (int l = 0; l < kLanes; ++l) {
+    const int64_t p = first + l;
+    out[l] = p < n ? scale * static_cast<float>(D[rows != nullptr ? rows[p] : p]) : std::numeric_limits<float>::infinity();
+  }
   return out;
 }
 
