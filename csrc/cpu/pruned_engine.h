@@ -42,6 +42,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -50,6 +51,7 @@
 #endif
 
 #include "common/sketch_bound.h"
+#include "cpu/dormant_rows.h"
 #include "cpu/pruned_rows.h"
 #include "cpu/sketch_scan.h"
 
@@ -141,6 +143,7 @@ class Engine {
     taken_[s] = 1;
     D_[s] = 0;
     ++stats_.centres;
+    if (dormant_.on()) ++holes_;  // a pick leaves the scan's live rows
     if (plain_) {
       plain_pass(s);
       ++stats_.plain_centres;
@@ -226,9 +229,10 @@ class Engine {
       done += unit;
       checkpoint.poll(0);
       if (done == probe && picks > 0) {
-        threshold_ = dormancy_threshold(D, rows.data(), probe, picks, nr);
-        if (threshold_ > 0) {  // later units stop early: the probe's fraction says little about them
-          stop_below = threshold_;
+        const Acc t = dormancy_threshold(D, rows.data(), probe, picks, nr);
+        if (t > 0) {  // later units stop early: the probe's fraction says little about them
+          dormant_.start(n_, rows_.workspace().threads, t);
+          stop_below = t;
           continue;
         }
       }
@@ -241,19 +245,13 @@ class Engine {
         break;
       }
     }
-    if (threshold_ > 0) {  // every row below T goes dormant, the probe's and the tile pass's too
-      dormant_.assign(static_cast<size_t>(n_), 0);
-      upper_.assign(static_cast<size_t>(n_), 0);
+    if (dormant_.on()) {  // every row below T goes dormant, the probe's and the tile pass's too
       for (const int64_t i : rows) {
-        if (!(D[i] < threshold_)) continue;
-        dormant_[i] = 1;
-        upper_[i] = D[i];
+        if (!(D[i] < dormant_.threshold())) continue;
+        dormant_.sleep(i, D[i], 0);
         D[i] = 0;  // not maintained: 0 keeps the row out of every pass and below every pick
-        ++dormant_count_;
       }
-      stats_.dormant_rows = dormant_count_;
-      dormancy_ = true;
-      blocked_ready_ = false;
+      stats_.dormant_rows = dormant_.settle();
     }
     add_centres(centres, D, A, pairs);
   }
@@ -267,10 +265,10 @@ class Engine {
     double step = kWakeStep;
     for (;;) {
       const int64_t i = argmax();
-      if (dormant_count_ == 0) return i;
-      const bool live = i >= 0 && !dormant_[i];
-      if (live && D_[i] >= threshold_) return i;
-      const Acc lowered = static_cast<Acc>(step) * threshold_;
+      if (dormant_.count() == 0) return i;
+      const bool live = i >= 0 && !dormant_.is(i);
+      if (live && D_[i] >= dormant_.threshold()) return i;
+      const Acc lowered = static_cast<Acc>(step) * dormant_.threshold();
       wake(live ? std::max(lowered, D_[i]) : lowered);
       step *= step;
     }
@@ -282,6 +280,11 @@ class Engine {
     int64_t best_i = -1;
     if (plain_) {
       if (scan_argmax_ != -2) return scan_argmax_;  // found by the sketch scan that just ran
+      if (dormant_.on() && scan_built_) {  // the live rows, in no particular order
+        for (const int64_t i : live_)
+          if (!taken_[i] && (D_[i] > best_d || (D_[i] == best_d && i < best_i))) best_d = D_[i], best_i = i;
+        return best_i;
+      }
       for (int64_t i = 0; i < n_; ++i)
         if (!taken_[i] && (D_[i] > best_d)) best_d = D_[i], best_i = i;
       return best_i;
@@ -308,23 +311,26 @@ class Engine {
     std::vector<Acc> packed;
     CentreSketch cs;
     std::vector<float> wide_z, wide_r, wide_slack;
-    int64_t m;
 
-    CentreSet(const Engine& e, const std::vector<int64_t>& ids)
-        : packed(ids.size() * static_cast<size_t>(e.rows_.centre_size())), cs(e.sk_, ids),
-          m(static_cast<int64_t>(ids.size())) {
+    int64_t m = 0;
+
+    CentreSet(const Engine& e, const std::vector<int64_t>& ids) : cs(e.sk_, {}) {
+      packed.reserve(ids.size() * static_cast<size_t>(e.rows_.centre_size()));
+      for (const int64_t c : ids) append(e, c);
+    }
+
+    void append(const Engine& e, int64_t c) {
       const int64_t cw = e.rows_.centre_size();
-      for (int64_t j = 0; j < m; ++j) e.rows_.load_centre(ids[j], packed.data() + j * cw);
+      packed.resize(packed.size() + static_cast<size_t>(cw));
+      e.rows_.load_centre(c, packed.data() + m * cw);
+      cs.append(e.sk_, c);
       const SketchView& w = e.wide_;
-      if (w.z == nullptr) return;
-      wide_z.resize(static_cast<size_t>(m * w.k));
-      wide_r.resize(static_cast<size_t>(m));
-      wide_slack.resize(static_cast<size_t>(m));
-      for (int64_t j = 0; j < m; ++j) {
-        std::copy(w.z + ids[j] * w.k, w.z + (ids[j] + 1) * w.k, wide_z.data() + j * w.k);
-        wide_r[j] = w.r[ids[j]];
-        wide_slack[j] = w.slack[ids[j]] + w.tau;
+      if (w.z != nullptr) {
+        wide_z.insert(wide_z.end(), w.z + c * w.k, w.z + (c + 1) * w.k);
+        wide_r.push_back(w.r[c]);
+        wide_slack.push_back(w.slack[c] + w.tau);
       }
+      ++m;
     }
   };
 
@@ -434,28 +440,23 @@ class Engine {
     return std::isfinite(static_cast<double>(t)) && t > 0 ? t : Acc(0);
   }
 
-  // Dormant rows whose bound reaches t get their exact D against every centre so far (from
-  // their bound, the distance to their recorded centre), and the threshold becomes t; t
-  // drops to the largest bound first, so a round always wakes a row.
+  // Dormant rows whose bound reaches t (or the largest bound, when lower) get their exact D
+  // against every centre so far, from their bound (the distance to their recorded centre).
   void wake(Acc t) {
-    Acc largest = -std::numeric_limits<Acc>::infinity();
-    for (int64_t i = 0; i < n_; ++i)
-      if (dormant_[i]) largest = std::max(largest, upper_[i]);
-    threshold_ = std::min(t, largest);
-    ++stats_.wake_rounds;
     std::vector<int64_t> woken;
-    for (int64_t i = 0; i < n_; ++i)
-      if (dormant_[i] && upper_[i] >= threshold_) woken.push_back(i);
-    std::vector<int64_t> ids;
-    std::vector<int32_t> group_at;  // the group of each centre of the set
-    std::vector<int64_t> position(groups_.size(), -1);
-    for (size_t g = 0; g < groups_.size(); ++g) {
-      if (groups_[g].centre < 0) continue;
-      position[g] = static_cast<int64_t>(ids.size());
-      ids.push_back(groups_[g].centre);
-      group_at.push_back(static_cast<int32_t>(g));
+    dormant_.wake(t, woken);
+    ++stats_.wake_rounds;
+    // The centres so far, kept from one round to the next: each round adds the picks since.
+    if (!wake_set_) wake_set_ = std::make_unique<CentreSet>(*this, std::vector<int64_t>());
+    wake_position_.resize(groups_.size(), -1);
+    for (; wake_groups_seen_ < groups_.size(); ++wake_groups_seen_) {
+      const int64_t c = groups_[wake_groups_seen_].centre;
+      if (c < 0) continue;
+      wake_position_[wake_groups_seen_] = wake_set_->m;
+      wake_group_.push_back(static_cast<int32_t>(wake_groups_seen_));
+      wake_set_->append(*this, c);
     }
-    const CentreSet set(*this, ids);
+    const CentreSet& set = *wake_set_;
     const int threads = rows_.workspace().threads;
     const int64_t mp = set.cs.padded();
     const int64_t count = static_cast<int64_t>(woken.size());
@@ -466,18 +467,21 @@ class Engine {
     for (int64_t q = 0; q < count; ++q) {
       const int64_t i = woken[q];
       const int tid = cpu::thread_id();
-      int64_t j = position[group_of_[i]];
-      D_[i] = nearest_in_set(set, i, upper_[i], j, -std::numeric_limits<Acc>::infinity(), bounds.data() + mp * tid,
-                             candidates.data() + mp * tid, found, read);
-      group_of_[i] = group_at[j];
-      dormant_[i] = 0;
+      int64_t j = wake_position_[group_of_[i]];
+      D_[i] = nearest_in_set(set, i, dormant_.upper(i), j, -std::numeric_limits<Acc>::infinity(),
+                             bounds.data() + mp * tid, candidates.data() + mp * tid, found, read);
+      group_of_[i] = wake_group_[j];
     }
-    dormant_count_ -= count;
     stats_.woken_rows += count;
     stats_.rows_touched += found;
     stats_.values_read += read;
     scan_argmax_ = -2;
-    blocked_ready_ = false;
+    if (scan_built_) {  // the woken rows join the scan's live rows
+      for (const int64_t i : woken) {
+        live_.push_back(i);
+        blocked_.append(sk_, i);
+      }
+    }
     if (!plain_) rebuild_members();
   }
 
@@ -550,10 +554,9 @@ class Engine {
   // Full distances of m listed rows to centre c, each row fetched kPrefetchRows ahead (listed
   // rows are scattered over the pool); a row the centre comes closer to joins group new_id.
   // A row whose D falls below the dormancy threshold goes dormant (no pick can need it before
-  // a wake); returns how many did.
-  int64_t relax_listed(const int64_t* listed, int64_t m, const Acc* c, int32_t new_id, int64_t prefetch_bytes,
-                       int64_t& read) {
-    int64_t slept = 0;
+  // a wake): queued by its thread, settled after the pass (fell_asleep).
+  void relax_listed(const int64_t* listed, int64_t m, const Acc* c, int32_t new_id, int64_t prefetch_bytes,
+                    int64_t& read) {
     for (int64_t k = 0; k < std::min<int64_t>(m, kPrefetchRows); ++k) rows_.prefetch(listed[k], prefetch_bytes);
     for (int64_t k = 0; k < m; ++k) {
       if (k + kPrefetchRows < m) rows_.prefetch(listed[k + kPrefetchRows], prefetch_bytes);
@@ -561,17 +564,14 @@ class Engine {
       const Acc v = rows_.dist(i, c, D_[i], read);
       if (v < D_[i]) {
         group_of_[i] = new_id;
-        if (dormancy_ && v < threshold_) {
-          upper_[i] = v;
+        if (dormant_.on() && v < dormant_.threshold()) {
+          dormant_.sleep(i, v, cpu::thread_id());
           D_[i] = 0;
-          dormant_[i] = 1;
-          ++slept;
         } else {
           D_[i] = v;
         }
       }
     }
-    return slept;
   }
 
   // The plain pass with a sketch: the blocked scan (cpu/sketch_scan.h) lists the rows whose
@@ -584,15 +584,15 @@ class Engine {
     const float rc = sk_.r[s];
     const FV centre_slack = FV{} + (sk_.slack[s] + sk_.tau);
     prepare_scan();
-    const int64_t* list = dormancy_ ? live_.data() : nullptr;  // row at scan position p: list[p], or p
-    const int64_t count = dormancy_ ? static_cast<int64_t>(live_.size()) : n_;
+    const int64_t* list = dormant_.on() ? live_.data() : nullptr;  // row at scan position p: list[p], or p
+    const int64_t count = dormant_.on() ? static_cast<int64_t>(live_.size()) : n_;
     const int64_t blocks = blocked_.blocks();
     const int64_t n_tasks = (blocks + kScanBlocks - 1) / kScanBlocks;
-    int64_t t_touched = 0, t_read = 0, t_slept = 0;
+    int64_t t_touched = 0, t_read = 0;
     // Each task's argmax of D over untaken rows (as argmax() finds it), while its rows are in cache.
     std::vector<Acc> task_best(static_cast<size_t>(n_tasks));
     std::vector<int64_t> task_arg(static_cast<size_t>(n_tasks));
-#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) reduction(+ : t_touched, t_read, t_slept) if (count >= kParallelScanRows)
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) reduction(+ : t_touched, t_read) if (count >= kParallelScanRows)
     for (int64_t task = 0; task < n_tasks; ++task) {
       int64_t listed[kScanBlocks * kLanes];
       int64_t m = 0;
@@ -610,51 +610,55 @@ class Engine {
       }
       if (wide_.z != nullptr) m = wide_filter(listed, m, s);
       // Listed rows are mostly read whole (the bound already failed): fetch whole rows ahead.
-      t_slept += relax_listed(listed, m, c, new_id, kScanPrefetchBytes, t_read);
+      relax_listed(listed, m, c, new_id, kScanPrefetchBytes, t_read);
       t_touched += m;
       Acc best = -1;
       int64_t arg = -1;
       for (int64_t p = task * kScanBlocks * kLanes, end = std::min(count, b_end * kLanes); p < end; ++p) {
-        const int64_t i = list != nullptr ? list[p] : p;
-        if (!taken_[i] && D_[i] > best) best = D_[i], arg = i;
+        const int64_t i = list != nullptr ? list[p] : p;  // live rows are in no particular order
+        if (!taken_[i] && (D_[i] > best || (D_[i] == best && i < arg))) best = D_[i], arg = i;
       }
       task_best[task] = best;
       task_arg[task] = arg;
     }
     touched += t_touched;
     read += t_read;
-    fell_asleep(t_slept);
+    fell_asleep();
     tests += untaken_;
     Acc best = -1;
     scan_argmax_ = -1;
     for (int64_t task = 0; task < n_tasks; ++task)
-      if (task_arg[task] >= 0 && task_best[task] > best) best = task_best[task], scan_argmax_ = task_arg[task];
+      if (task_arg[task] >= 0 && (task_best[task] > best || (task_best[task] == best && task_arg[task] < scan_argmax_)))
+        best = task_best[task], scan_argmax_ = task_arg[task];
   }
 
-  // Rows that went dormant in a per-pick pass; the scan's live rows are rebuilt once half of
-  // them sleep.
-  void fell_asleep(int64_t count) {
-    if (count == 0) return;
-    dormant_count_ += count;
+  // Rows that went dormant in a per-pick pass join the others.
+  void fell_asleep() {
+    if (!dormant_.on()) return;
+    const int64_t count = dormant_.settle();
     stats_.dormant_rows += count;
-    asleep_in_scan_ += count;
-    if (dormancy_ && 2 * asleep_in_scan_ > static_cast<int64_t>(live_.size())) blocked_ready_ = false;
+    holes_ += count;
   }
 
-  // The rows the per-pick scan reads, blocked: every row, or (with dormant rows) the live ones
-  // in index order, so positions keep index order (argmax ties) and dormant rows cost nothing.
+  // The rows the per-pick scan reads, blocked: every row, or (with dormant rows) the live ones,
+  // in no particular order (argmax breaks ties by index), so that woken rows are appended and
+  // dormant rows cost nothing; taken and dormant rows leave (holes) once they are half of it.
   void prepare_scan() {
-    if (blocked_ready_) return;
-    if (dormancy_) {
-      live_.clear();
-      for (int64_t i = 0; i < n_; ++i)
-        if (!taken_[i] && !dormant_[i]) live_.push_back(i);
+    if (scan_built_ && !(dormant_.on() && 2 * holes_ > static_cast<int64_t>(live_.size()))) return;
+    if (dormant_.on()) {
+      if (!scan_built_) {
+        for (int64_t i = 0; i < n_; ++i)
+          if (!taken_[i] && !dormant_.is(i)) live_.push_back(i);
+      } else {
+        live_.erase(std::remove_if(live_.begin(), live_.end(), [&](int64_t i) { return taken_[i] || dormant_.is(i); }),
+                    live_.end());
+      }
       blocked_ = BlockedSketch(sk_, live_.data(), static_cast<int64_t>(live_.size()));
     } else {
       blocked_ = BlockedSketch(sk_, nullptr, n_);
     }
-    blocked_ready_ = true;
-    asleep_in_scan_ = 0;
+    scan_built_ = true;
+    holes_ = 0;
   }
 
   // The listed rows the wide tier does not settle against centre s, in order (their sketch
@@ -728,9 +732,9 @@ class Engine {
     }
     stats_.groups_touched += static_cast<int64_t>(touched_groups.size());
     const int64_t n_tasks = static_cast<int64_t>(tasks.size());
-    int64_t touched = 0, tests = 0, slept = 0;
+    int64_t touched = 0, tests = 0;
     read = 0;
-#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) reduction(+ : touched, read, tests, slept) if (candidates >= kParallelMin)
+#pragma omp parallel for num_threads(rows_.workspace().threads) schedule(dynamic, 1) reduction(+ : touched, read, tests) if (candidates >= kParallelMin)
     for (int64_t t = 0; t < n_tasks; ++t) {
       const Group& grp = groups_[tasks[t].first];
       const bool no_centre = grp.centre < 0;
@@ -746,7 +750,7 @@ class Engine {
       for (int64_t k = tasks[t].second; k < end; ++k) {
         const int64_t i = grp.members[k];
         if (taken_[i] || static_cast<double>(D_[i]) + rows_.slack(i) <= skip_below) continue;
-        if (dormant_count_ > 0 && dormant_[i]) continue;
+        if (dormant_.is(i)) continue;
         if (sk_.z != nullptr) {
           ++tests;
           if (sketch_keeps_row(i, s)) continue;
@@ -754,13 +758,13 @@ class Engine {
         candidates_here[m++] = i;
       }
       // Rows of a group are scattered over the pool: fetch a few rows ahead.
-      slept += relax_listed(candidates_here, m, c, new_id, kRowPrefetchBytes, read);
+      relax_listed(candidates_here, m, c, new_id, kRowPrefetchBytes, read);
       touched += m;
     }
     stats_.rows_touched += touched;
     stats_.values_read += read;
     stats_.sketch_tests += tests;
-    fell_asleep(slept);
+    fell_asleep();
 
     // 3. Touched groups drop rows that left; the rows that moved form s's group.
     const int64_t n_touched = static_cast<int64_t>(touched_groups.size());
@@ -814,10 +818,9 @@ class Engine {
   SketchView sk_;
   SketchView wide_;
   BlockedSketch blocked_;   // built by prepare_scan
-  bool blocked_ready_ = false;
-  bool dormancy_ = false;    // rows may be dormant; the scan reads live_ only (rows neither taken nor dormant)
-  std::vector<int64_t> live_;
-  int64_t asleep_in_scan_ = 0;  // live_ rows that went dormant since it was built
+  bool scan_built_ = false;
+  std::vector<int64_t> live_;  // with dormant rows: the scan's rows (live when added)
+  int64_t holes_ = 0;          // live_ rows taken or gone dormant since it was built
   int64_t n_;
   int mode_;
   std::vector<Acc> D_;
@@ -832,12 +835,13 @@ class Engine {
   int64_t probe_centres_ = 0;
   int64_t plain_left_ = 0;
   int64_t plain_stretch_ = kFirstPlainStretch;
-  // Dormant rows (add_labelled_sketched): D = 0, upper = a full distance to their recorded
-  // centre, below threshold_; none when threshold_ is 0.
-  Acc threshold_ = 0;
-  std::vector<uint8_t> dormant_;
-  std::vector<Acc> upper_;
-  int64_t dormant_count_ = 0;
+  // k-center greedy's dormant rows (add_labelled_sketched; D = 0 while dormant), and the
+  // centres wake() searches, with each one's group and each group's position among them.
+  DormantRows<Acc> dormant_;
+  std::unique_ptr<CentreSet> wake_set_;
+  std::vector<int32_t> wake_group_;
+  std::vector<int64_t> wake_position_;
+  size_t wake_groups_seen_ = 0;
   std::vector<Group> groups_;
   Stats stats_;
 };
