@@ -338,14 +338,20 @@ def test_numba_sketch_passes_take_their_team_from_the_one_tuner(monkeypatch: pyt
 
 
 def dormant_stats(stats: list[dict]) -> list[tuple[int, int, int]]:
-    return [(st["dormant_rows"], st["woken_rows"], st["wake_rounds"]) for st in stats]
+    """(dormant, woken, wake rounds) of check_kcg's plain-mode (sketch-only) runs; the group
+    modes keep every row live (a woken row may change group), which this checks."""
+    runs = engine_runs("cpp")
+    assert all(st["dormant_rows"] == 0 for run, st in zip(runs, stats) if run["mode"] != "plain")
+    return [(st["dormant_rows"], st["woken_rows"], st["wake_rounds"]) for run, st in zip(runs, stats)
+            if run["mode"] == "plain"]
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
 def test_cpp_dormant_rows_wake_as_the_picks_fall_to_them(dtype: str) -> None:
     """A power-law pool (the bench's realistic family): the labelled pass leaves most rows
-    dormant, the picks' D falls below the threshold and rows wake in several rounds; picks
-    and distances stay the brute force's in every mode and tier."""
+    dormant, the picks' D falls below the threshold and rows wake in several rounds (some
+    to sleep again below the lowered threshold); picks and distances stay the brute force's
+    in every mode and tier."""
     require_cpp()
     from bench import _realistic
 
@@ -353,7 +359,7 @@ def test_cpp_dormant_rows_wake_as_the_picks_fall_to_them(dtype: str) -> None:
     mask = mask_of(len(x), 120, seed=4)
     stats = check_kcg(x, mask, 300, backend="cpp")
     for dormant, woken, rounds in dormant_stats(stats):
-        assert 0 < woken <= dormant < len(x) - 120
+        assert 0 < woken <= dormant  # a row counts each time it falls asleep
         assert rounds >= 2
     picks, stats_pp = cpp_pruned.kmeans_pp_stats(x, mask, 30, 5, "max_norm", mode="plain", sketch_width=8)
     assert stats_pp["dormant_rows"] == 0  # k-means++ draws from every D

@@ -98,7 +98,7 @@ struct Stats {
   int64_t plain_centres = 0;     // centres added by the plain pass
   int64_t labelled_pairs = 0;    // of rows_touched: the labelled set's one-off pass (add_centres)
   int64_t sketch_tests = 0;      // rows whose sketch bound was read before a full distance
-  int64_t dormant_rows = 0;      // rows that went dormant (k-center greedy; labelled pass and later)
+  int64_t dormant_rows = 0;      // rows that fell asleep (k-center greedy; a row each time it does)
   int64_t woken_rows = 0;        // of those, rows woken later (their D finished)
   int64_t wake_rounds = 0;
 };
@@ -198,7 +198,7 @@ class Engine {
   // in units between checkpoints, the first (the probe) spread over the pool; when the units
   // evaluate more than kLabelledMaxFraction of their pairs, the rest runs the brute-force tile
   // pass (cpu::nearest_centres), which is faster there.
-  // picks > 0 (k-center greedy, picks still to come): rows may go dormant. The probe's D
+  // picks > 0 (k-center greedy, picks still to come) in plain mode: rows may go dormant. The probe's D
   // estimates the last pick's D (its rank among the pool's D is about `picks`); that estimate is
   // the threshold T, and a row stops as soon as its D so far is below T. Such a row can change
   // no pick until the picks' D falls to T (farthest() then wakes it), so neither the pass nor
@@ -228,7 +228,9 @@ class Engine {
       pairs += unit_pairs;
       done += unit;
       checkpoint.poll(0);
-      if (done == probe && picks > 0) {
+      // Only in plain mode: a woken row may change group, which group member lists would
+      // have to follow.
+      if (done == probe && picks > 0 && mode_ == kPlain) {
         const Acc t = dormancy_threshold(D, rows.data(), probe, picks, nr);
         if (t > 0) {  // later units stop early: the probe's fraction says little about them
           dormant_.start(n_, rows_.workspace().threads, t);
@@ -440,8 +442,9 @@ class Engine {
     return std::isfinite(static_cast<double>(t)) && t > 0 ? t : Acc(0);
   }
 
-  // Dormant rows whose bound reaches t (or the largest bound, when lower) get their exact D
-  // against every centre so far, from their bound (the distance to their recorded centre).
+  // Dormant rows whose bound reaches t (or the largest bound, when lower) search every centre
+  // so far, from their bound (the distance to their recorded centre): until their D is exact,
+  // or below the new threshold, where they sleep again with that smaller bound.
   void wake(Acc t) {
     std::vector<int64_t> woken;
     dormant_.wake(t, woken);
@@ -468,21 +471,28 @@ class Engine {
       const int64_t i = woken[q];
       const int tid = cpu::thread_id();
       int64_t j = wake_position_[group_of_[i]];
-      D_[i] = nearest_in_set(set, i, dormant_.upper(i), j, -std::numeric_limits<Acc>::infinity(),
-                             bounds.data() + mp * tid, candidates.data() + mp * tid, found, read);
+      const Acc d = nearest_in_set(set, i, dormant_.upper(i), j, dormant_.threshold(), bounds.data() + mp * tid,
+                                   candidates.data() + mp * tid, found, read);
       group_of_[i] = wake_group_[j];
+      if (d < dormant_.threshold()) {
+        dormant_.sleep(i, d, tid);
+        D_[i] = 0;
+      } else {
+        D_[i] = d;
+      }
     }
+    stats_.dormant_rows += dormant_.settle();
     stats_.woken_rows += count;
     stats_.rows_touched += found;
     stats_.values_read += read;
     scan_argmax_ = -2;
     if (scan_built_) {  // the woken rows join the scan's live rows
       for (const int64_t i : woken) {
+        if (dormant_.is(i)) continue;
         live_.push_back(i);
         blocked_.append(sk_, i);
       }
     }
-    if (!plain_) rebuild_members();
   }
 
   void go_plain() {
@@ -750,7 +760,6 @@ class Engine {
       for (int64_t k = tasks[t].second; k < end; ++k) {
         const int64_t i = grp.members[k];
         if (taken_[i] || static_cast<double>(D_[i]) + rows_.slack(i) <= skip_below) continue;
-        if (dormant_.is(i)) continue;
         if (sk_.z != nullptr) {
           ++tests;
           if (sketch_keeps_row(i, s)) continue;
