@@ -80,6 +80,11 @@ def _engine(backend: str) -> tuple[Any, Any, bool]:
     return nsel, pruned, False
 
 
+def dormancy(stats: dict[str, Any]) -> dict[str, Any]:
+    """k-center greedy's dormant rows (cpp): rows that went dormant, of those woken, wake rounds."""
+    return {k: stats[k] for k in ("dormant_rows", "woken_rows", "wake_rounds") if k in stats}
+
+
 def sketch_report(x: np.ndarray, labelled: np.ndarray, budget: int, backend: str = "numba",
                   want_picks: np.ndarray | None = None) -> dict[str, Any]:
     """auto's choice, and the work of a sketch-bounded k-center selection (auto's widths, or 16
@@ -110,6 +115,7 @@ def sketch_report(x: np.ndarray, labelled: np.ndarray, budget: int, backend: str
             "rows_evaluated_per_pick": per_pick / max(1, budget - 1),
             "evaluated_fraction": per_pick / max(1, int(live.sum())),
             "labelled_pass_fraction": stats["labelled_pairs"] / max(1, n * len(labelled)),
+            **dormancy(stats),
             "predicted_traffic": sketch.traffic if sketch is not None else None}
 
 
@@ -210,6 +216,7 @@ def goal_large(n: int, d: int, n_labelled: int, budget: int, bandwidth: float, c
             "floor_s": floor, "auto_below_floor": floor / auto_s,
             "rows_evaluated_per_pick": (stats["rows_touched"] - stats["labelled_pairs"]) / max(1, budget - 1),
             "labelled_pass_fraction": stats["labelled_pairs"] / max(1, (n - n_labelled) * n_labelled),
+            **dormancy(stats),
             f"first_{check}_picks_equal_brute": bool(np.array_equal(picks[:check], want)),
             "brute_prefix_s": brute_prefix_s}
 

@@ -209,13 +209,17 @@ def test_cpp_labelled_pass_with_many_centres_per_row_matches_brute(dtype: str) -
 
 
 def test_cpp_labelled_pass_hands_over_to_the_tile_pass_where_the_sketch_does_not_pay() -> None:
+    """k-means++ (every D needed, no dormant rows): the probe's pairs, then every pair of the
+    rows left."""
     require_cpp()
     x = gaussian_pool(3000, 32, seed=12)  # isotropic: a 2-wide sketch settles few pairs
     mask = mask_of(len(x), 50)
-    for stats in check_kcg(x, mask, 20, backend="cpp"):
-        if stats["sketch_width"] <= 2 and not stats.get("first_tier"):
-            # the probe's pairs, then every pair of the rows left
-            assert 0.9 * 50 * (len(x) - 50) < stats["labelled_pairs"] <= 50 * (len(x) - 50)
+    check_kcg(x, mask, 20, backend="cpp")
+    want = cpp_select.kmeans_pp(x, mask, 20, 4, "max_norm", algorithm="brute", progress=None, accum_dtype=np.float32)
+    picks, stats = cpp_pruned.kmeans_pp_stats(x, mask, 20, 4, "max_norm", mode="plain", sketch_width=2)
+    np.testing.assert_array_equal(picks, want)
+    assert stats["dormant_rows"] == 0
+    assert 0.9 * 50 * (len(x) - 50) < stats["labelled_pairs"] <= 50 * (len(x) - 50)
 
 
 def test_cpp_two_tiers_read_the_wide_tier_only_for_rows_the_first_leaves() -> None:
@@ -331,3 +335,55 @@ def test_numba_sketch_passes_take_their_team_from_the_one_tuner(monkeypatch: pyt
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
     assert len(reported) >= 2 * 39 and all(w > 0 for w in reported)
+
+
+def dormant_stats(stats: list[dict]) -> list[tuple[int, int, int]]:
+    """(dormant, woken, wake rounds) of check_kcg's plain-mode (sketch-only) runs; the group
+    modes keep every row live (a woken row may change group), which this checks."""
+    runs = engine_runs("cpp")
+    assert all(st["dormant_rows"] == 0 for run, st in zip(runs, stats) if run["mode"] != "plain")
+    return [(st["dormant_rows"], st["woken_rows"], st["wake_rounds"]) for run, st in zip(runs, stats)
+            if run["mode"] == "plain"]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
+def test_cpp_dormant_rows_wake_as_the_picks_fall_to_them(dtype: str) -> None:
+    """A power-law pool (the bench's realistic family): the labelled pass leaves most rows
+    dormant, the picks' D falls below the threshold and rows wake in several rounds (some
+    to sleep again below the lowered threshold); picks and distances stay the brute force's
+    in every mode and tier."""
+    require_cpp()
+    from bench import _realistic
+
+    x = _realistic.power_law_pool(4000, 48, 1.0, seed=3).astype(DTYPES[dtype])
+    mask = mask_of(len(x), 120, seed=4)
+    stats = check_kcg(x, mask, 300, backend="cpp")
+    for dormant, woken, rounds in dormant_stats(stats):
+        assert 0 < woken <= dormant  # a row counts each time it falls asleep
+        assert rounds >= 2
+    picks, stats_pp = cpp_pruned.kmeans_pp_stats(x, mask, 30, 5, "max_norm", mode="plain", sketch_width=8)
+    assert stats_pp["dormant_rows"] == 0  # k-means++ draws from every D
+
+
+def test_cpp_dormant_rows_wake_when_the_live_rows_run_out() -> None:
+    """Far clusters of exact copies are the only live rows; once a pick lands in each, every
+    live D is 0 (or no live row is left) and each later pick wakes rows round after round,
+    ties going to the lowest index as in brute force."""
+    require_cpp()
+    rng = np.random.default_rng(31)
+    near = low_rank(rng, 2400, 16, 4, 0.05)
+    far = np.repeat(near[:6] + rng.uniform(20, 30, (6, 1)) * rng.standard_normal((6, 16)), 40, axis=0)
+    x = np.concatenate([near, far, near[:100]]).astype(np.float32)
+    mask = np.zeros(len(x), dtype=bool)
+    mask[:300] = True  # labelled: the near rows have close centres, their copies D = 0
+    for dormant, woken, rounds in dormant_stats(check_kcg(x, mask, 40, backend="cpp")):
+        assert 0 < woken < dormant
+        assert rounds > 30
+
+
+def test_cpp_no_dormant_rows_when_every_row_could_be_picked() -> None:
+    require_cpp()
+    x = low_rank(np.random.default_rng(32), 600, 12, 3, 0.1).astype(np.float32)
+    mask = mask_of(len(x), 20)
+    for st in check_kcg(x, mask, len(x) - 20, backend="cpp"):
+        assert st["dormant_rows"] == 0

@@ -55,6 +55,9 @@ py::dict stats_dict(const pruned::Stats& s, int64_t n, int64_t budget, bool plai
   out["plain_centres"] = s.plain_centres;
   out["labelled_pairs"] = s.labelled_pairs;
   out["sketch_tests"] = s.sketch_tests;
+  out["dormant_rows"] = s.dormant_rows;
+  out["woken_rows"] = s.woken_rows;
+  out["wake_rounds"] = s.wake_rounds;
   out["plain_at_end"] = plain_at_end;
   return out;
 }
@@ -65,9 +68,12 @@ class PrunedState {
  public:
   using Acc = typename Rows::Acc;
 
+  // dormant_picks: k-center picks still to come after the labelled pass, 0 for k-means++ (which
+  // needs every D exactly): with a sketch, rows that cannot matter to those picks go dormant.
   PrunedState(const Rows& rows, int mode, const pruned::SketchView& sketch, const pruned::SketchView& wide,
-              const std::vector<uint8_t>& labelled, int64_t* picks, double* dists)
-      : eng_(rows, mode, sketch, wide), labelled_(labelled), picks_(picks), dists_(dists) {}
+              const std::vector<uint8_t>& labelled, int64_t dormant_picks, int64_t* picks, double* dists)
+      : eng_(rows, mode, sketch, wide), labelled_(labelled), dormant_picks_(dormant_picks), picks_(picks),
+        dists_(dists) {}
 
   const Engine<Rows>& engine() const { return eng_; }
   int64_t n() const { return eng_.rows().n(); }
@@ -79,11 +85,7 @@ class PrunedState {
     const int64_t m = std::count(labelled_.begin(), labelled_.end(), uint8_t(1));
     if (m == 0) return false;
     if (eng_.has_sketch()) {
-      std::vector<int64_t> centres;
-      centres.reserve(static_cast<size_t>(m));
-      for (int64_t i = 0; i < n; ++i)
-        if (labelled_[i]) centres.push_back(i);
-      eng_.add_labelled_sketched(centres, checkpoint);
+      eng_.add_labelled_sketched(labelled_, dormant_picks_, checkpoint);
       return true;
     }
     std::vector<Acc> D(static_cast<size_t>(n), std::numeric_limits<Acc>::infinity());
@@ -104,7 +106,7 @@ class PrunedState {
       if (norms[i] > norms[best]) best = i;
     record(t, best);
   }
-  void pick_farthest(int64_t t) { record(t, eng_.argmax()); }
+  void pick_farthest(int64_t t) { record(t, eng_.farthest()); }
   void pick_d2(int64_t t, uint64_t seed, uint64_t draw) {
     record(t, sample_(eng_.D().data(), eng_.taken().data(), n(), eng_.untaken(), splitmix64_uniform(seed, draw)));
   }
@@ -122,6 +124,7 @@ class PrunedState {
 
   Engine<Rows> eng_;
   const std::vector<uint8_t>& labelled_;
+  int64_t dormant_picks_;
   int64_t* picks_;
   double* dists_;
   D2Sampler sample_;
@@ -186,7 +189,7 @@ py::tuple select_pruned(const py::tuple& emb_spec, const py::array_t<bool, py::a
     cpu::with_row_distance<Acc>(e, p.data(), [&](const auto& dist) {
       using Rows = EmbRows<Acc, std::decay_t<decltype(dist)>>;
       const Rows rows(e, dist, p.data(), ws);
-      PrunedState<Rows> state(rows, mode, sk, wide, labelled, pk, ds);
+      PrunedState<Rows> state(rows, mode, sk, wide, labelled, kcenter ? budget : 0, pk, ds);
       if (kcenter)
         kcenter_greedy_loop(state, budget, first, checkpoint);
       else

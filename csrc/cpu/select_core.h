@@ -307,6 +307,11 @@ void nearest_centres(const Emb& rows, const int64_t* row_list, int64_t nr, const
   }
 }
 
+// Rows i < n in index order: those with flag[i] != 0, and the others.
+inline void split_rows(const uint8_t* flag, int64_t n, std::vector<int64_t>& set, std::vector<int64_t>& rest) {
+  for (int64_t i = 0; i < n; ++i) (flag[i] ? set : rest).push_back(i);
+}
+
 // D from the labelled rows (taken[i] != 0): min distance for the others, 0 on labelled.
 // Returns the labelled rows in index order; A[i] is the position in that list of row i's
 // nearest labelled row (lowest on ties), -1 for labelled rows.
@@ -315,7 +320,7 @@ std::vector<int64_t> labelled_init(const Emb& e, const uint8_t* taken, const Acc
                                    Checkpoint& checkpoint, std::vector<int64_t>& A) {
   const int64_t n = e.n();
   std::vector<int64_t> unlabelled, labelled;
-  for (int64_t i = 0; i < n; ++i) (taken[i] ? labelled : unlabelled).push_back(i);
+  split_rows(taken, n, labelled, unlabelled);
   A.assign(static_cast<size_t>(n), -1);
   nearest_centres<Acc>(e, unlabelled.data(), (int64_t)unlabelled.size(), e, labelled.data(),
                        (int64_t)labelled.size(), p, p, D, A.data(), ws, checkpoint, 0);

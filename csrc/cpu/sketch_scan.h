@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cfloat>
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -77,24 +78,25 @@ inline float row_bound(const float* zx, float rx, const float* zc, float rc, int
   return s + u * u;
 }
 
-// The pool's sketch in blocks of kLanes rows, z transposed per block; pad lanes have
-// slack = +inf (never kept: callers drop rows >= n).
+// The sketch of n rows of the pool (rows[p] at position p, or row p when rows is null) in
+// blocks of kLanes positions, z transposed per block; pad lanes have slack = +inf (never kept:
+// callers drop positions >= n).
 class BlockedSketch {
  public:
   BlockedSketch() = default;
-  BlockedSketch(const SketchView& s, int64_t n)
-      : k_(s.k), blocks_((n + kLanes - 1) / kLanes), z_(static_cast<size_t>(blocks_ * k_ * kLanes), 0.0f),
-        r_(static_cast<size_t>(blocks_ * kLanes), 0.0f),
-        slack_(static_cast<size_t>(blocks_ * kLanes), std::numeric_limits<float>::infinity()) {
-    for (int64_t i = 0; i < n; ++i) {
-      float* dst = z_.data() + (i / kLanes) * k_ * kLanes + i % kLanes;
-      for (int64_t t = 0; t < k_; ++t) dst[t * kLanes] = s.z[i * k_ + t];
-      r_[i] = s.r[i];
-      slack_[i] = s.slack[i];
-    }
+  BlockedSketch(const SketchView& s, const int64_t* rows, int64_t n) : k_(s.k) {
+    reserve_blocks((n + kLanes - 1) / kLanes);
+    for (int64_t p = 0; p < n; ++p) put(s, p, rows != nullptr ? rows[p] : p);
+    count_ = n;
   }
 
   int64_t blocks() const { return blocks_; }
+
+  // Row i at the next position (a block more when the last is full).
+  void append(const SketchView& s, int64_t i) {
+    if (count_ == blocks_ * kLanes) reserve_blocks(blocks_ + 1);
+    put(s, count_++, i);
+  }
 
   // Lanes of block b (rows kLanes b + l) that need a full distance to centre (zc, rc);
   // scaled_d: scale * D of those rows (as float).
@@ -117,61 +119,82 @@ class BlockedSketch {
   }
 
  private:
+  void reserve_blocks(int64_t blocks) {
+    blocks_ = blocks;
+    z_.resize(static_cast<size_t>(blocks_ * k_ * kLanes), 0.0f);
+    r_.resize(static_cast<size_t>(blocks_ * kLanes), 0.0f);
+    slack_.resize(static_cast<size_t>(blocks_ * kLanes), std::numeric_limits<float>::infinity());
+  }
+  void put(const SketchView& s, int64_t p, int64_t i) {
+    float* dst = z_.data() + (p / kLanes) * k_ * kLanes + p % kLanes;
+    for (int64_t t = 0; t < k_; ++t) dst[t * kLanes] = s.z[i * k_ + t];
+    r_[p] = s.r[i];
+    slack_[p] = s.slack[i];
+  }
+
   int64_t k_ = 0;
   int64_t blocks_ = 0;
+  int64_t count_ = 0;
   std::vector<float> z_, r_, slack_;
 };
 
-// scale * D of rows [first, first + kLanes) as floats (rows >= n get +inf: never kept).
+// scale * D of the rows at positions [first, first + kLanes) as floats (rows[p], or row p
+// when rows is null; positions >= n get +inf: never kept).
 template <class Acc>
-inline FV scaled_lanes(const Acc* D, int64_t first, int64_t n, float scale) {
+inline FV scaled_lanes(const Acc* D, const int64_t* rows, int64_t first, int64_t n, float scale) {
   if constexpr (sizeof(Acc) == sizeof(float)) {
-    if (first + kLanes <= n) return cpu::vload<FV>(D + first) * scale;
+    if (rows == nullptr && first + kLanes <= n) return cpu::vload<FV>(D + first) * scale;
   }
   FV out;
-  for (int l = 0; l < kLanes; ++l)
-    out[l] = first + l < n ? scale * static_cast<float>(D[first + l]) : std::numeric_limits<float>::infinity();
+  for (int l = 0; l < kLanes; ++l) {
+    const int64_t p = first + l;
+    out[l] = p < n ? scale * static_cast<float>(D[rows != nullptr ? rows[p] : p]) : std::numeric_limits<float>::infinity();
+  }
   return out;
 }
 
-// The sketch of m centres, transposed ([k][mp], mp = m rounded up to kLanes) for bounds of one
-// row against all of them; centre_slack = slack_c + tau (pads: +inf, never kept).
+// The sketch of m centres, transposed ([k][capacity], m rounded up to kLanes read) for bounds
+// of one row against all of them; centre_slack = slack_c + tau (pads: +inf, never kept).
 class CentreSketch {
  public:
-  CentreSketch(const SketchView& s, const std::vector<int64_t>& centres)
-      : k_(s.k), m_(static_cast<int64_t>(centres.size())), mp_((m_ + kLanes - 1) / kLanes * kLanes),
-        z_(static_cast<size_t>(k_ * mp_), 0.0f), r_(static_cast<size_t>(mp_), 0.0f),
-        slack_(static_cast<size_t>(mp_), std::numeric_limits<float>::infinity()) {
-    for (int64_t j = 0; j < m_; ++j) {
-      const int64_t c = centres[j];
-      for (int64_t t = 0; t < k_; ++t) z_[t * mp_ + j] = s.z[c * k_ + t];
-      r_[j] = s.r[c];
-      slack_[j] = s.slack[c] + s.tau;
-    }
+  CentreSketch(const SketchView& s, const std::vector<int64_t>& centres) : k_(s.k) {
+    grow(static_cast<int64_t>(centres.size()));
+    for (const int64_t c : centres) append(s, c);
   }
 
-  int64_t padded() const { return mp_; }
+  // Centre c as the next one (the capacity doubles when full).
+  void append(const SketchView& s, int64_t c) {
+    if (m_ == cap_) grow(std::max<int64_t>(kLanes, 2 * cap_));
+    for (int64_t t = 0; t < k_; ++t) z_[t * cap_ + m_] = s.z[c * k_ + t];
+    r_[m_] = s.r[c];
+    slack_[m_] = s.slack[c] + s.tau;
+    ++m_;
+  }
+
+  int64_t padded() const { return (m_ + kLanes - 1) / kLanes * kLanes; }
+  float slack(int64_t j) const { return slack_[j]; }  // slack_c + tau
 
   // out[j] = bound of row (zx, rx) against centre j, for j < padded(); returns the centre of
   // smallest bound (lowest on ties).
   int64_t bounds(const float* zx, float rx, float* out) const {
     using IV = cpu::Simd<float>::I;
+    const int64_t mp = padded(), cap = cap_;
     const FV inf = FV{} + std::numeric_limits<float>::infinity();
     FV low = inf;  // per lane: the smallest bound so far and its centre (earliest on ties)
     IV low_j{}, lane{};
     for (int l = 0; l < kLanes; ++l) lane[l] = l;
-    for (int64_t j = 0; j < mp_; j += kLanes) {
+    for (int64_t j = 0; j < mp; j += kLanes) {
       const FV u = cpu::vload<FV>(r_.data() + j) - rx;
       FV a = u * u, c{};
       int64_t t = 0;
       for (; t + 2 <= k_; t += 2) {
-        const FV v = cpu::vload<FV>(z_.data() + t * mp_ + j) - zx[t];
-        const FV w = cpu::vload<FV>(z_.data() + (t + 1) * mp_ + j) - zx[t + 1];
+        const FV v = cpu::vload<FV>(z_.data() + t * cap + j) - zx[t];
+        const FV w = cpu::vload<FV>(z_.data() + (t + 1) * cap + j) - zx[t + 1];
         a += v * v;
         c += w * w;
       }
       if (t < k_) {
-        const FV v = cpu::vload<FV>(z_.data() + t * mp_ + j) - zx[t];
+        const FV v = cpu::vload<FV>(z_.data() + t * cap + j) - zx[t];
         a += v * v;
       }
       const FV b = a + c;
@@ -196,7 +219,17 @@ class CentreSketch {
   }
 
  private:
-  int64_t k_, m_, mp_;
+  void grow(int64_t capacity) {
+    capacity = (capacity + kLanes - 1) / kLanes * kLanes;
+    std::vector<float> z(static_cast<size_t>(k_ * capacity), 0.0f);
+    for (int64_t t = 0; t < k_; ++t) std::copy(z_.data() + t * cap_, z_.data() + t * cap_ + m_, z.data() + t * capacity);
+    z_.swap(z);
+    r_.resize(static_cast<size_t>(capacity), 0.0f);
+    slack_.resize(static_cast<size_t>(capacity), std::numeric_limits<float>::infinity());
+    cap_ = capacity;
+  }
+
+  int64_t k_ = 0, m_ = 0, cap_ = 0;
   std::vector<float> z_, r_, slack_;
 };
 
