@@ -404,7 +404,6 @@ class _Engine:
             self.asleep -= len(rows)
         self.stats["woken_rows"] += len(rows)
         self.stats["wake_rounds"] += 1
-        self.next = -1  # the last pass's argmax did not see the woken rows
         if not self.plain:  # group bounds: the woken rows join their nearest centre's group
             self._lists()
 
