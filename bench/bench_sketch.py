@@ -110,7 +110,8 @@ def sketch_report(x: np.ndarray, labelled: np.ndarray, budget: int, backend: str
             "rows_evaluated_per_pick": per_pick / max(1, budget - 1),
             "evaluated_fraction": per_pick / max(1, int(live.sum())),
             "labelled_pass_fraction": stats["labelled_pairs"] / max(1, n * len(labelled)),
-            "predicted_traffic": sketch.traffic if sketch is not None else None}
+            "predicted_traffic": sketch.traffic if sketch is not None else None,
+            **{k: stats[k] for k in ("dormant_rows", "woken_rows", "wake_rounds") if k in stats}}
 
 
 CASES = pick(QUICK, GOAL, smoke=SMOKE)

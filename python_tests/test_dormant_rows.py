@@ -25,7 +25,7 @@ def overestimate(factor: float) -> Any:
     return lambda probe_d, budget, unlabelled: factor * real(probe_d, budget, unlabelled)
 
 
-def check(x: np.ndarray, mask: np.ndarray, budget: int, mode: str, width: int = 4) -> dict:
+def check(x: np.ndarray, mask: np.ndarray, budget: int, mode: str, width: int = 4) -> dict[str, Any]:
     """Picks and distances equal to the brute force; the dormancy stats consistent."""
     want, want_d = nsel.kcenter_greedy(x, mask, budget, None, algorithm="brute", progress=None, accum_dtype=acc(x))
     picks, dists, stats = pruned.kcenter_greedy_stats(x, mask, budget, None, mode=mode, sketch_width=width,
@@ -132,6 +132,6 @@ def test_no_dormant_rows_for_kmeans_without_a_sketch_or_without_labelled_rows() 
     mask = mask_of(len(x), 30)
     _, stats = pruned.kmeans_pp_stats(x, mask, 60, 3, "max_norm", mode="plain", sketch_width=4)
     assert stats["dormant_rows"] == stats["woken_rows"] == stats["wake_rounds"] == 0
-    for kwargs, labelled in (({"sketch_width": 0}, mask), ({"sketch_width": 4}, np.zeros(len(x), bool))):
-        _, _, stats = pruned.kcenter_greedy_stats(x, labelled, 60, None, mode="plain", **kwargs)
+    for width, labelled in ((0, mask), (4, np.zeros(len(x), bool))):
+        _, _, stats = pruned.kcenter_greedy_stats(x, labelled, 60, None, mode="plain", sketch_width=width)
         assert stats["dormant_rows"] == stats["woken_rows"] == stats["wake_rounds"] == 0
