@@ -134,9 +134,11 @@ def update(rows: Rows, sk: SketchArgs, c: np.ndarray, s: int, G: int, D: np.ndar
 
 
 @njit(cache=True)
-def _seed_rows(lo, hi, order, X, xcode, W, wcode, has_w, C, idx, offset, z, r, slack, scale, tau, D, A, zero, stop):  # type: ignore[no-untyped-def]
-    """Rows order[lo:hi] against centres C (rows idx of the pool, global numbers offset + k):
-    the centre of smallest bound first, then only centres whose test fails. D ends as the min
+def _seed_rows(lo, hi, order, X, xcode, W, wcode, has_w, C, idx, ZT, offset, z, r, slack, scale, tau, D, A, zero, stop):  # type: ignore[no-untyped-def]
+    """Rows order[lo:hi] against centres C (rows idx of the pool, global numbers offset + k;
+    ZT: their z and r columns, transposed, so that one row's bounds to every centre are
+    vector operations across centres): the centre of smallest bound first, then only centres
+    whose test fails. D ends as the min
     of the brute force's computed distances (every skipped one is >= it), or, once it is below
     `stop`, as the first computed distance below it (an upper bound of that min; rows already
     below `stop` are left alone). Returns the number of full distances."""
@@ -152,9 +154,14 @@ def _seed_rows(lo, hi, order, X, xcode, W, wcode, has_w, C, idx, offset, z, r, s
         at = A[i]
         if low < stop:
             continue
+        bounds[:] = 0.0
+        for j in range(ZT.shape[0]):  # as `bound` sums: the z columns, then r
+            zi = z[i, j] if j < z.shape[1] else r[i]
+            for k in range(m):
+                t = zi - ZT[j, k]
+                bounds[k] += t * t
         near = 0
         for k in range(m):
-            bounds[k] = bound(z, r, i, idx[k])
             if bounds[k] < bounds[near]:
                 near = k
         if m > 0 and not keeps(bounds[near], low, scale, cslack[near], slack[i]):
@@ -179,10 +186,10 @@ def _seed_rows(lo, hi, order, X, xcode, W, wcode, has_w, C, idx, offset, z, r, s
 
 
 @parallel_kernel()
-def _seed(order, X, xcode, W, wcode, has_w, C, idx, offset, z, r, slack, scale, tau, D, A, zero, stop, blk_n):  # type: ignore[no-untyped-def]
+def _seed(order, X, xcode, W, wcode, has_w, C, idx, ZT, offset, z, r, slack, scale, tau, D, A, zero, stop, blk_n):  # type: ignore[no-untyped-def]
     n = order.shape[0]
     for b in prange(blk_n.shape[0]):
-        blk_n[b] = _seed_rows(b * BLOCK, min(n, (b + 1) * BLOCK), order, X, xcode, W, wcode, has_w, C, idx, offset,
+        blk_n[b] = _seed_rows(b * BLOCK, min(n, (b + 1) * BLOCK), order, X, xcode, W, wcode, has_w, C, idx, ZT, offset,
                               z, r, slack, scale, tau, D, A, zero, stop)
     return blk_n.sum()
 
@@ -200,7 +207,8 @@ def seed(rows: Rows, sk: SketchArgs, centres: np.ndarray, order: np.ndarray, D: 
     for s in range(0, len(centres), SEED_CENTRES):
         idx = np.ascontiguousarray(centres[s : s + SEED_CENTRES], dtype=np.int64)
         C = rows.gather(idx)[0]
-        evaluated += int(_seed.launch(threads, order, rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, C, idx, s,
+        ZT = np.ascontiguousarray(np.concatenate([sk.z[idx], sk.r[idx, None]], axis=1).T)
+        evaluated += int(_seed.launch(threads, order, rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, C, idx, ZT, s,
                                       sk.z, sk.r, sk.slack, sk.scale, sk.tau, D, A, rows.zero, float(stop), blk_n))
     return evaluated
 
