@@ -2,7 +2,9 @@
 pools with the picks of the brute-force sweep, evaluating only rows whose nearest-centre
 distance can change (triangle-inequality skips with a float-safety margin; rows that are
 evaluated use rows.dense_dist, the brute sweep's own function). How and why it is exact:
-docs/internals.md, "Pruned selection".
+docs/internals.md, "Pruned selection". With a sketch and labelled rows, k-center greedy leaves
+rows whose D stays below the picks' out of every pass until they may matter (dormant rows:
+docs/internals.md, "Dormant rows").
 """
 from __future__ import annotations
 
@@ -404,7 +406,9 @@ class _Engine:
             self.asleep -= len(rows)
         self.stats["woken_rows"] += len(rows)
         self.stats["wake_rounds"] += 1
-        if not self.plain:  # group bounds: the woken rows join their nearest centre's group
+        if not self.plain:
+            # Group bounds keep dormant rows too: the lists are rebuilt, so every listed row's D
+            # is its distance to its group's centre again and the radii cover the woken rows.
             self._lists()
 
     def _lists(self) -> None:
@@ -615,7 +619,8 @@ def kcenter_greedy_stats(
     switched_at, ...). `mode`: 'adaptive' (pruned, plain pass once pruning stops paying),
     'pruned' (never falls back) or 'plain' (every row every pick). sketch_width > 0 adds sketch
     bounds of that width (directions: (mu, P) to use instead of the row sample's) to every
-    pass: plain passes then compute a full distance only where the sketch test fails."""
+    pass: plain passes then compute a full distance only where the sketch test fails, and
+    rows go dormant (stats: dormant_rows after the labelled pass, woken_rows, wake_rounds)."""
     eng = _engine(emb, labelled_mask, accum_dtype, mode, sketch_width, directions, int(budget))
     budget = _check_budget(budget, eng.untaken)
     _check_first(first, eng.rows.n)

@@ -138,10 +138,10 @@ def _seed_rows(lo, hi, order, X, xcode, W, wcode, has_w, C, idx, ZT, offset, z, 
     """Rows order[lo:hi] against centres C (rows idx of the pool, global numbers offset + k;
     ZT: their z and r columns, transposed, so that one row's bounds to every centre are
     vector operations across centres): the centre of smallest bound first, then only centres
-    whose test fails. D ends as the min
-    of the brute force's computed distances (every skipped one is >= it), or, once it is below
-    `stop`, as the first computed distance below it (an upper bound of that min; rows already
-    below `stop` are left alone). Returns the number of full distances."""
+    whose test fails. D ends as the min of the brute force's computed distances (every
+    skipped one is >= it), or, once it is below `stop`, as the first computed distance below
+    it (an upper bound of that min; rows already below `stop` are left alone). Returns the
+    number of full distances."""
     m = C.shape[0]
     bounds = np.empty(m, dtype=np.float32)
     cslack = np.empty(m, dtype=np.float32)
