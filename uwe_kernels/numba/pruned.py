@@ -2,7 +2,9 @@
 pools with the picks of the brute-force sweep, evaluating only rows whose nearest-centre
 distance can change (triangle-inequality skips with a float-safety margin; rows that are
 evaluated use rows.dense_dist, the brute sweep's own function). How and why it is exact:
-docs/internals.md, "Pruned selection".
+docs/internals.md, "Pruned selection". With a sketch and labelled rows, k-center greedy leaves
+rows whose D stays below the picks' out of every pass until they may matter (dormant rows:
+docs/internals.md, "Dormant rows").
 """
 from __future__ import annotations
 
@@ -30,6 +32,9 @@ CHUNK = 64  # elements between early-exit checks of a centre-centre distance
 PARALLEL_MIN = 4096  # candidate rows below which a centre is evaluated on one thread
 EVAL_BLOCK = 1024  # candidate rows per parallel work item
 SORT_BELOW = 64  # candidates are put in index order when more than n / SORT_BELOW
+PROBE_RANK = 32  # the dormancy threshold's rank among the probe's D (fewer probe rows: noisier)
+PROBE_MIN_ROWS = 1024
+WAKE_SHRINK = 0.97  # a wake lowers the threshold at least this much (a bounded number of wakes)
 
 
 def pruned_supported(emb: Any) -> list[str]:
@@ -279,7 +284,7 @@ class _Engine:
     """D, groups and member lists for one selection: the _driver state of the pruned path."""
 
     def __init__(self, emb: Any, labelled_mask: np.ndarray, accum_dtype: Any, mode: str,
-                 sketch: Sketch | None = None) -> None:
+                 sketch: Sketch | None = None, kcenter_budget: int = 0) -> None:
         reasons = pruned_supported(emb)
         if reasons:
             raise ValueError("; ".join(reasons))
@@ -311,16 +316,19 @@ class _Engine:
         self.gbest_i = np.full(cap, -1, dtype=np.int64)
         self.sb = np.empty(cap)
         self.tg = np.empty(cap, dtype=np.int64)
+        self.threshold = 0.0  # rows with D below it are dormant (k-center with a sketch)
+        self.dormant = np.zeros(n, dtype=np.bool_)
+        self.asleep = 0
         labelled_pairs = 0
         if len(labelled) and self.sk.on:
             # min over the same computed distances as the plain pass (skipped ones are >= it)
-            labelled_pairs = sketched.seed(r, self.sk, labelled, self.D, self.A, self.tuner.threads())
+            labelled_pairs = self._seed_labelled(labelled, kcenter_budget)
         elif len(labelled):
             # The plain pass's own seeding: D equal bit for bit, A = position in `labelled`.
             nearest_into(r, r, labelled, self.D, self.A)
             labelled_pairs = n * len(labelled)
         if len(labelled):
-            self.D[self.taken] = 0.0
+            self.D[labelled] = 0.0
             self.gcentre[: len(labelled)] = labelled
             self.G = len(labelled)
         else:
@@ -344,7 +352,8 @@ class _Engine:
         self.stats = {"n": n, "centres": len(labelled), "rows_touched": 0, "centre_distances": 0, "groups_touched": 0,
                       "switched_at": -1, "plain_centres": 0, "labelled_pairs": labelled_pairs, "sketch_tests": 0,
                       "sketch_width": sketch.k if sketch is not None else 0,
-                      "sketch_build_seconds": sketch.build_seconds if sketch is not None else 0.0}
+                      "sketch_build_seconds": sketch.build_seconds if sketch is not None else 0.0,
+                      "dormant_rows": self.asleep, "woken_rows": 0, "wake_rounds": 0}
         self.next = -1  # the argmax found by the last sketch-filtered plain pass
         self.last_full = n  # full distances of the last sketch-filtered plain pass
         self.eval_n = np.zeros((n + EVAL_BLOCK - 1) // EVAL_BLOCK + 1, dtype=np.int64)
@@ -355,6 +364,51 @@ class _Engine:
         self.plain_stretch = FIRST_PLAIN_STRETCH
         self.top = 0
         if not self.plain:
+            self._lists()
+
+    def _seed_labelled(self, labelled: np.ndarray, kcenter_budget: int) -> int:
+        """The sketched labelled pass; for k-center greedy (kcenter_budget > 0 picks to come)
+        rows end DORMANT once their D is below a threshold that the picks will not reach
+        (docs/internals.md, "Dormant rows"). Dormant rows are flagged in `taken` too, so that
+        every pass and argmax leaves them out (their D, an upper bound, is not maintained), and
+        group lists never hold them. Returns the full distances computed."""
+        free = np.flatnonzero(~self.taken)
+        threads = self.tuner.threads()
+        if not 0 < kcenter_budget < len(free):
+            return sketched.seed(self.rows, self.sk, labelled, free, self.D, self.A, threads)
+        rows = min(len(free), max(PROBE_MIN_ROWS, -(-PROBE_RANK * len(free) // kcenter_budget)))
+        in_probe = np.zeros(len(free), dtype=np.bool_)
+        in_probe[np.arange(rows) * len(free) // rows] = True  # spread: pools are often sorted by class
+        probe = free[in_probe]
+        pairs = sketched.seed(self.rows, self.sk, labelled, probe, self.D, self.A, threads)
+        threshold = _probe_threshold(self.D[probe], kcenter_budget, len(free))
+        if not np.isfinite(threshold) or threshold <= 0.0:
+            return pairs + sketched.seed(self.rows, self.sk, labelled, free[~in_probe], self.D, self.A, threads)
+        pairs += sketched.seed(self.rows, self.sk, labelled, free[~in_probe], self.D, self.A, threads, threshold)
+        self.threshold = threshold
+        self.dormant[free] = self.D[free] < threshold
+        self.taken |= self.dormant
+        self.asleep = int(np.count_nonzero(self.dormant))
+        return pairs
+
+    def _wake(self, v: float) -> None:
+        """The threshold drops to min(v, WAKE_SHRINK x threshold) and every dormant row whose
+        bound reaches it gets its exact D against all centres so far (labelled and picked,
+        A = their group numbers), from its bound and the sketch as in the labelled pass. The
+        rows left dormant have D <= bound < threshold <= v: below the argmax, never tied."""
+        self.threshold = min(v, WAKE_SHRINK * self.threshold)
+        rows = np.flatnonzero(self.dormant & (self.D >= self.threshold))
+        if len(rows):
+            self.stats["rows_touched"] += sketched.seed(self.rows, self.sk, self.gcentre[: self.G], rows, self.D,
+                                                        self.A, self.tuner.threads())
+            self.dormant[rows] = False
+            self.taken[rows] = False
+            self.asleep -= len(rows)
+        self.stats["woken_rows"] += len(rows)
+        self.stats["wake_rounds"] += 1
+        if not self.plain:
+            # Group bounds keep dormant rows too: the lists are rebuilt, so every listed row's D
+            # is its distance to its group's centre again and the radii cover the woken rows.
             self._lists()
 
     def _lists(self) -> None:
@@ -377,7 +431,7 @@ class _Engine:
         r = self.rows
         self._grow()
         c, ca, cn = r.gather(np.array([s], dtype=np.int64))
-        live_before = self.untaken
+        live_before = self.untaken - self.asleep
         self.untaken -= 0 if self.taken[s] else 1
         self.stats["centres"] += 1
         if self.plain:
@@ -463,7 +517,16 @@ class _Engine:
         self._lists()
 
     def argmax(self) -> tuple[int, float]:
-        """Next k-center pick: argmax D over untaken rows, lowest index on ties, and its D."""
+        """Next k-center pick: argmax D over untaken rows, lowest index on ties, and its D.
+        Dormant rows are woken first when the argmax over the others may not be above them."""
+        i = self._live_argmax()
+        while self.asleep and (i < 0 or self.D[i] < self.threshold):
+            self._wake(float(self.D[i]) if i >= 0 else 0.0)
+            i = self._live_argmax()
+        return i, float(self.D[i])
+
+    def _live_argmax(self) -> int:
+        """argmax D over rows neither taken nor dormant, lowest index on ties; -1 if none."""
         if self.plain and self.next >= 0:
             i, self.next = self.next, -1
         elif self.plain:
@@ -472,7 +535,7 @@ class _Engine:
                            self.tuner.threads())
         else:
             i = int(_groups_argmax(self.G, self.gcount, self.gbest_d, self.gbest_i))
-        return i, float(self.D[i])
+        return int(i)
 
     def any_taken(self) -> bool:
         return bool(self.taken.any())
@@ -501,16 +564,24 @@ def accum(accum_dtype: Any, emb: Any) -> Any:
     return np.float64 if np.dtype(emb.dtype) == np.float64 else np.float32
 
 
+def _probe_threshold(probe_d: np.ndarray, budget: int, unlabelled: int) -> float:
+    """The dormancy threshold: the probe's D of rank budget x probe / unlabelled from the top,
+    an estimate of the budget-th largest D of the pool (what the last pick's D stays close to)."""
+    rank = max(1, round(budget * len(probe_d) / unlabelled))
+    return float(np.sort(probe_d)[len(probe_d) - rank])
+
+
 def _engine(emb: Any, labelled_mask: np.ndarray, accum_dtype: Any, mode: str, sketch_width: int,
-            directions: tuple[np.ndarray, np.ndarray] | None) -> _Engine:
-    """The engine, with a sketch of width sketch_width built first (its cost in the stats)."""
+            directions: tuple[np.ndarray, np.ndarray] | None, kcenter_budget: int = 0) -> _Engine:
+    """The engine, with a sketch of width sketch_width built first (its cost in the stats);
+    kcenter_budget > 0: k-center greedy's picks to come (dormant rows, with a sketch)."""
     acc = accum(accum_dtype, emb)
     sketch = None
     if sketch_width:
         if pruned_supported(emb):
             raise ValueError("; ".join(pruned_supported(emb)))
         sketch = build_sketch(emb, int(sketch_width), acc_dtype=acc, directions=directions)
-    return _Engine(emb, labelled_mask, acc, mode, sketch)
+    return _Engine(emb, labelled_mask, acc, mode, sketch, kcenter_budget)
 
 
 def _check_first(first: Any, n: int) -> None:
@@ -548,8 +619,9 @@ def kcenter_greedy_stats(
     switched_at, ...). `mode`: 'adaptive' (pruned, plain pass once pruning stops paying),
     'pruned' (never falls back) or 'plain' (every row every pick). sketch_width > 0 adds sketch
     bounds of that width (directions: (mu, P) to use instead of the row sample's) to every
-    pass: plain passes then compute a full distance only where the sketch test fails."""
-    eng = _engine(emb, labelled_mask, accum_dtype, mode, sketch_width, directions)
+    pass: plain passes then compute a full distance only where the sketch test fails, and
+    rows go dormant (stats: dormant_rows after the labelled pass, woken_rows, wake_rounds)."""
+    eng = _engine(emb, labelled_mask, accum_dtype, mode, sketch_width, directions, int(budget))
     budget = _check_budget(budget, eng.untaken)
     _check_first(first, eng.rows.n)
     picks, dists = _driver.kcenter_greedy(eng, budget, first, progress)

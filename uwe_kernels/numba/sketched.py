@@ -134,23 +134,34 @@ def update(rows: Rows, sk: SketchArgs, c: np.ndarray, s: int, G: int, D: np.ndar
 
 
 @njit(cache=True)
-def _seed_rows(lo, hi, X, xcode, W, wcode, has_w, C, idx, offset, z, r, slack, scale, tau, D, A, zero):  # type: ignore[no-untyped-def]
-    """Rows lo..hi-1 against centres C (rows idx of the pool, global numbers offset + k): the
-    centre of smallest bound first, then only centres whose test fails. D ends as the min of
-    the brute force's computed distances (every skipped one is >= it); returns the number of
-    full distances."""
+def _seed_rows(lo, hi, order, X, xcode, W, wcode, has_w, C, idx, ZT, offset, z, r, slack, scale, tau, D, A, zero, stop):  # type: ignore[no-untyped-def]
+    """Rows order[lo:hi] against centres C (rows idx of the pool, global numbers offset + k;
+    ZT: their z and r columns, transposed, so that one row's bounds to every centre are
+    vector operations across centres): the centre of smallest bound first, then only centres
+    whose test fails. D ends as the min of the brute force's computed distances (every
+    skipped one is >= it), or, once it is below `stop`, as the first computed distance below
+    it (an upper bound of that min; rows already below `stop` are left alone). Returns the
+    number of full distances."""
     m = C.shape[0]
     bounds = np.empty(m, dtype=np.float32)
     cslack = np.empty(m, dtype=np.float32)
     for k in range(m):
         cslack[k] = slack[idx[k]] + tau
     evaluated = 0
-    for i in range(lo, hi):
+    for p in range(lo, hi):
+        i = order[p]
         low = D[i]
         at = A[i]
+        if low < stop:
+            continue
+        bounds[:] = 0.0
+        for j in range(ZT.shape[0]):  # as `bound` sums: the z columns, then r
+            zi = z[i, j] if j < z.shape[1] else r[i]
+            for k in range(m):
+                t = zi - ZT[j, k]
+                bounds[k] += t * t
         near = 0
         for k in range(m):
-            bounds[k] = bound(z, r, i, idx[k])
             if bounds[k] < bounds[near]:
                 near = k
         if m > 0 and not keeps(bounds[near], low, scale, cslack[near], slack[i]):
@@ -160,6 +171,8 @@ def _seed_rows(lo, hi, X, xcode, W, wcode, has_w, C, idx, offset, z, r, slack, s
                 low = v
                 at = offset + near
         for k in range(m):
+            if low < stop:
+                break
             if k == near or keeps(bounds[k], low, scale, cslack[k], slack[i]):
                 continue
             evaluated += 1
@@ -173,26 +186,30 @@ def _seed_rows(lo, hi, X, xcode, W, wcode, has_w, C, idx, offset, z, r, slack, s
 
 
 @parallel_kernel()
-def _seed(X, xcode, W, wcode, has_w, C, idx, offset, z, r, slack, scale, tau, D, A, zero, blk_n):  # type: ignore[no-untyped-def]
-    n = D.shape[0]
+def _seed(order, X, xcode, W, wcode, has_w, C, idx, ZT, offset, z, r, slack, scale, tau, D, A, zero, stop, blk_n):  # type: ignore[no-untyped-def]
+    n = order.shape[0]
     for b in prange(blk_n.shape[0]):
-        blk_n[b] = _seed_rows(b * BLOCK, min(n, (b + 1) * BLOCK), X, xcode, W, wcode, has_w, C, idx, offset, z, r,
-                              slack, scale, tau, D, A, zero)
+        blk_n[b] = _seed_rows(b * BLOCK, min(n, (b + 1) * BLOCK), order, X, xcode, W, wcode, has_w, C, idx, ZT, offset,
+                              z, r, slack, scale, tau, D, A, zero, stop)
     return blk_n.sum()
 
 
-def seed(rows: Rows, sk: SketchArgs, labelled: np.ndarray, D: np.ndarray, A: np.ndarray, threads: int = 0) -> int:
-    """D, A = min / argmin over the labelled rows (A = position in `labelled`), filtered by the
-    sketch, on `threads` threads (0: the package's count); returns the number of full
-    distances (the plain pass computes n x |labelled|)."""
-    nb = (rows.n + BLOCK - 1) // BLOCK
-    blk_n = np.zeros(nb, dtype=np.int64)
+def seed(rows: Rows, sk: SketchArgs, centres: np.ndarray, order: np.ndarray, D: np.ndarray, A: np.ndarray,
+         threads: int = 0, stop: float = 0.0) -> int:
+    """D, A = min / argmin over the pool rows `centres` (A = position in `centres`, starting
+    from the D, A given), filtered by the sketch, for rows `order`, on `threads` threads (0:
+    the package's count); a row stops once its D is below `stop` (k-center's dormant rows:
+    D is then an upper bound). Returns the number of full distances (the plain pass computes
+    len(order) x len(centres))."""
+    order = np.ascontiguousarray(order, dtype=np.int64)
+    blk_n = np.zeros((len(order) + BLOCK - 1) // BLOCK, dtype=np.int64)
     evaluated = 0
-    for s in range(0, len(labelled), SEED_CENTRES):
-        idx = np.ascontiguousarray(labelled[s : s + SEED_CENTRES], dtype=np.int64)
+    for s in range(0, len(centres), SEED_CENTRES):
+        idx = np.ascontiguousarray(centres[s : s + SEED_CENTRES], dtype=np.int64)
         C = rows.gather(idx)[0]
-        evaluated += int(_seed.launch(threads, rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, C, idx, s, sk.z, sk.r,
-                               sk.slack, sk.scale, sk.tau, D, A, rows.zero, blk_n))
+        ZT = np.ascontiguousarray(np.concatenate([sk.z[idx], sk.r[idx, None]], axis=1).T)
+        evaluated += int(_seed.launch(threads, order, rows.X, rows.xcode, rows.W, rows.wcode, rows.has_w, C, idx, ZT, s,
+                                      sk.z, sk.r, sk.slack, sk.scale, sk.tau, D, A, rows.zero, float(stop), blk_n))
     return evaluated
 
 
