@@ -394,6 +394,16 @@ MEASURE_SHARE = 1.0
 # in time at k = 64 (BLAS against a bandwidth-bound sweep); selections with fewer mean centres
 # (labelled + budget / 2) than this do not repay it.
 MIN_CENTRES = 64
+# k-center greedy with labelled rows: the engines' dormant rows (docs/internals.md, "Dormant
+# rows") skip most of every pick's pass even where the sketch bound prunes nothing, so a
+# narrow sketch (plain mode) beats brute force when (measured on isotropic noise, cpp):
+# the budget is a small share of the unlabelled rows (a wake searches every centre so far);
+# rows are wide (at d = 128 the engine's per-row work and a cache-resident pool made it up to
+# 4.5x slower); and the picks saved (budget x d) outweigh the sketched labelled pass's extra
+# work per labelled row (its bound tests and ordering, independent of d).
+DORMANT_SHARE = 0.1
+DORMANT_MIN_D = 256
+DORMANT_WIDTH = 16
 
 
 @dataclass(frozen=True)
@@ -412,11 +422,20 @@ class SketchChoice:
 NO_SKETCH = SketchChoice(0, 1.0, {}, None, 0.0)
 
 
-def choose_sketch(emb: Any, centres: int | None = None) -> SketchChoice:
+def dormancy_pays(n: int, d: int, kcenter: bool, labelled: int, budget: int) -> bool:
+    """Whether a k-center selection's dormant rows repay a sketch that prunes nothing by itself
+    on an [n, d] pool: labelled rows to seed D, d >= DORMANT_MIN_D, a budget of at most
+    DORMANT_SHARE of the unlabelled rows and budget x d >= DORMANT_MIN_D x labelled."""
+    return (kcenter and labelled > 0 and d >= DORMANT_MIN_D and 0 < budget <= DORMANT_SHARE * (n - labelled)
+            and budget * d >= DORMANT_MIN_D * labelled)
+
+
+def choose_sketch(emb: Any, centres: int | None = None, dormant: bool = False) -> SketchChoice:
     """The sketch width whose pick reads the fewest bytes (widths k <= d / 4), if that is at
-    most MAX_TRAFFIC of brute force's; NO_SKETCH for small pools and for selections too short
-    to repay the measurement. centres: the selection's mean centre count (labelled rows plus
-    half the budget), None when unknown."""
+    most MAX_TRAFFIC of brute force's; else, when `dormant` (dormancy_pays), DORMANT_WIDTH
+    (one tier: dormant rows pay, not the bound); NO_SKETCH for small pools and for selections
+    too short to repay the measurement. centres: the selection's mean centre count (labelled
+    rows plus half the budget), None when unknown."""
     start = time.perf_counter()
     emb = _as_backend(emb)
     n, d = emb.features.shape if isinstance(emb, FactoredArrays) else emb.shape
@@ -431,18 +450,28 @@ def choose_sketch(emb: Any, centres: int | None = None) -> SketchChoice:
     fractions = predicted_fractions(emb, max(1, centres or 64), widths, directions=(mu, basis), sample=sample)
     k, traffic = best_width(fractions, d)
     if traffic > MAX_TRAFFIC:
-        return SketchChoice(0, traffic, fractions, None, time.perf_counter() - start)
+        if not dormant:
+            return SketchChoice(0, traffic, fractions, None, time.perf_counter() - start)
+        k = min(DORMANT_WIDTH, max(widths))
+        return SketchChoice(k, traffic, fractions, (mu, np.ascontiguousarray(basis[:, :k])), time.perf_counter() - start)
     wide = best_second_tier(fractions, k, d)
     return SketchChoice(k, traffic, fractions, (mu, np.ascontiguousarray(basis[:, :k])), time.perf_counter() - start,
                         wide, (mu, np.ascontiguousarray(basis[:, :wide])) if wide else None)
 
 
-def choose_bounds(emb: Any, centres: int | None, sketch_ok: bool) -> str:
+def choose_bounds(emb: Any, centres: int | None, sketch_ok: bool, *, kcenter: bool = False, labelled: int = 0,
+                  budget: int = 0) -> str:
     """`auto`'s choice for an engine that runs group bounds and (when sketch_ok) sketches:
     'pruned' when the row sample looks clustered, an Algorithm 'sketch' when choose_sketch
-    finds a width that pays, 'pruned+sketch' when both, else 'brute'."""
+    finds a width that pays, 'pruned+sketch' when both, else 'brute'. kcenter, labelled,
+    budget: the selection; k-center greedy's dormant rows (dormancy_pays) make a sketch pay on
+    pools that do not look clustered (where they do, group bounds win by far more, and cpp's
+    dormant rows run in plain mode only)."""
     groups = looks_clustered(emb)
-    sketch = choose_sketch(emb, centres) if sketch_ok else NO_SKETCH
+    be = _as_backend(emb)
+    n, d = (int(v) for v in (be.features.shape if isinstance(be, FactoredArrays) else be.shape))
+    dormant = not groups and dormancy_pays(n, d, kcenter, labelled, budget)
+    sketch = choose_sketch(emb, centres, dormant) if sketch_ok else NO_SKETCH
     if sketch.width:
         return Algorithm("pruned+sketch" if groups else "sketch", sketch)
     return "pruned" if groups else "brute"

@@ -28,13 +28,16 @@ CHECKS_FINITE = False
 ALGORITHMS = ("brute", "pruned", "sketch", "pruned+sketch")
 
 
-def choose_algorithm(emb: Any, centres: int | None = None) -> str:
+def choose_algorithm(emb: Any, centres: int | None = None, *, kcenter: bool = False, labelled: int = 0,
+                     budget: int = 0) -> str:
     """Group bounds ('pruned') for dense pools whose row sample looks clustered (the same test
-    as cpp), a sketch when _sketch.choose_sketch says it pays, both when both; else 'brute'.
-    centres: the selection's mean centre count (labelled rows plus half the budget)."""
+    as cpp), a sketch when _sketch.choose_sketch says it pays (or k-center greedy's dormant
+    rows do: _sketch.dormancy_pays), both when both; else 'brute'. centres: the selection's
+    mean centre count (labelled rows plus half the budget)."""
     if pruned.pruned_supported(emb):
         return "brute"
-    return choose_bounds(emb, centres, not sketched.sketch_supported(emb, pruned.accum(None, emb)))
+    return choose_bounds(emb, centres, not sketched.sketch_supported(emb, pruned.accum(None, emb)), kcenter=kcenter,
+                         labelled=labelled, budget=budget)
 
 
 def _check_algorithm(algorithm: str) -> None:
