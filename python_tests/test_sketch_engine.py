@@ -301,10 +301,10 @@ def test_auto_chooses_a_sketch_on_a_decaying_spectrum_and_brute_force_on_noise()
     assert _sketch.choose_sketch(decaying[:, :16], centres=400).width == 0
 
 
-def noise_selection(n: int = 6000, d: int = 256) -> tuple[np.ndarray, int, int]:
-    """Isotropic noise (the sketch bound prunes nothing), labelled rows and a short budget:
-    k-center greedy's dormant rows pay."""
-    return gaussian_pool(n, d, seed=5), 300, 200
+def noise_selection() -> tuple[np.ndarray, int, int]:
+    """Isotropic noise (the sketch bound prunes nothing), labelled rows and a budget where
+    k-center greedy's dormant rows pay (_sketch.dormancy_pays)."""
+    return gaussian_pool(24000, 256, seed=5), 100, 400
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
@@ -323,16 +323,20 @@ def test_auto_chooses_dormant_rows_for_kcenter_greedy_on_noise(backend: str) -> 
     mask = mask_of(len(x), labelled, seed=6)
     _, _, stats = engine.kcenter_greedy_stats(x, mask, budget, None, **options)
     assert stats["dormant_rows"] > len(x) // 2
-    # k-means++ never has dormant rows; nor does a selection without labelled rows, one whose
-    # budget is a large share of the pool, or one on too narrow rows
+    # k-means++ never has dormant rows; nor does a selection without labelled rows. They do not
+    # pay for a budget that is a large share of the pool, nor a small one against many
+    # labelled rows, nor on narrow rows or a small pool
     assert ops.choose_algorithm(x, centres, kcenter=False, labelled=labelled, budget=budget) == "brute"
     assert ops.choose_algorithm(x, budget // 2, kcenter=True, labelled=0, budget=budget) == "brute"
     large = int(_sketch.DORMANT_SHARE * (len(x) - labelled)) + 1
     assert ops.choose_algorithm(x, labelled + large // 2, kcenter=True, labelled=labelled, budget=large) == "brute"
-    narrow = x[:, : _sketch.DORMANT_MIN_D // 2]
+    many = budget * x.shape[1] // _sketch.DORMANT_MIN_D + 1
+    assert ops.choose_algorithm(x, many + budget // 2, kcenter=True, labelled=many, budget=budget) == "brute"
+    narrow = np.ascontiguousarray(x[:, : _sketch.DORMANT_MIN_D // 2])
     assert ops.choose_algorithm(narrow, centres, kcenter=True, labelled=labelled, budget=budget) == "brute"
+    assert ops.choose_algorithm(x[:8000], centres, kcenter=True, labelled=labelled, budget=budget) == "brute"
     # group bounds stay alone where the pool looks clustered
-    clustered = clustered_pool(6000, 32, clusters=20, seed=4, spread=0.1)
+    clustered = clustered_pool(24000, 256, clusters=20, seed=4, spread=0.1)
     assert ops.choose_algorithm(clustered, centres, kcenter=True, labelled=labelled, budget=budget) \
         == ops.choose_algorithm(clustered, centres)
 

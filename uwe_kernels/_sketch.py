@@ -396,13 +396,17 @@ MEASURE_SHARE = 1.0
 MIN_CENTRES = 64
 # k-center greedy with labelled rows: the engines' dormant rows (docs/internals.md, "Dormant
 # rows") skip most of every pick's pass even where the sketch bound prunes nothing, so a
-# narrow sketch (plain mode) beats brute force when (measured on isotropic noise, cpp):
-# the budget is a small share of the unlabelled rows (a wake searches every centre so far);
-# rows are wide (at d = 128 the engine's per-row work and a cache-resident pool made it up to
-# 4.5x slower); and the picks saved (budget x d) outweigh the sketched labelled pass's extra
-# work per labelled row (its bound tests and ordering, independent of d).
+# narrow sketch (plain mode) beats brute force when (measured on isotropic noise, both
+# engines): the budget is a small share of the unlabelled rows (a wake searches every centre
+# so far); rows are wide (at d = 128 the engine's per-row work against a cache-resident pool
+# cost up to 4.5x); the picks saved (budget x d) outweigh the sketched labelled pass's extra
+# work per labelled row (its bound tests and ordering, independent of d); and the picks'
+# brute-force work (n d budget) is DORMANT_MEASURE_SHARE times the measurement's (a sketch
+# is built and measured for the dormant rows alone), counted as if d were 512 at least (below,
+# fixed costs and cache-resident pools decide: 21,000 x 256, budget 200 cost 1.2x on numba).
 DORMANT_SHARE = 0.1
 DORMANT_MIN_D = 256
+DORMANT_MEASURE_SHARE = 4.0
 DORMANT_WIDTH = 16
 
 
@@ -425,9 +429,11 @@ NO_SKETCH = SketchChoice(0, 1.0, {}, None, 0.0)
 def dormancy_pays(n: int, d: int, kcenter: bool, labelled: int, budget: int) -> bool:
     """Whether a k-center selection's dormant rows repay a sketch that prunes nothing by itself
     on an [n, d] pool: labelled rows to seed D, d >= DORMANT_MIN_D, a budget of at most
-    DORMANT_SHARE of the unlabelled rows and budget x d >= DORMANT_MIN_D x labelled."""
+    DORMANT_SHARE of the unlabelled rows, budget x d >= DORMANT_MIN_D x labelled, and
+    n budget >= DORMANT_MEASURE_SHARE x SAMPLE_ROWS x max(d, 2 DORMANT_MIN_D)."""
     return (kcenter and labelled > 0 and d >= DORMANT_MIN_D and 0 < budget <= DORMANT_SHARE * (n - labelled)
-            and budget * d >= DORMANT_MIN_D * labelled)
+            and budget * d >= DORMANT_MIN_D * labelled
+            and float(n) * budget >= DORMANT_MEASURE_SHARE * SAMPLE_ROWS * max(d, 2 * DORMANT_MIN_D))
 
 
 def choose_sketch(emb: Any, centres: int | None = None, dormant: bool = False) -> SketchChoice:
