@@ -233,7 +233,7 @@ class Engine {
       if (done == probe && picks > 0 && mode_ == kPlain) {
         const Acc t = dormancy_threshold(D, rows.data(), probe, picks, nr);
         if (t > 0) {  // later units stop early: the probe's fraction says little about them
-          dormant_.start(n_, rows_.workspace().threads, t);
+          dormant_.start(n_, rows_.workspace().full, t);  // queues for any team a later pass has
           stop_below = t;
           continue;
         }
