@@ -234,7 +234,7 @@ def main() -> None:
     bandwidth = _roofline.cpu_read_bandwidth(repeats=5)
     print(json.dumps({"read_bandwidth": bandwidth}), flush=True)
     if args.large:
-        print(json.dumps(goal_large(1_000_000, 512, 1_000, 10_000, bandwidth["best"], check=20)), flush=True)
+        print(json.dumps(goal_large(1_000_000, 512, 1_000, 10_000, bandwidth["best"], check=200)), flush=True)
         return
     for name, n, d, exponent, _, budget in GOAL:
         if name in args.pools:

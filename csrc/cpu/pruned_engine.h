@@ -99,7 +99,7 @@ struct Stats {
   int64_t labelled_pairs = 0;    // of rows_touched: the labelled set's one-off pass (add_centres)
   int64_t sketch_tests = 0;      // rows whose sketch bound was read before a full distance
   int64_t dormant_rows = 0;      // rows that fell asleep (k-center greedy; a row each time it does)
-  int64_t woken_rows = 0;        // of those, rows woken later (their D finished)
+  int64_t woken_rows = 0;        // rows woken (searched again; a row each time it is)
   int64_t wake_rounds = 0;
 };
 
@@ -198,11 +198,11 @@ class Engine {
   // in units between checkpoints, the first (the probe) spread over the pool; when the units
   // evaluate more than kLabelledMaxFraction of their pairs, the rest runs the brute-force tile
   // pass (cpu::nearest_centres), which is faster there.
-  // picks > 0 (k-center greedy, picks still to come) in plain mode: rows may go dormant. The probe's D
-  // estimates the last pick's D (its rank among the pool's D is about `picks`); that estimate is
-  // the threshold T, and a row stops as soon as its D so far is below T. Such a row can change
-  // no pick until the picks' D falls to T (farthest() then wakes it), so neither the pass nor
-  // the per-pick passes finish it. Measured on a power-law pool of 50,000 rows, 1,000 picks:
+  // picks > 0 (k-center greedy, picks still to come) in plain mode: rows may go dormant. The
+  // probe's D estimates the last pick's D (its rank among the pool's D is about `picks`); that
+  // estimate is the threshold T, and a row stops as soon as its D so far is below T. Such a
+  // row can change no pick until the picks' D falls to T (farthest() then wakes it), so
+  // neither the pass nor the per-pick passes finish it. Measured on a power-law pool of 50,000 rows, 1,000 picks:
   // 3% of the rows had a D above the last pick's.
   void add_labelled_sketched(const std::vector<uint8_t>& labelled, int64_t picks, Checkpoint& checkpoint) {
     std::vector<int64_t> centres, rows;
@@ -233,7 +233,7 @@ class Engine {
       if (done == probe && picks > 0 && mode_ == kPlain) {
         const Acc t = dormancy_threshold(D, rows.data(), probe, picks, nr);
         if (t > 0) {  // later units stop early: the probe's fraction says little about them
-          dormant_.start(n_, rows_.workspace().threads, t);
+          dormant_.start(n_, rows_.workspace().full, t);  // queues for any team a later pass has
           stop_below = t;
           continue;
         }
@@ -634,7 +634,7 @@ class Engine {
     touched += t_touched;
     read += t_read;
     fell_asleep();
-    tests += untaken_;
+    tests += dormant_.on() ? count : untaken_;
     Acc best = -1;
     scan_argmax_ = -1;
     for (int64_t task = 0; task < n_tasks; ++task)

@@ -116,6 +116,7 @@ struct Emb {
 template <class Acc>
 struct Workspace {
   int threads;
+  int full;        // the team it was made for: threads never exceeds it
   int64_t stride;  // Acc values per thread buffer, padded to a cache line
   std::vector<Acc> buffers;
   std::vector<Acc> best_value;  // per work item of a pass (select_cpu.cpp's sweep)
@@ -127,7 +128,7 @@ struct Workspace {
     threads = tuner.threads();
   }
 
-  Workspace(int t, int64_t width) : threads(t), tuner(t) {
+  Workspace(int t, int64_t width) : threads(t), full(t), tuner(t) {
     stride = (width + 2 * Simd<Acc>::L + 15) / 16 * 16;
     buffers.assign(static_cast<size_t>(stride) * threads, Acc(0));
   }

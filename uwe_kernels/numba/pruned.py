@@ -393,17 +393,19 @@ class _Engine:
 
     def _wake(self, v: float) -> None:
         """The threshold drops to min(v, WAKE_SHRINK x threshold) and every dormant row whose
-        bound reaches it gets its exact D against all centres so far (labelled and picked,
-        A = their group numbers), from its bound and the sketch as in the labelled pass. The
-        rows left dormant have D <= bound < threshold <= v: below the argmax, never tied."""
+        bound reaches it searches all centres so far (labelled and picked, A = their group
+        numbers), from its bound and the sketch as in the labelled pass: to its exact D, or
+        until its D is below the new threshold, where it stays dormant with that smaller bound.
+        The rows left dormant have D <= bound < threshold <= v: below the argmax, never tied."""
         self.threshold = min(v, WAKE_SHRINK * self.threshold)
         rows = np.flatnonzero(self.dormant & (self.D >= self.threshold))
         if len(rows):
             self.stats["rows_touched"] += sketched.seed(self.rows, self.sk, self.gcentre[: self.G], rows, self.D,
-                                                        self.A, self.tuner.threads())
-            self.dormant[rows] = False
-            self.taken[rows] = False
-            self.asleep -= len(rows)
+                                                        self.A, self.tuner.threads(), self.threshold)
+            awake = rows[self.D[rows] >= self.threshold]
+            self.dormant[awake] = False
+            self.taken[awake] = False
+            self.asleep -= len(awake)
         self.stats["woken_rows"] += len(rows)
         self.stats["wake_rounds"] += 1
         if not self.plain:
