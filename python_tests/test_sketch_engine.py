@@ -330,7 +330,7 @@ def test_auto_chooses_dormant_rows_for_kcenter_greedy_on_noise(backend: str) -> 
     assert ops.choose_algorithm(x, budget // 2, kcenter=True, labelled=0, budget=budget) == "brute"
     large = int(_sketch.DORMANT_SHARE * (len(x) - labelled)) + 1
     assert ops.choose_algorithm(x, labelled + large // 2, kcenter=True, labelled=labelled, budget=large) == "brute"
-    many = budget * x.shape[1] // _sketch.DORMANT_MIN_D + 1
+    many = int(budget * x.shape[1] // getattr(ops, "DORMANT_LABELLED_COST", _sketch.DORMANT_LABELLED_COST)) + 1
     assert ops.choose_algorithm(x, many + budget // 2, kcenter=True, labelled=many, budget=budget) == "brute"
     narrow = np.ascontiguousarray(x[:, : _sketch.DORMANT_MIN_D // 2])
     assert ops.choose_algorithm(narrow, centres, kcenter=True, labelled=labelled, budget=budget) == "brute"

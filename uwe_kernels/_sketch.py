@@ -400,12 +400,16 @@ MIN_CENTRES = 64
 # engines): the budget is a small share of the unlabelled rows (a wake searches every centre
 # so far); rows are wide (at d = 128 the engine's per-row work against a cache-resident pool
 # cost up to 4.5x); the picks saved (budget x d) outweigh the sketched labelled pass's extra
-# work per labelled row (its bound tests and ordering, independent of d); and the picks'
+# work per labelled row (its bound tests and ordering, independent of d: `labelled_cost`
+# row widths per labelled row, each engine's own, DORMANT_LABELLED_COST); and the picks'
 # brute-force work (n d budget) is DORMANT_MEASURE_SHARE times the measurement's (a sketch
 # is built and measured for the dormant rows alone), counted as if d were 512 at least (below,
 # fixed costs and cache-resident pools decide: 21,000 x 256, budget 200 cost 1.2x on numba).
 DORMANT_SHARE = 0.1
 DORMANT_MIN_D = 256
+# cpp: 1.36x brute force's time at d = 512, budget = labelled / 10, 1.0x at labelled / 5,
+# 0.63x at labelled / 2; at d = 256: 1.76x at labelled / 5, 0.78-0.92x at labelled.
+DORMANT_LABELLED_COST = 256.0
 DORMANT_MEASURE_SHARE = 4.0
 DORMANT_WIDTH = 16
 
@@ -426,13 +430,14 @@ class SketchChoice:
 NO_SKETCH = SketchChoice(0, 1.0, {}, None, 0.0)
 
 
-def dormancy_pays(n: int, d: int, kcenter: bool, labelled: int, budget: int) -> bool:
+def dormancy_pays(n: int, d: int, kcenter: bool, labelled: int, budget: int,
+                  labelled_cost: float = DORMANT_LABELLED_COST) -> bool:
     """Whether a k-center selection's dormant rows repay a sketch that prunes nothing by itself
     on an [n, d] pool: labelled rows to seed D, d >= DORMANT_MIN_D, a budget of at most
-    DORMANT_SHARE of the unlabelled rows, budget x d >= DORMANT_MIN_D x labelled, and
+    DORMANT_SHARE of the unlabelled rows, budget x d >= labelled_cost x labelled, and
     n budget >= DORMANT_MEASURE_SHARE x SAMPLE_ROWS x max(d, 2 DORMANT_MIN_D)."""
     return (kcenter and labelled > 0 and d >= DORMANT_MIN_D and 0 < budget <= DORMANT_SHARE * (n - labelled)
-            and budget * d >= DORMANT_MIN_D * labelled
+            and budget * d >= labelled_cost * labelled
             and float(n) * budget >= DORMANT_MEASURE_SHARE * SAMPLE_ROWS * max(d, 2 * DORMANT_MIN_D))
 
 
@@ -466,17 +471,18 @@ def choose_sketch(emb: Any, centres: int | None = None, dormant: bool = False) -
 
 
 def choose_bounds(emb: Any, centres: int | None, sketch_ok: bool, *, kcenter: bool = False, labelled: int = 0,
-                  budget: int = 0) -> str:
+                  budget: int = 0, labelled_cost: float = DORMANT_LABELLED_COST) -> str:
     """`auto`'s choice for an engine that runs group bounds and (when sketch_ok) sketches:
     'pruned' when the row sample looks clustered, an Algorithm 'sketch' when choose_sketch
     finds a width that pays, 'pruned+sketch' when both, else 'brute'. kcenter, labelled,
-    budget: the selection; k-center greedy's dormant rows (dormancy_pays) make a sketch pay on
+    budget: the selection (labelled_cost: the engine's, for dormancy_pays); k-center greedy's
+    dormant rows (dormancy_pays) make a sketch pay on
     pools that do not look clustered (where they do, group bounds win by far more, and cpp's
     dormant rows run in plain mode only)."""
     groups = looks_clustered(emb)
     be = _as_backend(emb)
     n, d = (int(v) for v in (be.features.shape if isinstance(be, FactoredArrays) else be.shape))
-    dormant = not groups and dormancy_pays(n, d, kcenter, labelled, budget)
+    dormant = not groups and dormancy_pays(n, d, kcenter, labelled, budget, labelled_cost)
     sketch = choose_sketch(emb, centres, dormant) if sketch_ok else NO_SKETCH
     if sketch.width:
         return Algorithm("pruned+sketch" if groups else "sketch", sketch)

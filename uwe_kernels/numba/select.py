@@ -28,6 +28,13 @@ CHECKS_FINITE = False
 ALGORITHMS = ("brute", "pruned", "sketch", "pruned+sketch")
 
 
+# numba's sketched labelled pass costs less per labelled row than cpp's (_sketch.dormancy_pays),
+# measured on isotropic noise: at d = 512 1.32x brute force's time at budget = labelled / 10,
+# 0.47x at labelled / 8, 0.26-0.28x at labelled / 5; at d = 256 1.0x at labelled / 5, 0.25x
+# at labelled / 2.5.
+DORMANT_LABELLED_COST = 100.0
+
+
 def choose_algorithm(emb: Any, centres: int | None = None, *, kcenter: bool = False, labelled: int = 0,
                      budget: int = 0) -> str:
     """Group bounds ('pruned') for dense pools whose row sample looks clustered (the same test
@@ -37,7 +44,7 @@ def choose_algorithm(emb: Any, centres: int | None = None, *, kcenter: bool = Fa
     if pruned.pruned_supported(emb):
         return "brute"
     return choose_bounds(emb, centres, not sketched.sketch_supported(emb, pruned.accum(None, emb)), kcenter=kcenter,
-                         labelled=labelled, budget=budget)
+                         labelled=labelled, budget=budget, labelled_cost=DORMANT_LABELLED_COST)
 
 
 def _check_algorithm(algorithm: str) -> None:
