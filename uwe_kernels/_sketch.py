@@ -476,14 +476,15 @@ def choose_bounds(emb: Any, centres: int | None, sketch_ok: bool, *, kcenter: bo
     'pruned' when the row sample looks clustered, an Algorithm 'sketch' when choose_sketch
     finds a width that pays, 'pruned+sketch' when both, else 'brute'. kcenter, labelled,
     budget: the selection (labelled_cost: the engine's, for dormancy_pays); k-center greedy's
-    dormant rows (dormancy_pays) make a sketch pay on
-    pools that do not look clustered (where they do, group bounds win by far more, and cpp's
-    dormant rows run in plain mode only)."""
+    dormant rows (dormancy_pays) make a sketch pay on pools that do not look clustered (where
+    they do, group bounds win by far more, and cpp's dormant rows run in plain mode only)."""
     groups = looks_clustered(emb)
+    if not sketch_ok:
+        return "pruned" if groups else "brute"
     be = _as_backend(emb)
     n, d = (int(v) for v in (be.features.shape if isinstance(be, FactoredArrays) else be.shape))
     dormant = not groups and dormancy_pays(n, d, kcenter, labelled, budget, labelled_cost)
-    sketch = choose_sketch(emb, centres, dormant) if sketch_ok else NO_SKETCH
+    sketch = choose_sketch(emb, centres, dormant)
     if sketch.width:
         return Algorithm("pruned+sketch" if groups else "sketch", sketch)
     return "pruned" if groups else "brute"
