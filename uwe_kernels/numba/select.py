@@ -6,7 +6,8 @@ sweep per pick, O(n d) per pick, O(n (K + d)) for BADGE factors), 'pruned' (dens
 the pruning engine of pruned.py (the same picks, reading only rows whose nearest-centre
 distance can change) with group bounds; 'sketch' runs it with sketch (projection) bounds
 only, 'pruned+sketch' with both. 'auto' measures a row sample: group bounds when it looks
-clustered, a sketch when its predicted traffic is at most half of brute force's. The pick loops
+clustered, a sketch when its predicted traffic is at most half of brute force's (or, for
+k-center greedy, when its dormant rows pay: _sketch.dormancy_pays). The pick loops
 are _driver's; distances are rows.py's (float32 accumulator, float64 for float64 inputs; D
 and prefix sums float64). Ties: lowest index wins, independent of the thread count.
 """
