@@ -330,10 +330,14 @@ def test_auto_chooses_dormant_rows_for_kcenter_greedy_on_noise(backend: str) -> 
     assert ops.choose_algorithm(x, budget // 2, kcenter=True, labelled=0, budget=budget) == "brute"
     large = int(_sketch.DORMANT_SHARE * (len(x) - labelled)) + 1
     assert ops.choose_algorithm(x, labelled + large // 2, kcenter=True, labelled=labelled, budget=large) == "brute"
-    many = int(budget * x.shape[1] // getattr(ops, "DORMANT_LABELLED_COST", _sketch.DORMANT_LABELLED_COST)) + 1
+    cost = ops.dormant_labelled_cost(x.shape[1]) if backend == "numba" else _sketch.DORMANT_LABELLED_COST
+    many = int(budget * x.shape[1] // cost) + 1
     assert ops.choose_algorithm(x, many + budget // 2, kcenter=True, labelled=many, budget=budget) == "brute"
     narrow = np.ascontiguousarray(x[:, : _sketch.DORMANT_MIN_D // 2])
     assert ops.choose_algorithm(narrow, centres, kcenter=True, labelled=labelled, budget=budget) == "brute"
+    # nor on rows wider than measured (the rule alone: a pool that wide would be slow to test)
+    assert _sketch.dormancy_pays(10**6, _sketch.DORMANT_MAX_D, True, 100, 10**4)
+    assert not _sketch.dormancy_pays(10**6, _sketch.DORMANT_MAX_D + 1, True, 100, 10**4)
     assert ops.choose_algorithm(x[:8000], centres, kcenter=True, labelled=labelled, budget=budget) == "brute"
     # group bounds stay alone where the pool looks clustered
     clustered = clustered_pool(24000, 256, clusters=20, seed=4, spread=0.1)

@@ -407,8 +407,10 @@ MIN_CENTRES = 64
 # fixed costs and cache-resident pools decide: 21,000 x 256, budget 200 cost 1.2x on numba).
 DORMANT_SHARE = 0.1
 DORMANT_MIN_D = 256
+DORMANT_MAX_D = 1024  # wider rows were not measured
 # cpp: 1.36x brute force's time at d = 512, budget = labelled / 10, 1.0x at labelled / 5,
-# 0.63x at labelled / 2; at d = 256: 1.76x at labelled / 5, 0.78-0.92x at labelled.
+# 0.63x at labelled / 2; at d = 256: 1.76x at labelled / 5, 0.78-0.92x at labelled; at
+# d = 1024: 0.59x at labelled / 4.
 DORMANT_LABELLED_COST = 256.0
 DORMANT_MEASURE_SHARE = 4.0
 DORMANT_WIDTH = 16
@@ -433,10 +435,11 @@ NO_SKETCH = SketchChoice(0, 1.0, {}, None, 0.0)
 def dormancy_pays(n: int, d: int, kcenter: bool, labelled: int, budget: int,
                   labelled_cost: float = DORMANT_LABELLED_COST) -> bool:
     """Whether a k-center selection's dormant rows repay a sketch that prunes nothing by itself
-    on an [n, d] pool: labelled rows to seed D, d >= DORMANT_MIN_D, a budget of at most
+    on an [n, d] pool: labelled rows to seed D, DORMANT_MIN_D <= d <= DORMANT_MAX_D, a budget of at most
     DORMANT_SHARE of the unlabelled rows, budget x d >= labelled_cost x labelled, and
     n budget >= DORMANT_MEASURE_SHARE x SAMPLE_ROWS x max(d, 2 DORMANT_MIN_D)."""
-    return (kcenter and labelled > 0 and d >= DORMANT_MIN_D and 0 < budget <= DORMANT_SHARE * (n - labelled)
+    return (kcenter and labelled > 0 and DORMANT_MIN_D <= d <= DORMANT_MAX_D
+            and 0 < budget <= DORMANT_SHARE * (n - labelled)
             and budget * d >= labelled_cost * labelled
             and float(n) * budget >= DORMANT_MEASURE_SHARE * SAMPLE_ROWS * max(d, 2 * DORMANT_MIN_D))
 

@@ -29,11 +29,16 @@ CHECKS_FINITE = False
 ALGORITHMS = ("brute", "pruned", "sketch", "pruned+sketch")
 
 
-# numba's sketched labelled pass costs less per labelled row than cpp's (_sketch.dormancy_pays),
-# measured on isotropic noise: at d = 512 1.32x brute force's time at budget = labelled / 10,
-# 0.47x at labelled / 8, 0.26-0.28x at labelled / 5; at d = 256 1.0x at labelled / 5, 0.25x
-# at labelled / 2.5.
+# numba's sketched labelled pass costs less per labelled row than cpp's (_sketch.dormancy_pays)
+# up to d = 512, more above, measured on isotropic noise: at d = 512 1.32x brute force's time
+# at budget = labelled / 10, 0.47x at labelled / 8, 0.26-0.28x at labelled / 5; at d = 256
+# 1.0x at labelled / 5, 0.25x at labelled / 2.5; at d = 1024 1.36x at labelled / 10, 1.11x at
+# labelled / 5, 0.84x at labelled / 4 (hence the cost grows as d^2 above 512).
 DORMANT_LABELLED_COST = 100.0
+
+
+def dormant_labelled_cost(d: int) -> float:
+    return DORMANT_LABELLED_COST * max(1.0, d / 512) ** 2
 
 
 def choose_algorithm(emb: Any, centres: int | None = None, *, kcenter: bool = False, labelled: int = 0,
@@ -45,7 +50,7 @@ def choose_algorithm(emb: Any, centres: int | None = None, *, kcenter: bool = Fa
     if pruned.pruned_supported(emb):
         return "brute"
     return choose_bounds(emb, centres, not sketched.sketch_supported(emb, pruned.accum(None, emb)), kcenter=kcenter,
-                         labelled=labelled, budget=budget, labelled_cost=DORMANT_LABELLED_COST)
+                         labelled=labelled, budget=budget, labelled_cost=dormant_labelled_cost(emb.shape[1]))
 
 
 def _check_algorithm(algorithm: str) -> None:
