@@ -33,7 +33,8 @@ ALGORITHMS = ("brute", "pruned", "sketch", "pruned+sketch")
 # up to d = 512, more above, measured on isotropic noise: at d = 512 1.32x brute force's time
 # at budget = labelled / 10, 0.47x at labelled / 8, 0.26-0.28x at labelled / 5; at d = 256
 # 1.0x at labelled / 5, 0.25x at labelled / 2.5; at d = 1024 1.36x at labelled / 10, 1.11x at
-# labelled / 5, 0.84x at labelled / 4 (hence the cost grows as d^2 above 512).
+# labelled / 5, 0.84x at labelled / 4, 0.24x at labelled / 2.5 (hence the cost grows as d^2
+# above 512).
 DORMANT_LABELLED_COST = 100.0
 
 
