@@ -94,7 +94,8 @@ def sketch_report(x: np.ndarray, labelled: np.ndarray, budget: int, backend: str
     mask = np.zeros(n, dtype=bool)
     mask[labelled] = True
     ops, engine, two_tier = _engine(backend)
-    choice = ops.choose_algorithm(x, centres=len(labelled) + budget // 2)
+    choice = ops.choose_algorithm(x, centres=len(labelled) + budget // 2, kcenter=True, labelled=len(labelled),
+                                  budget=budget)
     sketch = getattr(choice, "sketch", None)
     options = {"sketch_width": min(16, x.shape[1] // 4), "mode": "plain"}
     if sketch is not None:
@@ -197,7 +198,8 @@ def goal_large(n: int, d: int, n_labelled: int, budget: int, bandwidth: float, c
     mask = np.zeros(n, dtype=bool)
     mask[labelled] = True
     start = time.perf_counter()
-    choice = cpp_select.choose_algorithm(x, centres=n_labelled + budget // 2)
+    choice = cpp_select.choose_algorithm(x, centres=n_labelled + budget // 2, kcenter=True, labelled=n_labelled,
+                                         budget=budget)
     if "sketch" in choice:
         options = engine_options(x, choice, two_tier=True)
     else:  # the plain pass without a sketch reads every row, as brute force does

@@ -17,7 +17,7 @@ from uwe_kernels.factored import FactoredArrays  # noqa: E402
 from uwe_kernels.numba import pruned, sketched  # noqa: E402
 from uwe_kernels.numba import select as nsel  # noqa: E402
 
-from helpers import gaussian_pool  # noqa: E402
+from helpers import clustered_pool, gaussian_pool  # noqa: E402
 
 DTYPES = {"float16": np.dtype(np.float16), "bfloat16": BFLOAT16, "float32": np.dtype(np.float32),
           "float64": np.dtype(np.float64)}
@@ -291,11 +291,87 @@ def test_auto_chooses_a_sketch_on_a_decaying_spectrum_and_brute_force_on_noise()
     assert choice in ("sketch", "pruned+sketch")
     assert isinstance(choice, _sketch.Algorithm) and choice.sketch.width in (8, 16)
     assert choice.sketch.traffic <= _sketch.MAX_TRAFFIC
-    assert nsel.choose_algorithm(gaussian_pool(6000, 64, seed=2), centres=400) == "brute"
+    # k-means++ (and a caller that does not say which op): the bound prunes nothing on noise
+    noise = gaussian_pool(6000, 64, seed=2)
+    assert nsel.choose_algorithm(noise, centres=400) == "brute"
+    assert nsel.choose_algorithm(noise, centres=400, kcenter=False, labelled=300, budget=200) == "brute"
     # too short a selection to repay the measurement, too small a pool, too narrow for k <= d / 4
     assert _sketch.choose_sketch(decaying, centres=1).width == 0
     assert _sketch.choose_sketch(decaying[:1000], centres=400).width == 0
     assert _sketch.choose_sketch(decaying[:, :16], centres=400).width == 0
+
+
+def noise_selection() -> tuple[np.ndarray, int, int]:
+    """Isotropic noise (the sketch bound prunes nothing), labelled rows and a budget where
+    k-center greedy's dormant rows pay (_sketch.dormancy_pays)."""
+    return gaussian_pool(24000, 256, seed=5), 100, 400
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_auto_chooses_dormant_rows_for_kcenter_greedy_on_noise(backend: str) -> None:
+    if backend == "cpp" and not cpp_available():
+        pytest.skip("cpp: " + uk.backends()["cpp"][1])
+    ops, engine = BACKENDS[backend]
+    x, labelled, budget = noise_selection()
+    centres = labelled + budget // 2
+    choice = ops.choose_algorithm(x, centres, kcenter=True, labelled=labelled, budget=budget)
+    assert choice == "sketch"  # plain mode: cpp runs dormant rows there only
+    assert choice.sketch.width == _sketch.DORMANT_WIDTH and choice.sketch.wide == 0
+    assert choice.sketch.traffic > _sketch.MAX_TRAFFIC  # chosen for the dormant rows, not the bound
+    options = _sketch.engine_options(x, choice, two_tier=backend == "cpp")
+    assert options["mode"] == "plain"
+    mask = mask_of(len(x), labelled, seed=6)
+    _, _, stats = engine.kcenter_greedy_stats(x, mask, budget, None, **options)
+    assert stats["dormant_rows"] > len(x) // 2
+    # k-means++ never has dormant rows; nor does a selection without labelled rows. They do not
+    # pay for a budget that is a large share of the pool, nor a small one against many
+    # labelled rows, nor on narrow rows or a small pool
+    assert ops.choose_algorithm(x, centres, kcenter=False, labelled=labelled, budget=budget) == "brute"
+    assert ops.choose_algorithm(x, budget // 2, kcenter=True, labelled=0, budget=budget) == "brute"
+    large = int(_sketch.DORMANT_SHARE * (len(x) - labelled)) + 1
+    assert ops.choose_algorithm(x, labelled + large // 2, kcenter=True, labelled=labelled, budget=large) == "brute"
+    cost = ops.dormant_labelled_cost(x.shape[1]) if backend == "numba" else _sketch.DORMANT_LABELLED_COST
+    many = int(budget * x.shape[1] // cost) + 1
+    assert ops.choose_algorithm(x, many + budget // 2, kcenter=True, labelled=many, budget=budget) == "brute"
+    narrow = np.ascontiguousarray(x[:, : _sketch.DORMANT_MIN_D // 2])
+    assert ops.choose_algorithm(narrow, centres, kcenter=True, labelled=labelled, budget=budget) == "brute"
+    # nor on rows wider than measured (the rule alone: a pool that wide would be slow to test)
+    assert _sketch.dormancy_pays(10**6, _sketch.DORMANT_MAX_D, True, 100, 10**4)
+    assert not _sketch.dormancy_pays(10**6, _sketch.DORMANT_MAX_D + 1, True, 100, 10**4)
+    assert ops.choose_algorithm(x[:8000], centres, kcenter=True, labelled=labelled, budget=budget) == "brute"
+    # group bounds stay alone where the pool looks clustered
+    clustered = clustered_pool(24000, 256, clusters=20, seed=4, spread=0.1)
+    assert ops.choose_algorithm(clustered, centres, kcenter=True, labelled=labelled, budget=budget) \
+        == ops.choose_algorithm(clustered, centres)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_auto_with_dormant_rows_gives_the_brute_picks(backend: str) -> None:
+    if backend == "cpp" and not cpp_available():
+        pytest.skip("cpp: " + uk.backends()["cpp"][1])
+    x, labelled, budget = noise_selection()
+    idx = np.flatnonzero(mask_of(len(x), labelled, seed=7))
+    want = uk.kcenter_greedy(x, idx, budget, algorithm="brute", backend=backend, return_distances=True)
+    got = uk.kcenter_greedy(x, idx, budget, algorithm="auto", backend=backend, return_distances=True)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    want_pp = uk.kmeans_pp(x, budget, labelled_idx=idx, seed=3, algorithm="brute", backend=backend)
+    np.testing.assert_array_equal(uk.kmeans_pp(x, budget, labelled_idx=idx, seed=3, backend=backend), want_pp)
+
+
+def test_auto_tells_the_backend_which_selection_it_chooses_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    told: list[dict] = []
+
+    def choose(emb: object, centres: int | None = None, **selection: object) -> str:
+        told.append({"centres": centres, **selection})
+        return "brute"
+
+    monkeypatch.setattr(nsel, "choose_algorithm", choose)
+    x = gaussian_pool(500, 8, seed=1)
+    uk.kcenter_greedy(x, [3, 9, 40], 20, backend="numba")
+    uk.kmeans_pp(x, 20, labelled_idx=[3, 9, 40, 40], backend="numba")
+    assert told == [{"centres": 13, "kcenter": True, "labelled": 3, "budget": 20},
+                    {"centres": 13, "kcenter": False, "labelled": 3, "budget": 20}]
 
 
 def test_auto_with_a_sketch_gives_the_brute_picks() -> None:

@@ -394,6 +394,26 @@ MEASURE_SHARE = 1.0
 # in time at k = 64 (BLAS against a bandwidth-bound sweep); selections with fewer mean centres
 # (labelled + budget / 2) than this do not repay it.
 MIN_CENTRES = 64
+# k-center greedy with labelled rows: the engines' dormant rows (docs/internals.md, "Dormant
+# rows") skip most of every pick's pass even where the sketch bound prunes nothing, so a
+# narrow sketch (plain mode) beats brute force when (measured on isotropic noise, both
+# engines): the budget is a small share of the unlabelled rows (a wake searches every centre
+# so far); rows are wide (at d = 128 the engine's per-row work against a cache-resident pool
+# cost up to 4.5x); the picks saved (budget x d) outweigh the sketched labelled pass's extra
+# work per labelled row (its bound tests and ordering, independent of d: `labelled_cost`
+# row widths per labelled row, each engine's own, DORMANT_LABELLED_COST); and the picks'
+# brute-force work (n d budget) is DORMANT_MEASURE_SHARE times the measurement's (a sketch
+# is built and measured for the dormant rows alone), counted as if d were 512 at least (below,
+# fixed costs and cache-resident pools decide: 21,000 x 256, budget 200 cost 1.2x on numba).
+DORMANT_SHARE = 0.1
+DORMANT_MIN_D = 256
+DORMANT_MAX_D = 1024  # wider rows were not measured
+# cpp: 1.36x brute force's time at d = 512, budget = labelled / 10, 1.0x at labelled / 5,
+# 0.63x at labelled / 2; at d = 256: 1.76x at labelled / 5, 0.78-0.92x at labelled; at
+# d = 1024: 0.59x at labelled / 4.
+DORMANT_LABELLED_COST = 256.0
+DORMANT_MEASURE_SHARE = 4.0
+DORMANT_WIDTH = 16
 
 
 @dataclass(frozen=True)
@@ -412,11 +432,24 @@ class SketchChoice:
 NO_SKETCH = SketchChoice(0, 1.0, {}, None, 0.0)
 
 
-def choose_sketch(emb: Any, centres: int | None = None) -> SketchChoice:
+def dormancy_pays(n: int, d: int, kcenter: bool, labelled: int, budget: int,
+                  labelled_cost: float = DORMANT_LABELLED_COST) -> bool:
+    """Whether a k-center selection's dormant rows repay a sketch that prunes nothing by itself
+    on an [n, d] pool: labelled rows to seed D, DORMANT_MIN_D <= d <= DORMANT_MAX_D, a budget of at most
+    DORMANT_SHARE of the unlabelled rows, budget x d >= labelled_cost x labelled, and
+    n budget >= DORMANT_MEASURE_SHARE x SAMPLE_ROWS x max(d, 2 DORMANT_MIN_D)."""
+    return (kcenter and labelled > 0 and DORMANT_MIN_D <= d <= DORMANT_MAX_D
+            and 0 < budget <= DORMANT_SHARE * (n - labelled)
+            and budget * d >= labelled_cost * labelled
+            and float(n) * budget >= DORMANT_MEASURE_SHARE * SAMPLE_ROWS * max(d, 2 * DORMANT_MIN_D))
+
+
+def choose_sketch(emb: Any, centres: int | None = None, dormant: bool = False) -> SketchChoice:
     """The sketch width whose pick reads the fewest bytes (widths k <= d / 4), if that is at
-    most MAX_TRAFFIC of brute force's; NO_SKETCH for small pools and for selections too short
-    to repay the measurement. centres: the selection's mean centre count (labelled rows plus
-    half the budget), None when unknown."""
+    most MAX_TRAFFIC of brute force's; else, when `dormant` (dormancy_pays), DORMANT_WIDTH
+    (one tier: dormant rows pay, not the bound); NO_SKETCH for small pools and for selections
+    too short to repay the measurement. centres: the selection's mean centre count (labelled
+    rows plus half the budget), None when unknown."""
     start = time.perf_counter()
     emb = _as_backend(emb)
     n, d = emb.features.shape if isinstance(emb, FactoredArrays) else emb.shape
@@ -431,18 +464,30 @@ def choose_sketch(emb: Any, centres: int | None = None) -> SketchChoice:
     fractions = predicted_fractions(emb, max(1, centres or 64), widths, directions=(mu, basis), sample=sample)
     k, traffic = best_width(fractions, d)
     if traffic > MAX_TRAFFIC:
-        return SketchChoice(0, traffic, fractions, None, time.perf_counter() - start)
+        if not dormant:
+            return SketchChoice(0, traffic, fractions, None, time.perf_counter() - start)
+        k = min(DORMANT_WIDTH, max(widths))
+        return SketchChoice(k, traffic, fractions, (mu, np.ascontiguousarray(basis[:, :k])), time.perf_counter() - start)
     wide = best_second_tier(fractions, k, d)
     return SketchChoice(k, traffic, fractions, (mu, np.ascontiguousarray(basis[:, :k])), time.perf_counter() - start,
                         wide, (mu, np.ascontiguousarray(basis[:, :wide])) if wide else None)
 
 
-def choose_bounds(emb: Any, centres: int | None, sketch_ok: bool) -> str:
+def choose_bounds(emb: Any, centres: int | None, sketch_ok: bool, *, kcenter: bool = False, labelled: int = 0,
+                  budget: int = 0, labelled_cost: float = DORMANT_LABELLED_COST) -> str:
     """`auto`'s choice for an engine that runs group bounds and (when sketch_ok) sketches:
     'pruned' when the row sample looks clustered, an Algorithm 'sketch' when choose_sketch
-    finds a width that pays, 'pruned+sketch' when both, else 'brute'."""
+    finds a width that pays, 'pruned+sketch' when both, else 'brute'. kcenter, labelled,
+    budget: the selection (labelled_cost: the engine's, for dormancy_pays); k-center greedy's
+    dormant rows (dormancy_pays) make a sketch pay on pools that do not look clustered (where
+    they do, group bounds win by far more, and cpp's dormant rows run in plain mode only)."""
     groups = looks_clustered(emb)
-    sketch = choose_sketch(emb, centres) if sketch_ok else NO_SKETCH
+    if not sketch_ok:
+        return "pruned" if groups else "brute"
+    be = _as_backend(emb)
+    n, d = (int(v) for v in (be.features.shape if isinstance(be, FactoredArrays) else be.shape))
+    dormant = not groups and dormancy_pays(n, d, kcenter, labelled, budget, labelled_cost)
+    sketch = choose_sketch(emb, centres, dormant)
     if sketch.width:
         return Algorithm("pruned+sketch" if groups else "sketch", sketch)
     return "pruned" if groups else "brute"

@@ -69,8 +69,10 @@ def _check_algorithm(algorithm: Any) -> str:
     return str(algorithm)
 
 
-def _resolve_algorithm(algorithm: str, fn: Callable[..., Any], pool: _Pool, labelled: int, budget: int) -> str:
-    """The backend's choice for "auto", told the selection's mean centre count."""
+def _resolve_algorithm(algorithm: str, fn: Callable[..., Any], pool: _Pool, labelled: int, budget: int,
+                       kcenter: bool) -> str:
+    """The backend's choice for "auto", told the selection's mean centre count, its op
+    (k-center greedy or k-means++), labelled rows and budget."""
     if algorithm != "auto":
         return algorithm
     choose = getattr(sys.modules[fn.__module__], "choose_algorithm", None)
@@ -78,7 +80,8 @@ def _resolve_algorithm(algorithm: str, fn: Callable[..., Any], pool: _Pool, labe
         return "brute"
     with np.errstate(over="ignore", invalid="ignore"):  # a heuristic on a sample; any choice is exact
         # not str(): a _sketch.Algorithm carries the sample measurement to the op
-        choice: str = choose(pool.data, centres=labelled + budget // 2)
+        choice: str = choose(pool.data, centres=labelled + budget // 2, kcenter=kcenter, labelled=labelled,
+                             budget=budget)
         return choice
 
 
@@ -158,7 +161,7 @@ def kcenter_greedy(
     def call(fn: Callable[..., Any]) -> Any:
         factors.extend(pool.checked_factors())
         acc = _scale.accumulation(_arrays.accum_dtype(pool.dtype), factors)
-        algo = _resolve_algorithm(algorithm, fn, pool, n_lab, budget)
+        algo = _resolve_algorithm(algorithm, fn, pool, n_lab, budget, kcenter=True)
         with _progress_bar(progress, budget, "k-center greedy") as update:
             return fn(pool.data, mask, budget, first, algorithm=algo, progress=update, accum_dtype=acc)
 
@@ -207,7 +210,7 @@ def kmeans_pp(
 
     def call(fn: Callable[..., Any]) -> Any:
         acc = _scale.accumulation(_arrays.accum_dtype(pool.dtype), pool.checked_factors(), count=max(pool.n, 1))
-        algo = _resolve_algorithm(algorithm, fn, pool, n_lab, budget)
+        algo = _resolve_algorithm(algorithm, fn, pool, n_lab, budget, kcenter=False)
         with _progress_bar(progress, budget, "k-means++") as update:
             return fn(pool.data, mask, budget, seed, first, algorithm=algo, progress=update, accum_dtype=acc)
 

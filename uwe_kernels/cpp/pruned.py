@@ -59,14 +59,17 @@ def sketch_supported(emb: Any) -> bool:
     return fa is None or fa.weights.ndim == 1
 
 
-def choose_algorithm(emb: Any, centres: int | None = None) -> str:
+def choose_algorithm(emb: Any, centres: int | None = None, *, kcenter: bool = False, labelled: int = 0,
+                     budget: int = 0) -> str:
     """Group bounds when a small sample looks clustered (uwe_kernels._pruning), a sketch when
-    its measured traffic pays (uwe_kernels._sketch.choose_bounds), both, or 'brute'. The
-    kernel itself still falls back to the plain pass when group bounds stop paying.
-    centres: the selection's mean centre count (labelled rows plus half the budget)."""
+    its measured traffic pays or k-center greedy's dormant rows do ('sketch': plain mode, where
+    cpp's dormant rows run), both, or 'brute' (uwe_kernels._sketch.choose_bounds). The kernel
+    itself still falls back to the plain pass when group bounds stop paying. centres: the
+    selection's mean centre count (labelled rows plus half the budget)."""
     if pruned_supported(emb):
         return "brute"
-    return choose_bounds(emb, centres, sketch_supported(emb))
+    return choose_bounds(emb, centres, sketch_supported(emb), kcenter=kcenter,
+                         labelled=labelled, budget=budget)
 
 
 def _sketch_args(emb: Any, sketch_width: int, first_tier: int, directions: Any,

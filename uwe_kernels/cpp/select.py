@@ -44,8 +44,9 @@ def not_supported_reasons(op: str, call: Any) -> list[str]:
     return [f"algorithm={algorithm!r} is not implemented by cpp"]
 
 
-def choose_algorithm(emb: Any, centres: int | None = None) -> str:
-    return pruned.choose_algorithm(emb, centres)
+def choose_algorithm(emb: Any, centres: int | None = None, *, kcenter: bool = False, labelled: int = 0,
+                     budget: int = 0) -> str:
+    return pruned.choose_algorithm(emb, centres, kcenter=kcenter, labelled=labelled, budget=budget)
 
 
 def kcenter_greedy(

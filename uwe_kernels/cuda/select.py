@@ -88,7 +88,8 @@ def not_supported_reasons(op: str, call: Any) -> list[str]:
     return []
 
 
-def choose_algorithm(emb: Any, centres: int | None = None) -> str:
+def choose_algorithm(emb: Any, centres: int | None = None, *, kcenter: bool = False, labelled: int = 0,
+                     budget: int = 0) -> str:
     return "brute"
 
 

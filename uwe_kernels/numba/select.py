@@ -6,7 +6,8 @@ sweep per pick, O(n d) per pick, O(n (K + d)) for BADGE factors), 'pruned' (dens
 the pruning engine of pruned.py (the same picks, reading only rows whose nearest-centre
 distance can change) with group bounds; 'sketch' runs it with sketch (projection) bounds
 only, 'pruned+sketch' with both. 'auto' measures a row sample: group bounds when it looks
-clustered, a sketch when its predicted traffic is at most half of brute force's. The pick loops
+clustered, a sketch when its predicted traffic is at most half of brute force's (or, for
+k-center greedy, when its dormant rows pay: _sketch.dormancy_pays). The pick loops
 are _driver's; distances are rows.py's (float32 accumulator, float64 for float64 inputs; D
 and prefix sums float64). Ties: lowest index wins, independent of the thread count.
 """
@@ -28,13 +29,29 @@ CHECKS_FINITE = False
 ALGORITHMS = ("brute", "pruned", "sketch", "pruned+sketch")
 
 
-def choose_algorithm(emb: Any, centres: int | None = None) -> str:
+# numba's sketched labelled pass costs less per labelled row than cpp's (_sketch.dormancy_pays)
+# up to d = 512, more above, measured on isotropic noise: at d = 512 1.32x brute force's time
+# at budget = labelled / 10, 0.47x at labelled / 8, 0.26-0.28x at labelled / 5; at d = 256
+# 1.0x at labelled / 5, 0.25x at labelled / 2.5; at d = 1024 1.36x at labelled / 10, 1.11x at
+# labelled / 5, 0.84x at labelled / 4, 0.24x at labelled / 2.5 (hence the cost grows as d^2
+# above 512).
+DORMANT_LABELLED_COST = 100.0
+
+
+def dormant_labelled_cost(d: int) -> float:
+    return DORMANT_LABELLED_COST * max(1.0, d / 512) ** 2
+
+
+def choose_algorithm(emb: Any, centres: int | None = None, *, kcenter: bool = False, labelled: int = 0,
+                     budget: int = 0) -> str:
     """Group bounds ('pruned') for dense pools whose row sample looks clustered (the same test
-    as cpp), a sketch when _sketch.choose_sketch says it pays, both when both; else 'brute'.
-    centres: the selection's mean centre count (labelled rows plus half the budget)."""
+    as cpp), a sketch when _sketch.choose_sketch says it pays (or k-center greedy's dormant
+    rows do: _sketch.dormancy_pays), both when both; else 'brute'. centres: the selection's
+    mean centre count (labelled rows plus half the budget)."""
     if pruned.pruned_supported(emb):
         return "brute"
-    return choose_bounds(emb, centres, not sketched.sketch_supported(emb, pruned.accum(None, emb)))
+    return choose_bounds(emb, centres, not sketched.sketch_supported(emb, pruned.accum(None, emb)), kcenter=kcenter,
+                         labelled=labelled, budget=budget, labelled_cost=dormant_labelled_cost(emb.shape[1]))
 
 
 def _check_algorithm(algorithm: str) -> None:
