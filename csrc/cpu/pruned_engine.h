@@ -390,25 +390,35 @@ class Engine {
     return best;
   }
 
-  // nearest_in_set for `count` listed rows with no centre yet: D[i], and A[i] = the position of
-  // its nearest centre in the set.
-  void search_rows(const CentreSet& set, const int64_t* listed, int64_t count, Acc stop_below, Acc* D, int64_t* A,
-                   int64_t& pairs) {
+  // search(i, b, cand, pairs, read) for `count` listed rows in parallel, each thread with its
+  // own nearest_in_set scratch for `set`; returns the full distances counted, `read` the values.
+  template <class Search>
+  int64_t each_row_in_set(const CentreSet& set, const int64_t* listed, int64_t count, int64_t& read, Search&& search) {
     const int threads = rows_.workspace().threads;
     const int64_t mp = set.cs.padded();
     std::vector<float> bounds(static_cast<size_t>(mp * threads));
     std::vector<std::pair<float, int32_t>> candidates(static_cast<size_t>(mp * threads));
-    int64_t found = 0, read = 0;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 32) reduction(+ : found, read) if (count * set.m >= kParallelMin)
+    int64_t found = 0, values = 0;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 32) reduction(+ : found, values) if (count * set.m >= kParallelMin)
     for (int64_t r = 0; r < count; ++r) {
-      const int64_t i = listed[r];
       const int tid = cpu::thread_id();
-      int64_t j = -1;
-      D[i] = nearest_in_set(set, i, std::numeric_limits<Acc>::infinity(), j, stop_below, bounds.data() + mp * tid,
-                            candidates.data() + mp * tid, found, read);
-      A[i] = j;
+      search(listed[r], bounds.data() + mp * tid, candidates.data() + mp * tid, found, values);
     }
-    pairs += found;
+    read += values;
+    return found;
+  }
+
+  // nearest_in_set for `count` listed rows with no centre yet: D[i], and A[i] = the position of
+  // its nearest centre in the set.
+  void search_rows(const CentreSet& set, const int64_t* listed, int64_t count, Acc stop_below, Acc* D, int64_t* A,
+                   int64_t& pairs) {
+    int64_t read = 0;  // add_centres counts the pass's values from its pairs
+    pairs += each_row_in_set(set, listed, count, read, [&](int64_t i, float* b, std::pair<float, int32_t>* cand,
+                                                           int64_t& found, int64_t& values) {
+      int64_t j = -1;
+      D[i] = nearest_in_set(set, i, std::numeric_limits<Acc>::infinity(), j, stop_below, b, cand, found, values);
+      A[i] = j;
+    });
   }
 
   // Moves `count` rows spread evenly over `rows` to its front (the rest keep their order).
@@ -460,29 +470,22 @@ class Engine {
       wake_set_->append(*this, c);
     }
     const CentreSet& set = *wake_set_;
-    const int threads = rows_.workspace().threads;
-    const int64_t mp = set.cs.padded();
-    const int64_t count = static_cast<int64_t>(woken.size());
-    std::vector<float> bounds(static_cast<size_t>(mp * threads));
-    std::vector<std::pair<float, int32_t>> candidates(static_cast<size_t>(mp * threads));
-    int64_t found = 0, read = 0;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 32) reduction(+ : found, read) if (count * set.m >= kParallelMin)
-    for (int64_t q = 0; q < count; ++q) {
-      const int64_t i = woken[q];
-      const int tid = cpu::thread_id();
+    int64_t read = 0;
+    const int64_t found = each_row_in_set(set, woken.data(), static_cast<int64_t>(woken.size()), read,
+                                          [&](int64_t i, float* b, std::pair<float, int32_t>* cand, int64_t& pairs,
+                                              int64_t& values) {
       int64_t j = wake_position_[group_of_[i]];
-      const Acc d = nearest_in_set(set, i, dormant_.upper(i), j, dormant_.threshold(), bounds.data() + mp * tid,
-                                   candidates.data() + mp * tid, found, read);
+      const Acc d = nearest_in_set(set, i, dormant_.upper(i), j, dormant_.threshold(), b, cand, pairs, values);
       group_of_[i] = wake_group_[j];
       if (d < dormant_.threshold()) {
-        dormant_.sleep(i, d, tid);
+        dormant_.sleep(i, d, cpu::thread_id());
         D_[i] = 0;
       } else {
         D_[i] = d;
       }
-    }
+    });
     stats_.dormant_rows += dormant_.settle();
-    stats_.woken_rows += count;
+    stats_.woken_rows += static_cast<int64_t>(woken.size());
     stats_.rows_touched += found;
     stats_.values_read += read;
     scan_argmax_ = -2;
