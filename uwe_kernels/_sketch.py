@@ -169,6 +169,12 @@ def _as_backend(emb: Any) -> Any:
     return emb
 
 
+def _shape(emb: Any) -> tuple[int, int]:
+    """(n, d) of a pool _as_backend returned: its rows, or a factored embedding's features."""
+    n, d = emb.features.shape if isinstance(emb, FactoredArrays) else emb.shape
+    return int(n), int(d)
+
+
 def build_sketch(emb: Any, k: int, *, acc_dtype: Any = np.float32, sample_rows: int = SAMPLE_ROWS,
                  directions: tuple[np.ndarray, np.ndarray] | None = None) -> Sketch:
     """The sketch of a dense pool [n, d] (any float dtype, memory-mapped and strided views
@@ -192,7 +198,7 @@ def build_sketches(emb: Any, widths: tuple[int, ...], *, acc_dtype: Any = np.flo
     start = time.perf_counter()
     emb = _as_backend(emb)
     factored = isinstance(emb, FactoredArrays)
-    n, d = emb.features.shape if factored else emb.shape
+    n, d = _shape(emb)
     widths = tuple(int(k) for k in widths)
     if not widths or not all(1 <= k <= d for k in widths):
         raise ValueError(f"sketch width k must be in [1, {d}], got {widths}")
@@ -200,7 +206,7 @@ def build_sketches(emb: Any, widths: tuple[int, ...], *, acc_dtype: Any = np.flo
     acc_unit = _unit(acc_dtype)
     with threadpool_limits(limits=1, user_api="blas"):
         if directions is None:
-            mu, basis, spectrum = principal_directions(_rows64(emb, _sample_indices(n, sample_rows)), kmax)
+            mu, basis, spectrum = principal_directions(row_sample(emb, sample_rows), kmax)
         else:
             mu, basis = (np.asarray(a, dtype=np.float64) for a in directions)
             if mu.shape != (d,) or basis.shape != (d, kmax):
@@ -311,8 +317,7 @@ def sketch_keeps_all(sketch: Sketch, centre: int, D: np.ndarray, rows: Any = sli
 def row_sample(emb: Any, sample_rows: int = SAMPLE_ROWS) -> np.ndarray:
     """The float64 row sample every measurement here reads (evenly spaced rows)."""
     emb = _as_backend(emb)
-    n = emb.features.shape[0] if isinstance(emb, FactoredArrays) else emb.shape[0]
-    return _rows64(emb, _sample_indices(n, sample_rows))
+    return _rows64(emb, _sample_indices(_shape(emb)[0], sample_rows))
 
 
 def sample_directions(emb: Any, k: int, sample_rows: int = SAMPLE_ROWS,
@@ -334,11 +339,10 @@ def predicted_fractions(emb: Any, centres: int, widths: tuple[int, ...] = SKETCH
     `directions` = (mu, P) with at least max(widths) columns are given) and
     sample_rows x d x max(k) multiply-adds. sample: the float64 row sample, when already read."""
     emb = _as_backend(emb)
-    n, d = emb.features.shape if isinstance(emb, FactoredArrays) else emb.shape
+    d = _shape(emb)[1]
     widths = tuple(k for k in widths if k <= d)
-    reference = _sample_indices(n, sample_rows)
     with threadpool_limits(limits=1, user_api="blas"):
-        sample = _rows64(emb, reference) if sample is None else sample
+        sample = row_sample(emb, sample_rows) if sample is None else sample
         mu, basis = directions if directions is not None else principal_directions(sample, max(widths))[:2]
         v = sample - mu
         z = v @ basis
@@ -452,7 +456,7 @@ def choose_sketch(emb: Any, centres: int | None = None, dormant: bool = False) -
     rows plus half the budget), None when unknown."""
     start = time.perf_counter()
     emb = _as_backend(emb)
-    n, d = emb.features.shape if isinstance(emb, FactoredArrays) else emb.shape
+    n, d = _shape(emb)
     widths = tuple(k for k in SKETCH_WIDTHS if 4 * k <= d)
     rows = min(n, SAMPLE_ROWS)
     if n < MIN_ROWS or not widths:
@@ -463,12 +467,12 @@ def choose_sketch(emb: Any, centres: int | None = None, dormant: bool = False) -
     mu, basis, _ = sample_directions(emb, max(widths), sample=sample)
     fractions = predicted_fractions(emb, max(1, centres or 64), widths, directions=(mu, basis), sample=sample)
     k, traffic = best_width(fractions, d)
-    if traffic > MAX_TRAFFIC:
-        if not dormant:
-            return SketchChoice(0, traffic, fractions, None, time.perf_counter() - start)
-        k = min(DORMANT_WIDTH, max(widths))
-        return SketchChoice(k, traffic, fractions, (mu, np.ascontiguousarray(basis[:, :k])), time.perf_counter() - start)
-    wide = best_second_tier(fractions, k, d)
+    if traffic <= MAX_TRAFFIC:
+        wide = best_second_tier(fractions, k, d)
+    elif dormant:
+        k, wide = min(DORMANT_WIDTH, max(widths)), 0
+    else:
+        return SketchChoice(0, traffic, fractions, None, time.perf_counter() - start)
     return SketchChoice(k, traffic, fractions, (mu, np.ascontiguousarray(basis[:, :k])), time.perf_counter() - start,
                         wide, (mu, np.ascontiguousarray(basis[:, :wide])) if wide else None)
 
@@ -484,8 +488,7 @@ def choose_bounds(emb: Any, centres: int | None, sketch_ok: bool, *, kcenter: bo
     groups = looks_clustered(emb)
     if not sketch_ok:
         return "pruned" if groups else "brute"
-    be = _as_backend(emb)
-    n, d = (int(v) for v in (be.features.shape if isinstance(be, FactoredArrays) else be.shape))
+    n, d = _shape(_as_backend(emb))
     dormant = not groups and dormancy_pays(n, d, kcenter, labelled, budget, labelled_cost)
     sketch = choose_sketch(emb, centres, dormant)
     if sketch.width:
@@ -496,13 +499,12 @@ def choose_bounds(emb: Any, centres: int | None, sketch_ok: bool, *, kcenter: bo
 def engine_options(emb: Any, algorithm: str, default_width: int = 16, two_tier: bool = False) -> dict[str, Any]:
     """The pruning engine's mode and sketch for 'pruned' / 'sketch' / 'pruned+sketch' (the
     sketch measurement an Algorithm carries, or default_width when asked by name). two_tier:
-    the engine reads a FIRST_TIER-wide sketch of every row and the chosen width only where that
-    does not settle the row (cpp), so the chosen width is the widest that pays in that scheme."""
+    the engine reads the measured width's sketch of every row and the wider second tier the
+    measurement found (SketchChoice.wide) only where that does not settle the row (cpp)."""
     if "sketch" not in algorithm:
         return {}
     choice = algorithm.sketch if isinstance(algorithm, Algorithm) else NO_SKETCH
-    be = _as_backend(emb)
-    d = int(be.features.shape[1] if isinstance(be, FactoredArrays) else be.shape[1])
+    d = _shape(_as_backend(emb))[1]
     options = {"mode": "plain" if algorithm == "sketch" else "adaptive",
                "sketch_width": choice.width or min(default_width, d), "directions": choice.directions}
     if two_tier and choice.wide > choice.width and choice.directions is not None:
