@@ -81,7 +81,8 @@ def _engine(backend: str) -> tuple[Any, Any, bool]:
 
 
 def dormancy(stats: dict[str, Any]) -> dict[str, Any]:
-    """k-center greedy's dormant rows (cpp): rows that went dormant, of those woken, wake rounds."""
+    """k-center greedy's dormant rows, as the engine reports them: rows that fell asleep, rows
+    woken, wake rounds."""
     return {k: stats[k] for k in ("dormant_rows", "woken_rows", "wake_rounds") if k in stats}
 
 

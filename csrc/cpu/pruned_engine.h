@@ -314,8 +314,6 @@ class Engine {
     CentreSketch cs;
     std::vector<float> wide_z, wide_r, wide_slack;
 
-    int64_t m = 0;
-
     CentreSet(const Engine& e, const std::vector<int64_t>& ids) : cs(e.sk_, {}) {
       packed.reserve(ids.size() * static_cast<size_t>(e.rows_.centre_size()));
       for (const int64_t c : ids) append(e, c);
@@ -324,7 +322,7 @@ class Engine {
     void append(const Engine& e, int64_t c) {
       const int64_t cw = e.rows_.centre_size();
       packed.resize(packed.size() + static_cast<size_t>(cw));
-      e.rows_.load_centre(c, packed.data() + m * cw);
+      e.rows_.load_centre(c, packed.data() + size() * cw);
       cs.append(e.sk_, c);
       const SketchView& w = e.wide_;
       if (w.z != nullptr) {
@@ -332,8 +330,9 @@ class Engine {
         wide_r.push_back(w.r[c]);
         wide_slack.push_back(w.slack[c] + w.tau);
       }
-      ++m;
     }
+
+    int64_t size() const { return cs.size(); }
   };
 
   // Row i's nearest centre of `set` by brute-force distances (early exit at D), from `best`, a
@@ -360,7 +359,7 @@ class Engine {
     int64_t nc = 0;
     for (int64_t j0 = 0; j0 < set.cs.padded(); j0 += kLanes) {
       unsigned need = set.cs.needs_distance(b, j0, scaled, slack_x);
-      if (j0 + kLanes > set.m) need &= (1u << (set.m - j0)) - 1;
+      if (j0 + kLanes > set.size()) need &= (1u << (set.size() - j0)) - 1;
       while (need != 0) {
         const int64_t j = j0 + __builtin_ctz(need);
         need &= need - 1;
@@ -399,7 +398,7 @@ class Engine {
     std::vector<float> bounds(static_cast<size_t>(mp * threads));
     std::vector<std::pair<float, int32_t>> candidates(static_cast<size_t>(mp * threads));
     int64_t found = 0, values = 0;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 32) reduction(+ : found, values) if (count * set.m >= kParallelMin)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 32) reduction(+ : found, values) if (count * set.size() >= kParallelMin)
     for (int64_t r = 0; r < count; ++r) {
       const int tid = cpu::thread_id();
       search(listed[r], bounds.data() + mp * tid, candidates.data() + mp * tid, found, values);
@@ -465,7 +464,7 @@ class Engine {
     for (; wake_groups_seen_ < groups_.size(); ++wake_groups_seen_) {
       const int64_t c = groups_[wake_groups_seen_].centre;
       if (c < 0) continue;
-      wake_position_[wake_groups_seen_] = wake_set_->m;
+      wake_position_[wake_groups_seen_] = wake_set_->size();
       wake_group_.push_back(static_cast<int32_t>(wake_groups_seen_));
       wake_set_->append(*this, c);
     }

@@ -171,6 +171,7 @@ class CentreSketch {
     ++m_;
   }
 
+  int64_t size() const { return m_; }
   int64_t padded() const { return (m_ + kLanes - 1) / kLanes * kLanes; }
   float slack(int64_t j) const { return slack_[j]; }  // slack_c + tau
 
